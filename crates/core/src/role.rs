@@ -1,0 +1,240 @@
+//! Roles: the named things a caller can get credentials for.
+
+use crate::duration::Ttl;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A role as declared in `roles.toml`.
+///
+/// The role is the *maximum* a caller can get: requests may narrow the
+/// lifetime, scopes and audience, never widen them (see [`Role::narrow`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Name of the issuer (an `[[issuer.*]]` entry in `idmint.toml`) that mints it.
+    pub issuer: String,
+    pub max_ttl: Ttl,
+    /// Lifetime when the request names none; defaults to `max_ttl`.
+    #[serde(default)]
+    pub default_ttl: Option<Ttl>,
+    /// `oauth`: audiences a token may be minted for; the first is the default.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// `oauth`: the scope template; a request gets a subset of it.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Free-form attributes visible to policy as `resource.labels`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The role file: `[[role]]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleFile {
+    #[serde(default)]
+    role: Vec<Role>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RoleError {
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: role {role:?}: {message}")]
+    Invalid {
+        file: String,
+        role: String,
+        message: String,
+    },
+}
+
+/// What a request asks for, before narrowing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantRequest {
+    pub ttl: Option<Ttl>,
+    pub scopes: Option<Vec<String>>,
+    pub audience: Option<String>,
+}
+
+/// What will actually be minted: the request narrowed by the role and policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    pub ttl: Ttl,
+    pub scopes: Vec<String>,
+    pub audience: Option<String>,
+    /// True when the requested TTL was longer than allowed and was cut down.
+    pub ttl_clamped: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NarrowError {
+    #[error("scope {0:?} is not in role {1:?}'s scope template; request a subset of: {2}")]
+    ScopeNotAllowed(String, String, String),
+    #[error("audience {0:?} is not allowed for role {1:?}; allowed: {2}")]
+    AudienceNotAllowed(String, String, String),
+    #[error("role {0:?} has no audience configured and the request named none")]
+    NoAudience(String),
+}
+
+/// Roles are referenced by name in Cedar (`Role::"name"`) and in URLs, so the
+/// name alphabet is restricted to what is unambiguous in both.
+pub fn valid_role_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 128
+        && n.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'/'))
+        && !n.starts_with('/')
+        && !n.contains("//")
+}
+
+impl Role {
+    pub fn default_ttl(&self) -> Ttl {
+        self.default_ttl.unwrap_or(self.max_ttl)
+    }
+
+    /// Parse and validate a `roles.toml`. `file` is used in error messages.
+    pub fn parse_file(file: &str, text: &str) -> Result<BTreeMap<String, Role>, RoleError> {
+        let parsed: RoleFile = toml::from_str(text).map_err(|e| RoleError::Parse {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut roles = BTreeMap::new();
+        for role in parsed.role {
+            let invalid = |message: String| RoleError::Invalid {
+                file: file.to_string(),
+                role: role.name.clone(),
+                message,
+            };
+            if !valid_role_name(&role.name) {
+                return Err(invalid(
+                    "name must be 1-128 characters of [A-Za-z0-9-_./]".into(),
+                ));
+            }
+            if let Some(d) = role.default_ttl {
+                if d > role.max_ttl {
+                    return Err(invalid(format!(
+                        "default_ttl {d} exceeds max_ttl {}",
+                        role.max_ttl
+                    )));
+                }
+            }
+            if roles.contains_key(&role.name) {
+                return Err(invalid("declared twice".into()));
+            }
+            roles.insert(role.name.clone(), role);
+        }
+        Ok(roles)
+    }
+
+    /// Narrow a request to what this role allows.
+    ///
+    /// Documented decisions: a TTL longer than the cap is *clamped* (the
+    /// response reports the effective TTL, as Vault does); a scope or audience
+    /// outside the template is *refused*, because silently dropping a scope
+    /// the caller relies on would fail later and far from the cause.
+    /// `policy_cap` is the tightest `@ttl_cap` of the policies that permitted.
+    pub fn narrow(&self, req: &GrantRequest, policy_cap: Option<Ttl>) -> Result<Grant, NarrowError> {
+        let cap = match policy_cap {
+            Some(p) if p < self.max_ttl => p,
+            _ => self.max_ttl,
+        };
+        let wanted = req.ttl.unwrap_or_else(|| self.default_ttl());
+        let (ttl, ttl_clamped) = if wanted > cap { (cap, req.ttl.is_some()) } else { (wanted, false) };
+        let scopes = match &req.scopes {
+            None => self.scopes.clone(),
+            Some(asked) => {
+                let mut out: Vec<String> = Vec::new();
+                for s in asked {
+                    if !self.scopes.iter().any(|t| t == s) {
+                        return Err(NarrowError::ScopeNotAllowed(
+                            s.clone(),
+                            self.name.clone(),
+                            self.scopes.join(" "),
+                        ));
+                    }
+                    if !out.contains(s) {
+                        out.push(s.clone());
+                    }
+                }
+                out
+            }
+        };
+        let audience = match &req.audience {
+            Some(a) => {
+                if !self.audiences.iter().any(|t| t == a) {
+                    return Err(NarrowError::AudienceNotAllowed(
+                        a.clone(),
+                        self.name.clone(),
+                        self.audiences.join(", "),
+                    ));
+                }
+                Some(a.clone())
+            }
+            None => self.audiences.first().cloned(),
+        };
+        Ok(Grant {
+            ttl,
+            scopes,
+            audience,
+            ttl_clamped,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLES: &str = r#"
+[[role]]
+name = "orders-api"
+issuer = "oauth"
+max_ttl = "10m"
+default_ttl = "5m"
+audiences = ["https://orders.example", "https://orders-staging.example"]
+scopes = ["orders:read", "orders:write"]
+"#;
+
+    fn role() -> Role {
+        Role::parse_file("roles.toml", ROLES).unwrap().remove("orders-api").unwrap()
+    }
+
+    #[test]
+    fn narrows_never_widens() {
+        let r = role();
+        let g = r.narrow(&GrantRequest::default(), None).unwrap();
+        assert_eq!(g.ttl.as_secs(), 300);
+        assert_eq!(g.scopes, vec!["orders:read", "orders:write"]);
+        assert_eq!(g.audience.as_deref(), Some("https://orders.example"));
+
+        let req = GrantRequest {
+            ttl: Some("1h".parse().unwrap()),
+            scopes: Some(vec!["orders:read".into()]),
+            audience: Some("https://orders-staging.example".into()),
+        };
+        let g = r.narrow(&req, None).unwrap();
+        assert_eq!((g.ttl.as_secs(), g.ttl_clamped), (600, true));
+        assert_eq!(g.scopes, vec!["orders:read"]);
+        let g = r.narrow(&req, Some("2m".parse().unwrap())).unwrap();
+        assert_eq!(g.ttl.as_secs(), 120);
+
+        let wide = GrantRequest { scopes: Some(vec!["orders:admin".into()]), ..Default::default() };
+        assert!(matches!(r.narrow(&wide, None), Err(NarrowError::ScopeNotAllowed(..))));
+        let aud = GrantRequest { audience: Some("https://evil".into()), ..Default::default() };
+        assert!(matches!(r.narrow(&aud, None), Err(NarrowError::AudienceNotAllowed(..))));
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        let e = Role::parse_file("r.toml", "[[role]]\nname='x'\nissuer='oauth'\nmax_ttl='5m'\nbogus=1\n").unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        assert!(e.to_string().contains("line"), "{e}");
+        let e = Role::parse_file("r.toml", "[[role]]\nname='x'\nissuer='oauth'\nmax_ttl='5m'\ndefault_ttl='1h'\n").unwrap_err();
+        assert!(e.to_string().contains("exceeds max_ttl"), "{e}");
+        let e = Role::parse_file("r.toml", "[[role]]\nname='a b'\nissuer='oauth'\nmax_ttl='5m'\n").unwrap_err();
+        assert!(e.to_string().contains("name must be"), "{e}");
+    }
+}

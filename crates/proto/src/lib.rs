@@ -1,0 +1,180 @@
+//! Wire types of idmint's native API (`/api/v1/`) and its OAuth endpoint.
+//!
+//! Shared by the server and every client so that a field rename is a compile
+//! error on both sides rather than a silent mismatch.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Prefix of every idmint session token.
+pub const SESSION_TOKEN_PREFIX: &str = "idm_";
+
+/// RFC 8693 token type URIs.
+pub mod token_types {
+    pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+    pub const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+    pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+    pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+}
+
+/// Every native API error: `{"error": {"code", "message", "request_id"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_token`, `policy_denied`.
+    pub code: String,
+    /// What failed and what to do about it.
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// `POST /api/v1/login`
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Authn method; only `oidc` for now.
+    pub method: String,
+    /// The proof: for `oidc`, the JWT.
+    pub token: String,
+    /// Name of the auth config to use; by default chosen by the token's `iss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IdentitySummary {
+    pub kind: String,
+    pub subject: String,
+    pub issuer: String,
+    pub method: String,
+    pub auth: String,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub attributes: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// `idm_…` session token: send as `Authorization: Bearer`.
+    pub token: String,
+    pub token_id: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub renewable: bool,
+    pub identity: IdentitySummary,
+}
+
+/// `POST /api/v1/creds/{role}`
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CredsRequest {
+    /// Requested lifetime (`"5m"`); capped by role and policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// Requested scopes; must be a subset of the role's template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+/// The credential itself, tagged by kind so that later issuers (ssh, aws,
+/// database) add variants without breaking existing clients.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Credential {
+    /// A JWT signed by idmint for a downstream API.
+    OauthToken {
+        access_token: String,
+        token_type: String,
+        audience: Option<String>,
+        scopes: Vec<String>,
+        /// `jti` of the token.
+        token_id: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CredsResponse {
+    pub lease_id: String,
+    pub role: String,
+    pub issuer: String,
+    pub expires_at: i64,
+    pub ttl_seconds: u64,
+    /// True when the requested TTL exceeded the cap and was shortened.
+    pub ttl_clamped: bool,
+    pub policy_version: u64,
+    /// Keyed fingerprint of the credential, as it appears in the audit log.
+    pub fingerprint: String,
+    pub credential: Credential,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub identity: IdentitySummary,
+    pub token_id: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeaseInfo {
+    pub id: String,
+    pub role: String,
+    pub issuer: String,
+    pub principal: String,
+    pub state: String,
+    pub policy_version: u64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseList {
+    pub leases: Vec<LeaseInfo>,
+}
+
+/// `GET /api/v1/audit/trace/{ref}`: the audit events that explain a
+/// credential, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TraceResponse {
+    pub reference: String,
+    pub events: Vec<Value>,
+}
+
+/// `POST /oauth/token` success (RFC 8693 §2.2.1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenExchangeResponse {
+    pub access_token: String,
+    pub issued_token_type: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// `POST /oauth/token` failure (RFC 6749 §5.2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OAuthError {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+}
+
+/// `GET /healthz` and `/readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
