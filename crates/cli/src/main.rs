@@ -1,1 +1,50 @@
-fn main() {}
+//! `idmint`: the command-line client and the server binary.
+//!
+//! Thin by design: parsing (`args`), talking to the server
+//! (`idmint-client`), formatting (`output`). Decisions live in the server.
+
+mod args;
+mod commands;
+mod connection;
+mod input;
+mod jwt;
+mod output;
+mod session;
+
+use clap::Parser;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    init_logging(&cli.command);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(exit) => exit.code(),
+        Err(e) => {
+            // `{:#}` prints the whole context chain on one line.
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `IDMINT_LOG`. The server logs at info by
+/// default; client commands only warn, so their stdout/stderr stay readable.
+fn init_logging(command: &args::Command) {
+    let default = match command {
+        args::Command::Server(_) => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_env("IDMINT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

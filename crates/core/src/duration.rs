@@ -36,6 +36,13 @@ impl Ttl {
         }
         Ok(Ttl(Duration::from_secs(d.as_secs())))
     }
+    /// For constants and defaults: clamps into the valid range instead of
+    /// failing, so it can never panic.
+    pub const fn clamped(secs: u64) -> Self {
+        let max = MAX_TTL.as_secs();
+        let s = if secs == 0 { 1 } else if secs > max { max } else { secs };
+        Ttl(Duration::from_secs(s))
+    }
     pub fn as_duration(self) -> Duration {
         self.0
     }

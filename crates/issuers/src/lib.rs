@@ -1,1 +1,72 @@
-//! placeholder
+//! Issuers: the modules that mint (and revoke) credentials on targets.
+//!
+//! Every target (`oauth`, later `ssh`, `aws`, databases, …) implements
+//! [`Issuer`]. The server drives each issuance the same way, so that a crash
+//! at any point leaves a record the reaper can clean up:
+//!
+//! 1. [`Issuer::plan`] decides the revocation handle (a token id, a database
+//!    user name) without touching the target;
+//! 2. the server writes the lease with that handle to the store (write-ahead);
+//! 3. [`Issuer::issue`] creates the credential on the target;
+//! 4. at expiry or on request, [`Issuer::revoke`] removes it — idempotently,
+//!    because the reaper may retry after a partial failure.
+
+mod error;
+pub mod keys;
+pub mod oauth;
+
+pub use error::IssueError;
+pub use keys::{discovery_document, KeyRing, SigningAlg, SigningKey};
+pub use oauth::{OauthIssuer, OauthIssuerConfig};
+
+use idmint_core::{Grant, Identity, LeaseId, RequestId, RevocationHandle, Role, Secret, UnixTime};
+
+/// What the server hands an issuer.
+///
+/// `lease_id` and `revocation` were already written to the store
+/// (write-ahead) before [`Issuer::issue`] is called, so the issuer must mint
+/// exactly the credential `revocation` names.
+pub struct IssueRequest<'a> {
+    pub lease_id: &'a LeaseId,
+    pub request_id: &'a RequestId,
+    /// The verified caller the credential is minted for.
+    pub identity: &'a Identity,
+    pub role: &'a Role,
+    /// The request narrowed by role and policy: TTL, scopes, audience.
+    pub grant: &'a Grant,
+    /// Version of the policy bundle that permitted the request.
+    pub policy_version: u64,
+    pub now: UnixTime,
+    /// RFC 8693 `act` claim (delegation), when the token exchange carried an
+    /// `actor_token`.
+    pub actor: Option<serde_json::Value>,
+    /// The handle returned by [`Issuer::plan`] for this lease.
+    pub revocation: &'a RevocationHandle,
+}
+
+/// A minted credential.
+pub struct Minted {
+    /// The wire form returned to the client.
+    pub credential: idmint_proto::Credential,
+    /// When the credential stops working; never later than the caller's proof.
+    pub expires_at: UnixTime,
+    /// The bytes the audit log fingerprints (keyed HMAC), e.g. the JWT.
+    pub secret_material: Secret<Vec<u8>>,
+}
+
+/// A target idmint can mint credentials for.
+#[async_trait::async_trait]
+pub trait Issuer: Send + Sync {
+    /// The config name, e.g. `"oauth"` from `[[issuer.oauth]] name = "oauth"`.
+    fn name(&self) -> &str;
+    /// The issuer type, e.g. `"oauth"`.
+    fn kind(&self) -> &'static str;
+    /// Decide the revocation handle BEFORE minting (write-ahead), e.g. the
+    /// `jti` or the database user name. Must not contact the target.
+    fn plan(&self, lease_id: &LeaseId) -> Result<RevocationHandle, IssueError>;
+    /// Mint the credential named by `req.revocation`.
+    async fn issue(&self, req: &IssueRequest<'_>) -> Result<Minted, IssueError>;
+    /// Revoke the credential. Idempotent: revoking something already gone is
+    /// `Ok`.
+    async fn revoke(&self, handle: &RevocationHandle) -> Result<(), IssueError>;
+}

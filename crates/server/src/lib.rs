@@ -1,1 +1,224 @@
-//! placeholder
+//! The idmint server: HTTP API, policy, issuers, leases, audit.
+//!
+//! Request path: proof → [`idmint_authn`] → `Identity` → Cedar policy
+//! ([`idmint_core::PolicyBundle`]) → issuer ([`idmint_issuers`]) → lease
+//! ([`idmint_store`]) → audit ([`idmint_audit`]) → response. See
+//! `issuance.rs` for the invariants that hold along it.
+
+mod app;
+mod audit_events;
+pub mod config;
+mod demo_idp;
+mod dev;
+mod error;
+mod issuance;
+mod metrics;
+pub mod policy_source;
+mod reaper;
+mod revocation;
+mod routes;
+mod session_auth;
+mod startup;
+mod state;
+mod tls;
+
+pub use dev::{SAMPLE_POLICY, SAMPLE_ROLES};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How `idmint server` was invoked.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// `idmint.toml`; required unless `dev`.
+    pub config: Option<PathBuf>,
+    /// Development mode: SQLite + generated keys in `data_dir` (a temp dir
+    /// when None), the built-in demo OIDC issuer, the sample policy, plain
+    /// HTTP on loopback only.
+    pub dev: bool,
+    pub data_dir: Option<PathBuf>,
+    /// Overrides `[server] listen`.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Sent once the listener is bound, so callers (tests, `idmint demo`) learn
+/// the port without racing.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub addr: SocketAddr,
+    /// `http(s)://addr`
+    pub base_url: String,
+    /// Where the dev server keeps its files (db, keys, audit log).
+    pub data_dir: PathBuf,
+    pub audit_file: Option<PathBuf>,
+    /// Issuer URL of the built-in demo IdP (`{base_url}/demo-idp`), dev only.
+    pub demo_issuer: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Startup(String),
+}
+
+/// Run until SIGINT/SIGTERM.
+pub async fn serve(
+    opts: ServeOptions,
+    ready: Option<tokio::sync::oneshot::Sender<ServerInfo>>,
+) -> Result<(), ServerError> {
+    let (listener, mut cfg, data_dir, demo) = if opts.dev {
+        let listen = opts
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(dev::DEFAULT_DEV_LISTEN));
+        if !listen.ip().is_loopback() {
+            return Err(ServerError::Config(format!(
+                "--dev serves plain HTTP and a demo IdP that mints tokens for anyone: it only listens on loopback, not {listen}"
+            )));
+        }
+        let data_dir = opts.data_dir.clone().unwrap_or_else(dev::default_data_dir);
+        let listener = bind(listen).await?;
+        let addr = listener.local_addr().map_err(|e| ServerError::Startup(e.to_string()))?;
+        let cfg_path = dev::prepare(&data_dir, addr).map_err(ServerError::Startup)?;
+        let (mut cfg, _) = config::IdmintConfig::load(&cfg_path).map_err(|e| ServerError::Config(e.to_string()))?;
+        cfg.resolve_paths(&data_dir);
+        let demo = demo_idp::DemoIdp::new(&format!("http://{addr}"))
+            .map_err(|e| ServerError::Startup(e.to_string()))?;
+        (listener, cfg, data_dir, Some(demo))
+    } else {
+        let (cfg, base) = load_config(&opts)?;
+        let listener = bind(cfg.server.listen).await?;
+        (listener, cfg, base, None)
+    };
+    if let Some(l) = opts.listen {
+        if !opts.dev {
+            cfg.server.listen = l;
+        }
+    }
+    let addr = listener.local_addr().map_err(|e| ServerError::Startup(e.to_string()))?;
+    let tls = match &cfg.server.tls {
+        Some(t) => Some(tls::server_config(&t.cert, &t.key).map_err(ServerError::Config)?),
+        None => None,
+    };
+    let built = startup::build(&cfg, opts.dev, demo).await?;
+    let state = built.state;
+    for v in &built.verifiers {
+        v.spawn_refresh();
+        let v = v.clone();
+        // Keys load in the background: a slow IdP must not block start-up
+        // (the demo IdP is this very server, not serving yet).
+        tokio::spawn(async move {
+            if let Err(e) = v.prefetch().await {
+                tracing::warn!(auth = v.name(), error = %e, "could not load the issuer's signing keys yet; will retry");
+            }
+        });
+    }
+    reaper::LeaseReaper {
+        interval: cfg.reaper.interval.as_duration(),
+        max_attempts: cfg.reaper.max_attempts,
+    }
+    .spawn(state.clone());
+
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let info = ServerInfo {
+        addr,
+        base_url: format!("{scheme}://{addr}"),
+        data_dir,
+        audit_file: state.audit_file.clone(),
+        demo_issuer: state.demo_idp.as_ref().map(|d| d.issuer.clone()),
+    };
+    tracing::info!(
+        address = %info.base_url,
+        policy_version = state.bundle.load().version,
+        data_dir = %info.data_dir.display(),
+        "idmint listening"
+    );
+    if let Some(tx) = ready {
+        let _ = tx.send(info);
+    }
+    let router = app::router(
+        state.clone(),
+        cfg.server.max_body_bytes,
+        cfg.server.request_timeout.as_duration(),
+    );
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending::<()>().await,
+            };
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+    };
+    let result = match tls {
+        Some(tls_cfg) => {
+            let l = tls::TlsListener::new(listener, tls_cfg).map_err(|e| ServerError::Startup(e.to_string()))?;
+            axum::serve(l, router.into_make_service_with_connect_info::<routes::PeerAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router.into_make_service_with_connect_info::<routes::PeerAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    if let Err(e) = state.audit.close().await {
+        tracing::error!(error = %e, "closing the audit log failed");
+    }
+    result.map_err(|e| ServerError::Startup(format!("server error: {e}")))
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        ServerError::Startup(format!(
+            "cannot listen on {addr}: {e} (is another idmint running? pick another address with --listen)"
+        ))
+    })
+}
+
+fn load_config(opts: &ServeOptions) -> Result<(config::IdmintConfig, PathBuf), ServerError> {
+    let path = opts.config.as_ref().ok_or_else(|| {
+        ServerError::Config("no configuration: pass --config idmint.toml, or --dev to try idmint with generated defaults".into())
+    })?;
+    let (mut cfg, _) = config::IdmintConfig::load(path).map_err(|e| ServerError::Config(e.to_string()))?;
+    let base = path
+        .parent()
+        .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() })
+        .unwrap_or_else(|| PathBuf::from("."));
+    cfg.resolve_paths(&base);
+    Ok((cfg, base))
+}
+
+/// `idmint server --check-config`: parse and validate everything (config,
+/// policy dir, TLS files, key files) without binding or writing anything.
+/// Returns a human summary.
+pub fn check_config(opts: &ServeOptions) -> Result<String, ServerError> {
+    let (cfg, _) = load_config(opts)?;
+    let (_, bundle) = startup::load_policy(&cfg)?;
+    if let Some(t) = &cfg.server.tls {
+        tls::server_config(&t.cert, &t.key).map_err(ServerError::Config)?;
+    }
+    if let Some(k) = &cfg.seal.key_file {
+        idmint_store::Envelope::load_root_key_file(k).map_err(|e| ServerError::Config(format!("[seal] key_file: {e}")))?;
+    }
+    if let Some(var) = &cfg.seal.key_env {
+        let v = std::env::var(var).map_err(|_| ServerError::Config(format!("[seal] key_env: environment variable {var} is not set")))?;
+        idmint_store::Envelope::root_key_from_env(&v).map_err(|e| ServerError::Config(format!("[seal] key_env {var}: {e}")))?;
+    }
+    let mut out = String::new();
+    use std::fmt::Write;
+    let _ = writeln!(out, "configuration OK");
+    let _ = writeln!(out, "  listen:       {} ({})", cfg.server.listen, if cfg.server.tls.is_some() { "TLS" } else { "plain HTTP, loopback" });
+    let _ = writeln!(out, "  auth.oidc:    {}", cfg.auth.oidc.iter().map(|o| o.get_ref().name.clone()).collect::<Vec<_>>().join(", "));
+    let _ = writeln!(out, "  issuers:      {}", startup::issuer_names(&cfg).join(", "));
+    let _ = writeln!(out, "  policy:       {} roles, {} Cedar policies from {}", bundle.roles.len(), bundle.policy_count(), cfg.policy_dir.display());
+    Ok(out)
+}

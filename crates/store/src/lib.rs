@@ -1,1 +1,23 @@
-//! placeholder
+//! Persistent state of idmint: the [`Store`] trait, its SQLite backend,
+//! schema migrations, and envelope encryption of secrets at rest.
+//!
+//! The server only ever sees [`Store`] (no database types leak out), so a
+//! PostgreSQL backend can be added behind the same trait and checked with the
+//! same behaviour suite ([`conformance::run_store_suite`], behind the
+//! `conformance` feature).
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod envelope;
+mod error;
+mod root_key;
+mod sealed_secret;
+mod sqlite;
+mod store;
+
+pub use envelope::Envelope;
+pub use error::StoreError;
+pub use idmint_core::policy::SourceFile;
+pub use sealed_secret::get_or_create_secret;
+pub use sqlite::SqliteStore;
+pub use store::{LeaseFilter, Store, StoredBundle, MAX_DUE_LIMIT};

@@ -1,1 +1,40 @@
-//! placeholder
+//! Integration-test kit for idmint: every test starts its own real
+//! processes and they all die with the test.
+//!
+//! - [`IdmintServer`]: the real `idmint` binary with a generated
+//!   `idmint.toml` ([`ServerSpec`], [`OidcSpec`]) in a temp dir, on a free
+//!   loopback port; stop/restart keep its data.
+//! - [`Idp`]: the real OIDC provider (`oidc-provider` on Node) from
+//!   `testbed/oidc-idp`, with per-test claims via dynamic registration.
+//! - [`TestJwks`]: an in-process issuer the test fully controls (keys,
+//!   rotation, outages, slowness, arbitrary — also hostile — tokens).
+//! - [`Cli`]: the `idmint` CLI run hermetically with a deadline.
+//! - [`poll_until`]: waiting by polling with a deadline, never by sleeping.
+//!
+//! Peers are foreground children ([`Peer`]) killed and reaped on drop, also
+//! when a test panics; a failing test prints the server's output.
+
+pub mod api;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod fixtures;
+pub mod idp;
+pub mod jws;
+pub mod keys;
+pub mod process;
+pub mod server;
+pub mod test_jwks;
+pub mod wait;
+
+pub use api::{ApiResponse, RawApi};
+pub use cli::{Cli, CliOutput};
+pub use config::{OidcSpec, ServerSpec};
+pub use error::{Result, TestkitError};
+pub use idp::{Idp, IdpOptions};
+pub use keys::{KeyAlg, TestKey};
+pub use process::{free_port, workspace_root, Peer};
+pub use server::IdmintServer;
+pub use test_jwks::{unix_now, JwksMode, TestJwks};
+pub use wait::poll_until;

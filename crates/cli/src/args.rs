@@ -1,0 +1,527 @@
+//! The command line: every subcommand, flag and help text.
+//!
+//! Parsing only; what each command does is in `commands/`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use idmint_client::TokenType;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where the CLI talks to unless told otherwise: the dev server's address.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8710";
+
+const MAIN_AFTER_HELP: &str = "\
+Quick start (a dev server with a demo IdP and sample policy, in one command):
+  idmint demo
+
+By hand:
+  idmint server --dev &                      # dev server on 127.0.0.1:8710
+  idmint dev token | idmint login --token -  # log in with a demo CI token
+  idmint creds demo-api                      # get a short-lived API token
+
+In CI, `idmint login` finds the job's OIDC token by itself (GitHub Actions,
+GitLab CI, Kubernetes).
+
+Environment:
+  IDMINT_ADDR          server URL (like --server)
+  IDMINT_CACERT        extra CA certificate file (like --ca-cert)
+  IDMINT_TOKEN         session token to use instead of the cached login
+  IDMINT_TOKEN_FILE    where `idmint login` caches sessions
+                       (default $XDG_CACHE_HOME/idmint/session.json or
+                       ~/.cache/idmint/session.json)
+  IDMINT_LOG           log filter, e.g. debug or idmint_server=trace
+
+Exit codes: 0 success, 1 error, 2 denied by policy.";
+
+/// idmint: short-lived credentials for verified identities.
+///
+/// A caller proves who it is (a CI job's OIDC token, a workload's service
+/// account token), a Cedar policy decides what it may get, and idmint mints
+/// a short-lived, narrowly scoped credential. Every step is audited.
+#[derive(Debug, Parser)]
+#[command(name = "idmint", version, after_help = MAIN_AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// URL of the idmint server.
+    #[arg(long, global = true, env = "IDMINT_ADDR", default_value = DEFAULT_SERVER, value_name = "URL")]
+    pub server: String,
+
+    /// Extra CA certificate(s) (PEM) to trust for the server's TLS certificate.
+    #[arg(long, global = true, env = "IDMINT_CACERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Output format. `json` is stable for scripts; `env` prints
+    /// `export NAME='value'` lines (creds and token-exchange only).
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text and tables.
+    Text,
+    /// JSON on stdout.
+    Json,
+    /// Shell `export` lines, for `eval "$(idmint creds ROLE -o env)"`.
+    Env,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the idmint server.
+    #[command(after_help = SERVER_AFTER_HELP)]
+    Server(ServerArgs),
+
+    /// Log in with an OIDC token and cache the session.
+    #[command(after_help = LOGIN_AFTER_HELP)]
+    Login(LoginArgs),
+
+    /// Revoke the session on the server and forget it locally.
+    Logout,
+
+    /// Show the identity behind the current session.
+    Whoami,
+
+    /// Get a short-lived credential for a role.
+    #[command(after_help = CREDS_AFTER_HELP)]
+    Creds(CredsArgs),
+
+    /// Exchange an OIDC token for an idmint token (RFC 8693), without a session.
+    #[command(after_help = TOKEN_EXCHANGE_AFTER_HELP)]
+    TokenExchange(TokenExchangeArgs),
+
+    /// List and revoke leases (the credentials idmint has issued).
+    #[command(subcommand)]
+    Leases(LeasesCommand),
+
+    /// Check and search the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+
+    /// Work with policy bundles offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+
+    /// Development helpers (need `idmint server --dev`).
+    #[command(subcommand)]
+    Dev(DevCommand),
+
+    /// Show whether the server is live and ready.
+    Status,
+
+    /// Walk through the whole flow against a temporary dev server.
+    #[command(after_help = DEMO_AFTER_HELP)]
+    Demo(DemoArgs),
+}
+
+const SERVER_AFTER_HELP: &str = "\
+Examples:
+  idmint server --dev                          # everything generated, 127.0.0.1:8710
+  idmint server --dev --data-dir ./dev-data    # keep dev state across restarts
+  idmint server --config /etc/idmint/idmint.toml
+  idmint server --config idmint.toml --check-config
+
+Logs go to stderr; set IDMINT_LOG (e.g. debug) to change the level.";
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Development mode: SQLite, generated keys, the demo IdP and a sample
+    /// policy, plain HTTP on loopback.
+    #[arg(long)]
+    pub dev: bool,
+
+    /// Configuration file (idmint.toml); required unless --dev.
+    #[arg(long, value_name = "FILE", required_unless_present = "dev")]
+    pub config: Option<PathBuf>,
+
+    /// Where dev mode keeps its database, keys and audit log (default: a new
+    /// temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address to listen on, overriding the config (e.g. 127.0.0.1:8710).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Validate the configuration, policy and key files, then exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+const LOGIN_AFTER_HELP: &str = "\
+Without --token/--token-file, the token is found automatically:
+  GitHub Actions  ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN (needs `permissions: id-token: write`),
+                  requested with --audience
+  GitLab CI       $IDMINT_ID_TOKEN (job `id_tokens:`), else $CI_JOB_JWT_V2
+  Kubernetes      $IDMINT_K8S_TOKEN_PATH or /var/run/secrets/tokens/idmint,
+                  then the pod's service account token
+
+The session is cached per server in $IDMINT_TOKEN_FILE (default
+~/.cache/idmint/session.json, mode 0600). `--output json` prints the
+session token itself, for scripts: treat that output as a secret.
+
+Examples:
+  idmint login                                   # in CI
+  idmint dev token | idmint login --token -      # against a dev server
+  idmint login --token-file /run/secrets/oidc-token --auth github";
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Authentication method.
+    #[arg(long, default_value = "oidc", value_parser = ["oidc"])]
+    pub method: String,
+
+    /// Read the OIDC token from this file (`-` for stdin).
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+
+    /// `-`: read the OIDC token from stdin. The token itself is never taken
+    /// as an argument: it would leak into shell history and `ps`.
+    #[arg(long, value_name = "-", value_parser = ["-"])]
+    pub token: Option<String>,
+
+    /// Name of the server's auth config to use (default: chosen by the
+    /// token's issuer).
+    #[arg(long, value_name = "NAME")]
+    pub auth: Option<String>,
+
+    /// Audience to request from GitHub Actions during auto-detection.
+    #[arg(long, default_value = "idmint", value_name = "AUD")]
+    pub audience: String,
+}
+
+const CREDS_AFTER_HELP: &str = "\
+Examples:
+  idmint creds demo-api
+  idmint creds demo-api --ttl 2m --scope orders:read
+  eval \"$(idmint creds demo-api -o env)\"   # sets IDMINT_ACCESS_TOKEN, IDMINT_LEASE_ID
+  idmint creds db/orders -o json
+
+Exits with 2 when policy denies the request.";
+
+#[derive(Debug, Args)]
+pub struct CredsArgs {
+    /// Role to get a credential for (e.g. demo-api, db/orders).
+    pub role: String,
+
+    /// Requested lifetime (e.g. 90s, 5m); capped by the role and policy.
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<String>,
+
+    /// Requested scope; repeat for several. Default: the role's scopes.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+
+    /// Audience of the credential. Default: the role's first audience.
+    #[arg(long, value_name = "AUD")]
+    pub audience: Option<String>,
+}
+
+const TOKEN_EXCHANGE_AFTER_HELP: &str = "\
+Examples:
+  idmint token-exchange --subject-token-file $TOKEN_FILE --audience https://api.example.test
+  idmint dev token | idmint token-exchange --subject-token-file - \\
+      --audience https://api.example.test --scope orders:read -o env
+
+Exits with 2 when policy denies the exchange.";
+
+#[derive(Debug, Args)]
+pub struct TokenExchangeArgs {
+    /// File holding the subject token (your OIDC token); `-` for stdin.
+    #[arg(long, value_name = "FILE")]
+    pub subject_token_file: PathBuf,
+
+    /// Type of the subject token.
+    #[arg(long, default_value = "jwt", value_name = "TYPE", value_parser = parse_token_type)]
+    pub subject_token_type: TokenType,
+
+    /// Audience of the token to mint (the downstream API).
+    #[arg(long, value_name = "AUD")]
+    pub audience: String,
+
+    /// Requested scope; repeat for several.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+
+    /// Role to mint for, when the audience does not identify one.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+
+    /// RFC 8707 resource indicator.
+    #[arg(long, value_name = "URI")]
+    pub resource: Option<String>,
+
+    /// File holding an actor token (delegation); `-` for stdin.
+    #[arg(long, value_name = "FILE")]
+    pub actor_token_file: Option<PathBuf>,
+
+    /// Type of the actor token.
+    #[arg(long, default_value = "jwt", value_name = "TYPE", value_parser = parse_token_type, requires = "actor_token_file")]
+    pub actor_token_type: TokenType,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeasesCommand {
+    /// List leases (yours; --all for everyone's, which needs admin).
+    #[command(after_help = "Examples:\n  idmint leases list --live\n  idmint leases list --all --role-prefix db/ -o json")]
+    List(LeasesListArgs),
+    /// Revoke a lease now.
+    #[command(after_help = "Example:\n  idmint leases revoke lease_0123abcd")]
+    Revoke {
+        /// Lease id (as printed by `idmint creds`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LeasesListArgs {
+    /// Everyone's leases (needs admin).
+    #[arg(long)]
+    pub all: bool,
+    /// Only roles whose name starts with this.
+    #[arg(long, value_name = "PREFIX")]
+    pub role_prefix: Option<String>,
+    /// Only leases that are still live.
+    #[arg(long)]
+    pub live: bool,
+    /// At most this many.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify an audit log file: hash chain, sequence, signed checkpoints.
+    #[command(after_help = "\
+Exits with 1 when any problem is found; each is printed with its line number.
+
+Examples:
+  idmint audit verify /var/log/idmint/audit.jsonl --public-key-file audit.pub
+  idmint audit verify audit.jsonl -o json")]
+    Verify(AuditVerifyArgs),
+    /// Show the audit events behind a lease, token, request or fingerprint.
+    #[command(after_help = "\
+Without --file the server is asked (needs admin); with --file the log is read locally.
+
+Examples:
+  idmint audit trace lease_0123abcd
+  idmint audit trace lease_0123abcd --file /var/log/idmint/audit.jsonl -o json")]
+    Trace(AuditTraceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// The audit log (JSON lines).
+    pub file: PathBuf,
+    /// The server's audit public key (base64url Ed25519). Without it, each
+    /// checkpoint is checked against the key it embeds, which shows the log
+    /// is intact but not who signed it.
+    #[arg(long, value_name = "BASE64URL", conflicts_with = "public_key_file")]
+    pub public_key: Option<String>,
+    /// File holding the public key (base64url text or 32 raw bytes).
+    #[arg(long, value_name = "FILE")]
+    pub public_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditTraceArgs {
+    /// Lease id, token id, request id or credential fingerprint.
+    pub reference: String,
+    /// Read this audit log file instead of asking the server.
+    #[arg(long, value_name = "AUDIT_FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Evaluate a request against a policy directory, offline.
+    #[command(after_help = POLICY_TEST_AFTER_HELP)]
+    Test(PolicyTestArgs),
+}
+
+const POLICY_TEST_AFTER_HELP: &str = "\
+The identity file is either an idmint identity (JSON with kind, subject,
+issuer, method, auth, attributes, proof_id, expires_at) or a bare claims
+object such as a decoded JWT payload; claims become an identity of kind
+`ci` with subject `sub`, issuer `iss`, method `oidc` and auth `test`.
+
+Exits with 0 when allowed, 2 when denied, 1 on errors.
+
+Examples:
+  idmint policy test --identity job-claims.json --role demo-api
+  idmint policy test --identity admin.json --action admin --policy-dir ./policy";
+
+#[derive(Debug, Args)]
+pub struct PolicyTestArgs {
+    /// JSON file with an identity or a claims object.
+    #[arg(long, value_name = "FILE.json")]
+    pub identity: PathBuf,
+    /// Role to evaluate (required for --action issue).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Directory with `*.cedar` files and `roles.toml`.
+    #[arg(long, value_name = "DIR", default_value = "policy")]
+    pub policy_dir: PathBuf,
+    /// Cedar action: `issue` (get a credential) or `admin`.
+    #[arg(long, default_value = "issue", value_parser = ["issue", "admin"])]
+    pub action: String,
+    /// Requested lifetime (default: the role's default TTL).
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<String>,
+    /// Requested scope; repeat for several (default: the role's scopes).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// Requested audience (default: the role's first audience).
+    #[arg(long, value_name = "AUD")]
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Print a token from the dev server's demo IdP.
+    #[command(after_help = DEV_TOKEN_AFTER_HELP)]
+    Token(DevTokenArgs),
+}
+
+const DEV_TOKEN_AFTER_HELP: &str = "\
+The demo IdP starts from the claims of a GitHub Actions job on acme/app's
+main branch (repository, ref, actor, event_name, ...); --claim and
+--claims-json override or add to them.
+
+Examples:
+  idmint dev token | idmint login --token -
+  idmint dev token --claim repository=acme/other   # denied by the sample policy
+  idmint dev token --subject admin                 # the sample policy's admin
+  idmint dev token --claims-json '{\"run_attempt\": 2, \"groups\": [\"ops\"]}'";
+
+#[derive(Debug, Args)]
+pub struct DevTokenArgs {
+    /// `sub` claim (default: repo:<repository>:ref:<ref>).
+    #[arg(long, value_name = "S")]
+    pub subject: Option<String>,
+    /// A string claim, as KEY=VALUE; repeat for several.
+    #[arg(long = "claim", value_name = "KEY=VALUE", value_parser = parse_claim)]
+    pub claims: Vec<(String, String)>,
+    /// Claims as a JSON object (for numbers, booleans, arrays); --claim wins
+    /// on conflicts.
+    #[arg(long, value_name = "JSON")]
+    pub claims_json: Option<String>,
+    /// `aud` claim (default: idmint).
+    #[arg(long, value_name = "AUD")]
+    pub audience: Option<String>,
+    /// Lifetime of the token in seconds (default 600, at most 3600).
+    #[arg(long, value_name = "N")]
+    pub ttl_seconds: Option<u64>,
+}
+
+const DEMO_AFTER_HELP: &str = "\
+Starts a dev server on a free loopback port with a temporary data directory,
+then: gets a CI token from the demo IdP, logs in, gets a credential for the
+sample role `demo-api`, exchanges the CI token directly (RFC 8693), shows a
+request being denied, lists and revokes the lease, and verifies and traces
+the audit log. Nothing outside the temporary directory is touched (the
+session is not cached).";
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the server running afterwards (until Ctrl-C) to try commands by hand.
+    #[arg(long)]
+    pub keep_running: bool,
+}
+
+fn parse_ttl(s: &str) -> Result<String, String> {
+    s.parse::<idmint_core::Ttl>()
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn parse_token_type(s: &str) -> Result<TokenType, String> {
+    s.parse()
+}
+
+fn parse_claim(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("idmint").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = parse(&["creds", "db/orders", "--server", "https://h:1", "-o", "env", "--scope", "a", "--scope", "b"]).unwrap();
+        assert_eq!(cli.global.server, "https://h:1");
+        assert_eq!(cli.global.output, OutputFormat::Env);
+        let Command::Creds(c) = cli.command else { panic!("expected creds") };
+        assert_eq!((c.role.as_str(), c.scopes), ("db/orders", vec!["a".to_string(), "b".to_string()]));
+    }
+
+    #[test]
+    fn ttl_is_validated_while_parsing() {
+        let cli = parse(&["creds", "demo-api", "--ttl", "5m"]).unwrap();
+        let Command::Creds(c) = cli.command else { panic!("expected creds") };
+        assert_eq!(c.ttl.as_deref(), Some("5m"));
+        let e = parse(&["creds", "demo-api", "--ttl", "soon"]).unwrap_err();
+        assert!(e.to_string().contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn login_never_takes_a_literal_token() {
+        assert!(parse(&["login", "--token", "-"]).is_ok());
+        assert!(parse(&["login", "--token", "eyJhbGciOi.x.y"]).is_err());
+        assert!(parse(&["login", "--token", "-", "--token-file", "f"]).is_err());
+    }
+
+    #[test]
+    fn server_needs_config_unless_dev() {
+        assert!(parse(&["server"]).is_err());
+        assert!(parse(&["server", "--dev"]).is_ok());
+        let cli = parse(&["server", "--config", "idmint.toml", "--check-config", "--listen", "127.0.0.1:9"]).unwrap();
+        let Command::Server(s) = cli.command else { panic!("expected server") };
+        assert!(s.check_config && s.listen.is_some());
+    }
+
+    #[test]
+    fn claims_and_token_types() {
+        let cli = parse(&["dev", "token", "--claim", "ref=refs/heads/x=y"]).unwrap();
+        let Command::Dev(DevCommand::Token(t)) = cli.command else { panic!("expected dev token") };
+        assert_eq!(t.claims, vec![("ref".to_string(), "refs/heads/x=y".to_string())]);
+        assert!(parse(&["dev", "token", "--claim", "=x"]).is_err());
+        let cli = parse(&["token-exchange", "--subject-token-file", "-", "--audience", "a", "--subject-token-type", "id_token"]).unwrap();
+        let Command::TokenExchange(t) = cli.command else { panic!("expected token-exchange") };
+        assert_eq!(t.subject_token_type, TokenType::IdToken);
+        assert!(parse(&["token-exchange", "--subject-token-file", "-", "--audience", "a", "--subject-token-type", "saml"]).is_err());
+    }
+
+    #[test]
+    fn server_default_and_env_name() {
+        let cli = parse(&["whoami"]).unwrap();
+        // IDMINT_ADDR may be set in a developer's shell; only check the
+        // default when it is not.
+        if std::env::var_os("IDMINT_ADDR").is_none() {
+            assert_eq!(cli.global.server, DEFAULT_SERVER);
+        }
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("IDMINT_ADDR") && help.contains("IDMINT_TOKEN"), "{help}");
+    }
+}

@@ -1,0 +1,202 @@
+//! `idmint login`, `logout`, `whoami`
+
+use super::{session_error, Exit, Format};
+use crate::args::{GlobalArgs, LoginArgs};
+use crate::connection::{self, TokenSource};
+use crate::input::read_token;
+use crate::output::{emit, json, key_value_table, time_with_relative};
+use crate::session::{SessionCache, SessionEntry};
+use anyhow::{Context, Result};
+use idmint_client::{ci, SecretString};
+use idmint_core::UnixTime;
+use idmint_proto::{IdentitySummary, LoginRequest, LoginResponse, WhoAmI};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+pub async fn login(global: &GlobalArgs, format: Format, args: LoginArgs) -> Result<Exit> {
+    let client = connection::anonymous(global)?;
+    let (proof, source): (SecretString, String) = match (&args.token_file, &args.token) {
+        (Some(path), _) => (read_token(path, "OIDC token")?, path.display().to_string()),
+        (None, Some(_)) => (read_token(Path::new("-"), "OIDC token")?, "stdin".into()),
+        (None, None) => {
+            let found = ci::detect(&args.audience).await?;
+            (found.token, found.source.to_string())
+        }
+    };
+    if format == Format::Text {
+        eprintln!("Logging in to {} with the OIDC token from {source}", client.base_url());
+    }
+    let resp = client
+        .login(&LoginRequest {
+            method: args.method,
+            token: proof.expose().to_string(),
+            auth: args.auth,
+        })
+        .await
+        .context("login failed")?;
+    let cache = SessionCache::locate(|k| std::env::var(k).ok())?;
+    let now = UnixTime::now().secs();
+    cache.store(
+        SessionEntry {
+            server: client.base_url(),
+            token: resp.token.clone(),
+            expires_at: resp.expires_at,
+            subject: resp.identity.subject.clone(),
+        },
+        now,
+    )?;
+    match format {
+        Format::Json => emit(&json(&resp)?)?,
+        Format::Text => emit(&login_text(&client.base_url(), &resp, cache.path(), now))?,
+    }
+    if std::env::var_os("IDMINT_TOKEN").is_some() {
+        eprintln!("note: IDMINT_TOKEN is set and takes precedence over this login; unset it to use the new session");
+    }
+    Ok(Exit::Success)
+}
+
+fn login_text(server: &str, resp: &LoginResponse, cache: &Path, now: i64) -> String {
+    format!(
+        "Logged in to {server} as {subject}\n{table}Session cached in {cache}\n",
+        subject = resp.identity.subject,
+        table = identity_table(
+            &resp.identity,
+            &[
+                ("Session", resp.token_id.clone()),
+                ("Expires", time_with_relative(resp.expires_at, now)),
+                ("Renewable", if resp.renewable { "yes" } else { "no" }.to_string()),
+            ],
+        ),
+        cache = cache.display(),
+    )
+}
+
+pub async fn logout(global: &GlobalArgs, format: Format) -> Result<Exit> {
+    let (client, source) = connection::authenticated(global)?;
+    let server = client.base_url();
+    // A token the server no longer accepts is as good as logged out.
+    let revoked = match client.logout().await {
+        Ok(()) => true,
+        Err(e) if e.is_unauthenticated() => false,
+        Err(e) => return Err(session_error(e, &source)).context("logout failed; the local session was kept"),
+    };
+    let forgotten = match &source {
+        TokenSource::Cache(cache) => cache.remove(&server)?,
+        TokenSource::Env => false,
+    };
+    match format {
+        Format::Json => emit(&json(&serde_json::json!({
+            "server": server,
+            "revoked": revoked,
+            "cache_entry_removed": forgotten,
+        }))?)?,
+        Format::Text => {
+            let what = if revoked {
+                "session revoked"
+            } else {
+                "the session had already expired or been revoked"
+            };
+            emit(&format!("Logged out of {server} ({what})\n"))?;
+        }
+    }
+    if matches!(source, TokenSource::Env) {
+        eprintln!("note: the token came from IDMINT_TOKEN, which is still set in your environment");
+    }
+    Ok(Exit::Success)
+}
+
+pub async fn whoami(global: &GlobalArgs, format: Format) -> Result<Exit> {
+    let (client, source) = connection::authenticated(global)?;
+    let me = client.whoami().await.map_err(|e| session_error(e, &source))?;
+    match format {
+        Format::Json => emit(&json(&me)?)?,
+        Format::Text => emit(&whoami_text(&me, UnixTime::now().secs()))?,
+    }
+    Ok(Exit::Success)
+}
+
+fn whoami_text(me: &WhoAmI, now: i64) -> String {
+    identity_table(
+        &me.identity,
+        &[
+            ("Session", me.token_id.clone()),
+            ("Issued", UnixTime(me.issued_at).rfc3339()),
+            ("Expires", time_with_relative(me.expires_at, now)),
+        ],
+    )
+}
+
+/// Identity facts, then `extra` rows, then one row per verified claim.
+fn identity_table(id: &IdentitySummary, extra: &[(&str, String)]) -> String {
+    let mut rows: Vec<(&str, String)> = vec![
+        ("Subject", id.subject.clone()),
+        ("Kind", id.kind.clone()),
+        ("Issuer", id.issuer.clone()),
+        ("Method", format!("{} (auth {})", id.method, id.auth)),
+    ];
+    rows.extend(extra.iter().cloned());
+    let claims = claim_rows(&id.attributes);
+    rows.extend(claims.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    key_value_table(&rows)
+}
+
+/// `claim.<name>` rows; strings unquoted, everything else as compact JSON.
+fn claim_rows(attributes: &Map<String, Value>) -> Vec<(String, String)> {
+    attributes
+        .iter()
+        .map(|(k, v)| {
+            let shown = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (format!("claim.{k}"), shown)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> IdentitySummary {
+        IdentitySummary {
+            kind: "ci".into(),
+            subject: "repo:acme/app:ref:refs/heads/main".into(),
+            issuer: "http://127.0.0.1:1/demo-idp".into(),
+            method: "oidc".into(),
+            auth: "demo".into(),
+            attributes: serde_json::json!({"repository": "acme/app", "run_attempt": 2})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn login_text_shows_identity_but_not_the_token() {
+        let resp = LoginResponse {
+            token: "idm_SECRET".into(),
+            token_id: "tok_1".into(),
+            expires_at: 300,
+            renewable: false,
+            identity: identity(),
+        };
+        let t = login_text("http://h", &resp, Path::new("/c/session.json"), 0);
+        assert!(t.starts_with("Logged in to http://h as repo:acme/app:ref:refs/heads/main\n"), "{t}");
+        assert!(t.contains("tok_1") && t.contains("(in 5m)") && t.contains("/c/session.json"), "{t}");
+        assert!(t.contains("claim.repository") && t.contains("acme/app"), "{t}");
+        assert!(!t.contains("idm_SECRET"), "{t}");
+    }
+
+    #[test]
+    fn claims_render_strings_bare_and_others_as_json() {
+        let rows = claim_rows(&identity().attributes);
+        assert_eq!(
+            rows,
+            vec![
+                ("claim.repository".to_string(), "acme/app".to_string()),
+                ("claim.run_attempt".to_string(), "2".to_string()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,39 @@
+//! The one error type every issuer returns.
+
+/// Why an issuer could not plan, mint or revoke a credential.
+///
+/// The variants map onto how the server answers: `Config` and `Internal` are
+/// idmint's own fault (500, fix the configuration or report a bug), `Target`
+/// is the downstream system's fault (502/503 naming it, retried by the
+/// reaper when `retryable`).
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The issuer or the role is configured in a way that cannot work.
+    #[error("issuer configuration error: {0}")]
+    Config(String),
+    /// The target system (cloud, database, host) failed or refused.
+    #[error("target {target:?} failed: {message}")]
+    Target {
+        /// Name of the target, as the operator knows it (config name or host).
+        target: String,
+        message: String,
+        /// True when trying again later may succeed (timeouts, 5xx, throttling).
+        retryable: bool,
+    },
+    /// A bug or an environment failure inside idmint (RNG, serialization).
+    #[error("internal issuer error: {0}")]
+    Internal(String),
+}
+
+impl IssueError {
+    /// Whether the same call may succeed if retried later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            IssueError::Target {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}

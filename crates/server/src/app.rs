@@ -1,0 +1,41 @@
+//! The router: every route, its limits and middleware in one place.
+
+use crate::routes::{self, health, leases, login, oauth, wellknown};
+use crate::state::AppState;
+use crate::{demo_idp, error::ApiError};
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Router {
+    let mut app = Router::new()
+        .route("/api/v1/login", post(login::login))
+        .route("/api/v1/whoami", get(login::whoami))
+        .route("/api/v1/logout", post(login::logout))
+        .route("/api/v1/creds/{*role}", post(login::creds))
+        .route("/api/v1/leases", get(leases::list))
+        .route("/api/v1/leases/{id}/revoke", post(leases::revoke))
+        .route("/api/v1/audit/trace/{reference}", get(leases::trace))
+        .route("/oauth/token", post(oauth::token))
+        .route("/.well-known/openid-configuration", get(wellknown::discovery))
+        .route("/.well-known/jwks.json", get(wellknown::jwks))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics));
+    if state.demo_idp.is_some() {
+        app = app
+            .route(&format!("{}/.well-known/openid-configuration", demo_idp::PATH), get(demo_idp::discovery))
+            .route(&format!("{}/jwks", demo_idp::PATH), get(demo_idp::jwks))
+            .route(&format!("{}/token", demo_idp::PATH), post(demo_idp::token));
+    }
+    app.fallback(|| async {
+        ApiError::not_found("not_found", "no such endpoint; see the API reference in docs/api.md")
+    })
+    .layer(axum::middleware::from_fn(routes::request_id_layer))
+    .layer(DefaultBodyLimit::max(body_limit))
+    .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+    .with_state(state)
+}

@@ -1,0 +1,329 @@
+//! `idmint.toml`: the server configuration.
+//!
+//! Every error names the file, the line and the key. Syntax and unknown-key
+//! errors come from the TOML parser (which reports line and key); semantic
+//! checks use [`toml::Spanned`] on the tables they validate so that they can
+//! point at the right line too.
+
+use idmint_authn::OidcConfig;
+use idmint_core::Ttl;
+use idmint_issuers::OauthIssuerConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdmintConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    pub storage: StorageSection,
+    pub seal: SealSection,
+    #[serde(default)]
+    pub audit: AuditSection,
+    #[serde(default)]
+    pub session: SessionSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub issuer: IssuerSection,
+    #[serde(default)]
+    pub reaper: ReaperSection,
+    /// Directory with `roles.toml` and `*.cedar`: seeds bundle version 1.
+    pub policy_dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// External URL of this server: the `iss` of tokens idmint signs and the
+    /// base of its discovery document. Defaults to `https://<listen>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+    /// Maximum request body; tokens are small, so keep this tight.
+    #[serde(default = "default_body_limit")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Ttl,
+    /// Allow plain HTTP. Only accepted when `listen` is a loopback address
+    /// (e.g. behind a local TLS-terminating proxy, or in tests).
+    #[serde(default)]
+    pub insecure_http: bool,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            public_url: None,
+            tls: None,
+            max_body_bytes: default_body_limit(),
+            request_timeout: default_request_timeout(),
+            insecure_http: false,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_body_limit() -> usize {
+    64 * 1024
+}
+fn default_request_timeout() -> Ttl {
+    Ttl::clamped(30)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    pub sqlite: Option<SqliteSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSection {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealSection {
+    /// File with the 32-byte root key (raw, hex or base64), mode 0600.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Name of an environment variable holding the root key (hex/base64).
+    #[serde(default)]
+    pub key_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    #[serde(default)]
+    pub file: Option<AuditFileSection>,
+    #[serde(default)]
+    pub stdout: bool,
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            file: None,
+            stdout: false,
+            checkpoint_every: default_checkpoint_every(),
+        }
+    }
+}
+
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFileSection {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSection {
+    /// Session lifetime for machine identities (CI, workloads).
+    #[serde(default = "default_machine_session")]
+    pub machine_ttl: Ttl,
+    /// Session lifetime for people.
+    #[serde(default = "default_human_session")]
+    pub human_ttl: Ttl,
+}
+
+impl Default for SessionSection {
+    fn default() -> Self {
+        Self {
+            machine_ttl: default_machine_session(),
+            human_ttl: default_human_session(),
+        }
+    }
+}
+
+fn default_machine_session() -> Ttl {
+    Ttl::clamped(300)
+}
+fn default_human_session() -> Ttl {
+    Ttl::clamped(900)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    #[serde(default)]
+    pub oidc: Vec<Spanned<OidcConfig>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSection {
+    #[serde(default)]
+    pub oauth: Vec<Spanned<OauthIssuerConfig>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReaperSection {
+    /// How often the reaper looks for expired leases.
+    #[serde(default = "default_reaper_interval")]
+    pub interval: Ttl,
+    /// Revocation attempts before a lease is flagged irrevocable.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for ReaperSection {
+    fn default() -> Self {
+        Self {
+            interval: default_reaper_interval(),
+            max_attempts: default_max_attempts(),
+        }
+    }
+}
+
+fn default_reaper_interval() -> Ttl {
+    Ttl::clamped(5)
+}
+fn default_max_attempts() -> u32 {
+    8
+}
+
+/// A configuration error, always with the file and, when known, the line.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(": line {l}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+fn line_at(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len()))
+        .map(|s| s.matches('\n').count() + 1)
+        .unwrap_or(1)
+}
+
+impl IdmintConfig {
+    pub fn load(path: &Path) -> Result<(Self, String), ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: None,
+            message: format!("cannot read the configuration file: {e}"),
+        })?;
+        let cfg = Self::parse(&file, &text)?;
+        Ok((cfg, text))
+    }
+
+    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let cfg: IdmintConfig = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_string(),
+            line: e.span().map(|s| line_at(text, s.start)),
+            message: e.message().to_string(),
+        })?;
+        cfg.validate(file, text)?;
+        Ok(cfg)
+    }
+
+    /// Make relative paths relative to the config file's directory, so the
+    /// server behaves the same whatever its working directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.policy_dir);
+        if let Some(s) = &mut self.storage.sqlite {
+            fix(&mut s.path);
+        }
+        if let Some(k) = &mut self.seal.key_file {
+            fix(k);
+        }
+        if let Some(a) = &mut self.audit.file {
+            fix(&mut a.path);
+        }
+        if let Some(t) = &mut self.server.tls {
+            fix(&mut t.cert);
+            fix(&mut t.key);
+        }
+    }
+
+    fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
+        let err = |line: Option<usize>, message: String| ConfigError {
+            file: file.to_string(),
+            line,
+            message,
+        };
+        if self.storage.sqlite.is_none() {
+            return Err(err(None, "[storage]: configure a backend, e.g. sqlite = { path = \"/var/lib/idmint/idmint.db\" }".into()));
+        }
+        match (&self.seal.key_file, &self.seal.key_env) {
+            (None, None) => {
+                return Err(err(None, "[seal]: set key_file or key_env (the root key that seals secrets at rest)".into()))
+            }
+            (Some(_), Some(_)) => {
+                return Err(err(None, "[seal]: set only one of key_file and key_env".into()))
+            }
+            _ => {}
+        }
+        if self.server.tls.is_none() {
+            if !self.server.insecure_http {
+                return Err(err(None, "[server]: tls = { cert, key } is required (plain HTTP only with insecure_http = true on a loopback listen address, or `idmint server --dev`)".into()));
+            }
+            if !self.server.listen.ip().is_loopback() {
+                return Err(err(None, format!("[server] insecure_http: refusing plain HTTP on non-loopback address {}; configure tls", self.server.listen)));
+            }
+        }
+        if let Some(url) = &self.server.public_url {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| err(None, format!("[server] public_url {url:?}: {e}")))?;
+            if parsed.scheme() != "https" && !self.server.insecure_http {
+                return Err(err(None, format!("[server] public_url {url:?} must be https")));
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(err(None, "[server] max_body_bytes must be at least 1024".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for entry in &self.auth.oidc {
+            let line = Some(line_at(text, entry.span().start));
+            let cfg = entry.get_ref();
+            cfg.validate().map_err(|e| err(line, e.to_string()))?;
+            if !names.insert(cfg.name.clone()) {
+                return Err(err(line, format!("[[auth.oidc]] name {:?} is used twice", cfg.name)));
+            }
+        }
+        let mut issuers = std::collections::HashSet::new();
+        for entry in &self.issuer.oauth {
+            let line = Some(line_at(text, entry.span().start));
+            if !issuers.insert(entry.get_ref().name.clone()) {
+                return Err(err(line, format!("[[issuer.oauth]] name {:?} is used twice", entry.get_ref().name)));
+            }
+        }
+        if self.reaper.max_attempts == 0 {
+            return Err(err(None, "[reaper] max_attempts must be at least 1".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,267 @@
+//! The issuance path shared by `POST /api/v1/creds/{role}` and RFC 8693
+//! token exchange: decision → narrowing → write-ahead lease → mint → audit.
+//!
+//! Invariant: a credential leaves this module only after (1) its lease row
+//! exists and (2) its audit event is durable. Any failure after minting
+//! revokes what was minted before the error is returned.
+
+use crate::audit_events::{audit_identity, decision_of};
+use crate::state::AppState;
+use idmint_audit::{AuditErrorInfo, AuditEvent};
+use idmint_core::role::{Grant, GrantRequest, NarrowError};
+use idmint_core::{Decision, Identity, Lease, LeaseId, LeaseState, RequestContext, RequestId, UnixTime};
+use idmint_issuers::{IssueError, IssueRequest, Minted};
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// One issuance request, already authenticated.
+pub struct IssueInput<'a> {
+    pub identity: &'a Identity,
+    pub role: &'a str,
+    pub request: GrantRequest,
+    pub source_ip: Option<IpAddr>,
+    pub request_id: &'a RequestId,
+    /// The idmint session the caller used, for audit trace.
+    pub session_token_id: Option<&'a str>,
+    /// RFC 8693 `act` claim.
+    pub actor: Option<serde_json::Value>,
+    /// Audit event name: `credential_issued` or `token_exchange`.
+    pub event: &'static str,
+}
+
+pub struct IssueOutcome {
+    pub lease: Lease,
+    pub minted: Minted,
+    pub grant: Grant,
+    pub decision: Decision,
+    pub fingerprint: String,
+}
+
+/// Why issuance failed; each entry point renders it in its own error format.
+#[derive(Debug)]
+pub enum IssueFailure {
+    UnknownRole(String),
+    Denied(Decision),
+    Narrow(NarrowError),
+    Issuer(IssueError),
+    Store(String),
+    Audit,
+    Internal(String),
+}
+
+impl IssueFailure {
+    fn code(&self) -> &'static str {
+        match self {
+            IssueFailure::UnknownRole(_) => "unknown_role",
+            IssueFailure::Denied(_) => "policy_denied",
+            IssueFailure::Narrow(NarrowError::ScopeNotAllowed(..)) => "invalid_scope",
+            IssueFailure::Narrow(_) => "invalid_target",
+            IssueFailure::Issuer(_) => "issuer_failed",
+            IssueFailure::Store(_) => "store_unavailable",
+            IssueFailure::Audit => "audit_unavailable",
+            IssueFailure::Internal(_) => "internal",
+        }
+    }
+    pub fn message(&self) -> String {
+        match self {
+            IssueFailure::UnknownRole(r) => format!("role {r:?} does not exist in the active policy bundle; list roles in your policy's roles.toml"),
+            IssueFailure::Denied(d) => format!("policy denied issuing this role: {}", d.explain()),
+            IssueFailure::Narrow(e) => e.to_string(),
+            IssueFailure::Issuer(e) => e.to_string(),
+            IssueFailure::Store(e) => format!("the idmint store failed: {e}; retry later"),
+            IssueFailure::Audit => "the audit log cannot be written, so no credential was issued; an operator must fix the audit sink".into(),
+            IssueFailure::Internal(e) => e.clone(),
+        }
+    }
+}
+
+pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutcome, IssueFailure> {
+    let started = Instant::now();
+    let bundle = state.bundle.load_full();
+    let now = UnixTime::now();
+    let mut base = AuditEvent {
+        request_id: Some(input.request_id.to_string()),
+        event: input.event.to_string(),
+        identity: Some(audit_identity(input.identity)),
+        action: Some("issue".into()),
+        role: Some(input.role.to_string()),
+        source_ip: input.source_ip.map(|i| i.to_string()),
+        detail: input
+            .session_token_id
+            .map(|t| serde_json::json!({ "session_token_id": t })),
+        ..Default::default()
+    };
+
+    let Some(role) = bundle.role(input.role) else {
+        let f = IssueFailure::UnknownRole(input.role.to_string());
+        audit_failure(state, &base, "denied", &f).await?;
+        return Err(f);
+    };
+    let Some(issuer) = state.issuers.get(&role.issuer).cloned() else {
+        let f = IssueFailure::Internal(format!(
+            "role {:?} names issuer {:?}, which is not configured in idmint.toml",
+            role.name, role.issuer
+        ));
+        audit_failure(state, &base, "error", &f).await?;
+        return Err(f);
+    };
+
+    let ctx = RequestContext {
+        ttl_seconds: input.request.ttl.unwrap_or_else(|| role.default_ttl()).as_secs(),
+        scopes: input.request.scopes.clone().unwrap_or_else(|| role.scopes.clone()),
+        audience: input
+            .request
+            .audience
+            .clone()
+            .or_else(|| role.audiences.first().cloned()),
+        source_ip: input.source_ip,
+        now: now.secs(),
+    };
+    let decision = bundle.evaluate(input.identity, "issue", Some(role), &ctx);
+    base.decision = Some(decision_of(&decision));
+    if !decision.allowed {
+        crate::metrics::Metrics::count(&state.metrics.decisions, "deny");
+        let f = IssueFailure::Denied(decision);
+        audit_failure(state, &base, "denied", &f).await?;
+        return Err(f);
+    }
+    crate::metrics::Metrics::count(&state.metrics.decisions, "allow");
+
+    let grant = match role.narrow(&input.request, decision.ttl_cap) {
+        Ok(g) => g,
+        Err(e) => {
+            let f = IssueFailure::Narrow(e);
+            audit_failure(state, &base, "denied", &f).await?;
+            return Err(f);
+        }
+    };
+    base.ttl_seconds = Some(grant.ttl.as_secs());
+    base.scopes = Some(grant.scopes.clone());
+    base.audience = grant.audience.clone();
+
+    let lease_id = LeaseId::generate().map_err(|e| IssueFailure::Internal(e.to_string()))?;
+    base.lease_id = Some(lease_id.to_string());
+    let revocation = match issuer.plan(&lease_id) {
+        Ok(h) => h,
+        Err(e) => {
+            let f = IssueFailure::Issuer(e);
+            audit_failure(state, &base, "error", &f).await?;
+            return Err(f);
+        }
+    };
+    if revocation.kind == "token_id" {
+        base.token_id = Some(revocation.value.clone());
+    }
+    let expires_at = now.plus(grant.ttl.as_duration()).min(input.identity.expires_at);
+    let mut lease = Lease {
+        id: lease_id.clone(),
+        request_id: input.request_id.clone(),
+        role: role.name.clone(),
+        issuer: role.issuer.clone(),
+        principal: input.identity.principal_key(),
+        policy_version: bundle.version,
+        created_at: now,
+        expires_at,
+        state: LeaseState::Pending,
+        revocation: revocation.clone(),
+        fingerprint: None,
+        attempts: 0,
+        next_attempt_at: now,
+        last_error: None,
+    };
+    // Write-ahead: the lease exists before anything is created at the target.
+    if let Err(e) = state.store.insert_lease(&lease).await {
+        let f = IssueFailure::Store(e.to_string());
+        audit_failure(state, &base, "error", &f).await?;
+        return Err(f);
+    }
+
+    let req = IssueRequest {
+        lease_id: &lease_id,
+        request_id: input.request_id,
+        identity: input.identity,
+        role,
+        grant: &grant,
+        policy_version: bundle.version,
+        now,
+        actor: input.actor.clone(),
+        revocation: &revocation,
+    };
+    let minted = match issuer.issue(&req).await {
+        Ok(m) => m,
+        Err(e) => {
+            // Whatever the target may have half-created is revoked now; if
+            // that fails the lease stays pending and the reaper retries.
+            if issuer.revoke(&revocation).await.is_ok() {
+                let _ = state
+                    .store
+                    .transition_lease(&lease_id, LeaseState::Pending, LeaseState::Revoked, None, Some(&e.to_string()))
+                    .await;
+            }
+            let f = IssueFailure::Issuer(e);
+            audit_failure(state, &base, "error", &f).await?;
+            return Err(f);
+        }
+    };
+    let fingerprint = state.fingerprints.fingerprint(minted.secret_material.expose());
+    base.fingerprint = Some(fingerprint.clone());
+    base.outcome = "success".into();
+    let mut event = base;
+    if let Some(serde_json::Value::Object(d)) = &mut event.detail {
+        d.insert("expires_at".into(), expires_at.secs().into());
+    } else {
+        event.detail = Some(serde_json::json!({ "expires_at": expires_at.secs() }));
+    }
+    // Fail closed: no durable audit event, no credential.
+    if state.audit.append(event).await.is_err() {
+        let _ = issuer.revoke(&revocation).await;
+        let _ = state
+            .store
+            .transition_lease(&lease_id, LeaseState::Pending, LeaseState::Revoked, None, Some("audit log unavailable at issuance"))
+            .await;
+        return Err(IssueFailure::Audit);
+    }
+    match state
+        .store
+        .transition_lease(&lease_id, LeaseState::Pending, LeaseState::Active, Some(&fingerprint), None)
+        .await
+    {
+        Ok(_) => lease.state = LeaseState::Active,
+        // The credential is audited and its lease row exists (pending), so
+        // the reaper still revokes it at expiry: hand it out.
+        Err(e) => tracing::warn!(lease = %lease_id, error = %e, "lease activation failed; it stays pending and is reaped at expiry"),
+    }
+    lease.fingerprint = Some(fingerprint.clone());
+    state
+        .metrics
+        .issuance_seconds
+        .get_or_create(&crate::metrics::IssuerLabel { issuer: role.issuer.clone() })
+        .observe(started.elapsed().as_secs_f64());
+    Ok(IssueOutcome {
+        lease,
+        minted,
+        grant,
+        decision,
+        fingerprint,
+    })
+}
+
+/// Audits a failed issuance. If even that cannot be written, the failure
+/// becomes an audit failure (503): the caller must learn the log is down.
+async fn audit_failure(
+    state: &AppState,
+    base: &AuditEvent,
+    outcome: &str,
+    failure: &IssueFailure,
+) -> Result<(), IssueFailure> {
+    let mut ev = base.clone();
+    if ev.event == "credential_issued" {
+        ev.event = if matches!(failure, IssueFailure::Denied(_)) { "decision".into() } else { "issue_failed".into() };
+    }
+    ev.outcome = outcome.to_string();
+    ev.error = Some(AuditErrorInfo {
+        code: failure.code().to_string(),
+        message: failure.message(),
+    });
+    state.audit.append(ev).await.map(|_| ()).map_err(|_| IssueFailure::Audit)
+}

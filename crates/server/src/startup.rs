@@ -1,0 +1,213 @@
+//! Building the server from its configuration: store, keys, audit, policy,
+//! authn, issuers. Order matters: the audit log opens before anything that
+//! could issue, and the policy bundle is validated against the issuers.
+
+use crate::config::IdmintConfig;
+use crate::demo_idp::DemoIdp;
+use crate::metrics::Metrics;
+use crate::policy_source::read_policy_dir;
+use crate::state::{AppState, Denylist};
+use crate::ServerError;
+use arc_swap::ArcSwap;
+use idmint_audit::{AuditConfig, AuditEvent, AuditLog, Fingerprinter};
+use idmint_authn::{OidcAuthenticator, OidcVerifier};
+use idmint_core::policy::SourceFile;
+use idmint_core::session::SessionSealer;
+use idmint_core::{PolicyBundle, SealKey, UnixTime};
+use idmint_issuers::{Issuer, KeyRing, OauthIssuer, SigningAlg, SigningKey};
+use idmint_store::{get_or_create_secret, Envelope, SqliteStore, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+fn startup(e: impl std::fmt::Display) -> ServerError {
+    ServerError::Startup(e.to_string())
+}
+
+/// Policy bundle checks that need the server config: every role's issuer
+/// must exist, so a bundle can never activate with a dangling reference.
+pub fn check_bundle(bundle: &PolicyBundle, issuer_names: &[String]) -> Result<(), String> {
+    for role in bundle.roles.values() {
+        if !issuer_names.contains(&role.issuer) {
+            return Err(format!(
+                "role {:?} uses issuer {:?}, which idmint.toml does not configure (configured: {})",
+                role.name,
+                role.issuer,
+                issuer_names.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn issuer_names(cfg: &IdmintConfig) -> Vec<String> {
+    cfg.issuer.oauth.iter().map(|i| i.get_ref().name.clone()).collect()
+}
+
+/// Load and validate the policy directory into a bundle (version 0: not yet stored).
+pub fn load_policy(cfg: &IdmintConfig) -> Result<(Vec<SourceFile>, PolicyBundle), ServerError> {
+    let sources = read_policy_dir(&cfg.policy_dir).map_err(ServerError::Config)?;
+    let bundle = PolicyBundle::from_sources(0, sources.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
+    check_bundle(&bundle, &issuer_names(cfg)).map_err(|e| ServerError::Config(format!("{}: {e}", cfg.policy_dir.display())))?;
+    Ok((sources, bundle))
+}
+
+fn root_key(cfg: &IdmintConfig, dev: bool) -> Result<SealKey, ServerError> {
+    if let Some(var) = &cfg.seal.key_env {
+        let v = std::env::var(var).map_err(|_| ServerError::Config(format!("[seal] key_env: environment variable {var} is not set")))?;
+        return Envelope::root_key_from_env(&v).map_err(|e| ServerError::Config(format!("[seal] key_env {var}: {e}")));
+    }
+    let path = cfg.seal.key_file.as_ref().ok_or_else(|| ServerError::Config("[seal]: no root key configured".into()))?;
+    if dev && !path.exists() {
+        return Envelope::create_root_key_file(path).map_err(startup);
+    }
+    Envelope::load_root_key_file(path).map_err(|e| ServerError::Config(format!("[seal] key_file: {e}")))
+}
+
+fn gen_random(n: usize) -> impl FnOnce() -> Result<Vec<u8>, StoreError> + Send {
+    move || {
+        let mut b = vec![0u8; n];
+        idmint_core::ids::random_bytes(&mut b).map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(b)
+    }
+}
+
+fn gen_signing(alg: SigningAlg) -> impl FnOnce() -> Result<Vec<u8>, StoreError> + Send {
+    move || {
+        SigningKey::generate(alg)
+            .map(|(_, pkcs8)| pkcs8.to_vec())
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }
+}
+
+pub struct Built {
+    pub state: Arc<AppState>,
+    pub verifiers: Vec<Arc<OidcVerifier>>,
+}
+
+pub async fn build(cfg: &IdmintConfig, dev: bool, demo: Option<DemoIdp>) -> Result<Built, ServerError> {
+    let (sources, _) = load_policy(cfg)?;
+    let sqlite = cfg.storage.sqlite.as_ref().ok_or_else(|| ServerError::Config("[storage]: no backend".into()))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&sqlite.path).map_err(startup)?);
+    let envelope = Envelope::new(root_key(cfg, dev)?);
+    let secret = |name: &'static str, gen: Box<dyn FnOnce() -> Result<Vec<u8>, StoreError> + Send>| {
+        let store = store.clone();
+        let envelope = &envelope;
+        async move {
+            get_or_create_secret(store.as_ref(), envelope, name, gen)
+                .await
+                .map_err(|e| ServerError::Startup(format!("secret {name:?}: {e} (is [seal] the same root key that created this database?)")))
+        }
+    };
+    let session_key = secret("session-key-1", Box::new(gen_random(32))).await?;
+    let fp_key = secret("fingerprint-key", Box::new(gen_random(32))).await?;
+    let audit_key = secret("audit-signing-key", Box::new(gen_signing(SigningAlg::EdDSA))).await?;
+    let mut signing = vec![];
+    for (name, alg) in [
+        ("oauth-key-es256", SigningAlg::ES256),
+        ("oauth-key-eddsa", SigningAlg::EdDSA),
+        ("oauth-key-rs256", SigningAlg::RS256),
+    ] {
+        let pkcs8 = secret(name, Box::new(gen_signing(alg))).await?;
+        signing.push(SigningKey::from_pkcs8(alg, &pkcs8).map_err(startup)?);
+    }
+    let keys = Arc::new(KeyRing::new(signing));
+
+    let audit_file = cfg.audit.file.as_ref().map(|f| f.path.clone());
+    if audit_file.is_none() && !cfg.audit.stdout {
+        return Err(ServerError::Config("[audit]: configure file = { path = \"…\" } and/or stdout = true; idmint never runs without an audit log".into()));
+    }
+    let audit = AuditLog::open(
+        AuditConfig {
+            file: audit_file.clone(),
+            stdout: cfg.audit.stdout,
+            checkpoint_every: cfg.audit.checkpoint_every,
+            max_batch: 4096,
+        },
+        &audit_key,
+    )
+    .map_err(|e| ServerError::Startup(format!("audit log: {e}")))?;
+
+    // Policy: the store's active bundle wins; the directory only seeds v1.
+    let stored = match store.active_bundle().await.map_err(startup)? {
+        Some(b) => {
+            if b.sources != sources {
+                tracing::warn!(dir = %cfg.policy_dir.display(), version = b.version, "policy_dir differs from the active bundle; it only seeds version 1, later changes go through drafts");
+            }
+            b
+        }
+        None => {
+            let v = store
+                .activate_bundle(&sources, "bootstrap", &format!("seeded from {}", cfg.policy_dir.display()))
+                .await
+                .map_err(startup)?;
+            store
+                .active_bundle()
+                .await
+                .map_err(startup)?
+                .ok_or_else(|| ServerError::Startup(format!("bundle v{v} vanished after activation")))?
+        }
+    };
+    let bundle = PolicyBundle::from_sources(stored.version, stored.sources).map_err(|e| ServerError::Startup(format!("active policy bundle v{}: {e}", stored.version)))?;
+    check_bundle(&bundle, &issuer_names(cfg)).map_err(|e| ServerError::Startup(format!("active policy bundle v{}: {e}", bundle.version)))?;
+
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("idmint/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(startup)?;
+    let mut verifiers = vec![];
+    for entry in &cfg.auth.oidc {
+        let v = OidcVerifier::new(entry.get_ref().clone(), http.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
+        verifiers.push(Arc::new(v));
+    }
+
+    let public_url = cfg
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{}", cfg.server.listen))
+        .trim_end_matches('/')
+        .to_string();
+    let mut issuers: HashMap<String, Arc<dyn Issuer>> = HashMap::new();
+    for entry in &cfg.issuer.oauth {
+        let c = entry.get_ref();
+        let i = OauthIssuer::new(c, public_url.clone(), keys.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
+        issuers.insert(c.name.clone(), Arc::new(i));
+    }
+
+    let session_key = SealKey::from_bytes(&session_key).map_err(startup)?;
+    let denied = store.denied_tokens(UnixTime::now()).await.map_err(startup)?;
+    let state = Arc::new(AppState {
+        bundle: ArcSwap::from_pointee(bundle),
+        oidc: OidcAuthenticator::new(verifiers.clone()),
+        sessions: SessionSealer::new((1, session_key), vec![]),
+        denylist: Denylist::load(denied),
+        issuers,
+        store,
+        audit,
+        fingerprints: Fingerprinter::new(&fp_key),
+        keys,
+        public_url,
+        session: cfg.session.clone(),
+        metrics: Metrics::new(),
+        demo_idp: demo,
+        audit_file,
+    });
+    let ev = AuditEvent {
+        event: "server_start".into(),
+        outcome: "success".into(),
+        detail: Some(serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "policy_version": state.bundle.load().version,
+            "audit_public_key": base64_url(&state.audit.public_key()),
+            "dev": dev,
+        })),
+        ..Default::default()
+    };
+    state.audit.append(ev).await.map_err(|e| ServerError::Startup(format!("audit log: {e}")))?;
+    Ok(Built { state, verifiers })
+}
+
+pub fn base64_url(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}

@@ -1,0 +1,87 @@
+//! Shared server state: everything a request handler needs, built once at
+//! start-up (see `startup.rs`).
+
+use crate::config::SessionSection;
+use crate::demo_idp::DemoIdp;
+use crate::metrics::Metrics;
+use arc_swap::ArcSwap;
+use idmint_audit::{AuditLog, Fingerprinter};
+use idmint_authn::OidcAuthenticator;
+use idmint_core::session::SessionSealer;
+use idmint_core::{Identity, IdentityKind, PolicyBundle, Ttl, UnixTime};
+use idmint_issuers::{Issuer, KeyRing};
+use idmint_store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+pub struct AppState {
+    /// The active policy bundle. Swapped atomically: a request loads one
+    /// snapshot and uses it throughout, so it never sees a mix of versions.
+    pub bundle: ArcSwap<PolicyBundle>,
+    pub oidc: OidcAuthenticator,
+    pub sessions: SessionSealer,
+    pub denylist: Denylist,
+    pub issuers: HashMap<String, Arc<dyn Issuer>>,
+    pub store: Arc<dyn Store>,
+    pub audit: AuditLog,
+    pub fingerprints: Fingerprinter,
+    pub keys: Arc<KeyRing>,
+    /// `iss` of tokens idmint signs, base of the discovery document.
+    pub public_url: String,
+    pub session: SessionSection,
+    pub metrics: Metrics,
+    pub demo_idp: Option<DemoIdp>,
+    /// The audit file, for `audit trace` over the API.
+    pub audit_file: Option<std::path::PathBuf>,
+}
+
+impl AppState {
+    /// Session lifetime for an identity: per auth config when set, else by kind.
+    pub fn session_ttl(&self, identity: &Identity) -> Ttl {
+        let per_auth = self
+            .oidc
+            .verifiers()
+            .iter()
+            .find(|v| v.name() == identity.auth)
+            .and_then(|v| v.config().session_ttl);
+        per_auth.unwrap_or(match identity.kind {
+            IdentityKind::Human => self.session.human_ttl,
+            _ => self.session.machine_ttl,
+        })
+    }
+}
+
+/// Revoked session tokens that have not expired yet.
+///
+/// Checked on every authenticated request, so it lives in memory (read-mostly
+/// lock); it is persisted in the store so that a restart does not resurrect a
+/// revoked token. Entries leave when the token would have expired anyway,
+/// which keeps it small.
+#[derive(Default)]
+pub struct Denylist {
+    entries: RwLock<HashMap<String, i64>>,
+}
+
+impl Denylist {
+    pub fn load(entries: Vec<(String, UnixTime)>) -> Self {
+        Self {
+            entries: RwLock::new(entries.into_iter().map(|(k, v)| (k, v.secs())).collect()),
+        }
+    }
+    pub fn contains(&self, token_id: &str) -> bool {
+        self.entries
+            .read()
+            .map(|m| m.contains_key(token_id))
+            .unwrap_or(true) // a poisoned lock fails closed
+    }
+    pub fn insert(&self, token_id: &str, expires_at: UnixTime) {
+        if let Ok(mut m) = self.entries.write() {
+            m.insert(token_id.to_string(), expires_at.secs());
+        }
+    }
+    pub fn purge(&self, now: UnixTime) {
+        if let Ok(mut m) = self.entries.write() {
+            m.retain(|_, exp| *exp > now.secs());
+        }
+    }
+}

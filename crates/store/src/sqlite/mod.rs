@@ -1,0 +1,513 @@
+//! The embedded SQLite backend: one file, WAL mode, a dedicated writer
+//! thread with group commit and a pool of readers.
+//!
+//! Durability choice: `synchronous = FULL`. In WAL mode `NORMAL` already
+//! survives a *process* crash, but a power loss or kernel crash can drop the
+//! last commits. A lease row is the write-ahead record that lets the reaper
+//! revoke a credential; losing it after the credential was minted would
+//! leave an untracked credential, which is exactly what the write-ahead
+//! exists to prevent. `FULL` costs one fsync per commit, and group commit
+//! shares that fsync across every write queued at the time, so the price is
+//! latency under light load, not throughput under heavy load.
+
+mod readers;
+mod rows;
+mod schema;
+mod sql;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use crate::error::StoreError;
+use crate::store::{LeaseFilter, Store, StoredBundle, MAX_DUE_LIMIT};
+use idmint_core::policy::SourceFile;
+use idmint_core::{Lease, LeaseId, LeaseState, UnixTime};
+use readers::Readers;
+use rows::{
+    bundle_from_row, is_duplicate, lease_from_row, lease_params, prefix_upper_bound, sql_error,
+};
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use writer::Writer;
+
+/// How long a statement waits for a lock held by another connection (another
+/// process sharing the file, or a checkpoint) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read connections. Reads are few and short (admin listings, the reaper);
+/// this bounds the blocking threads they use.
+const READERS: usize = 4;
+/// Prepared statements kept per connection; above the number of distinct
+/// statements the store runs, so none is ever re-parsed.
+const STATEMENT_CACHE: usize = 64;
+
+/// [`Store`] backed by one SQLite file.
+pub struct SqliteStore {
+    path: PathBuf,
+    // Field order matters for drop: the writer joins its thread first.
+    writer: Writer,
+    readers: Readers,
+}
+
+impl SqliteStore {
+    /// Opens or creates the database at `path`: creates the parent
+    /// directory, creates the file with mode 0600 (SQLite gives the `-wal`
+    /// and `-shm` files the same mode), enables WAL with
+    /// `synchronous = FULL` (see the module docs for why), a busy timeout
+    /// and foreign keys, and runs the migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        prepare_file(path)?;
+        let mut conn = open_connection(path)?;
+        configure_writer(&conn, path)?;
+        schema::migrate(&mut conn, path)?;
+        let readers = Readers::open(path, READERS)?;
+        let writer = Writer::start(conn)?;
+        tracing::debug!(database = %path.display(), "opened SQLite store");
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer,
+            readers,
+        })
+    }
+
+    async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.readers.run(op).await
+    }
+
+    async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.submit(op).await
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Creates the parent directory and an empty 0600 file if missing, so the
+/// database is never world-readable even for an instant.
+fn prepare_file(path: &Path) -> Result<(), StoreError> {
+    let shown = path.display();
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StoreError::Backend(format!(
+                "cannot create directory {} for database {shown}: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| StoreError::Backend(format!("cannot open database {shown}: {e}")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file
+            .metadata()
+            .map_err(|e| StoreError::Backend(format!("cannot stat database {shown}: {e}")))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                database = %shown,
+                mode = format!("{:04o}", mode & 0o777),
+                "database file is accessible by group or others; run `chmod 600` on it"
+            );
+        }
+    }
+    drop(file);
+    Ok(())
+}
+
+/// Opens a connection without URI interpretation (a path is a path) and with
+/// the settings every connection needs.
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let shown = path.display();
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_error(&format!("opening database {shown}"), e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| sql_error(&format!("configuring database {shown}"), e))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+fn configure_writer(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let shown = path.display();
+    let fail = |e: rusqlite::Error| {
+        if matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::NotADatabase)
+        ) {
+            StoreError::Corrupt(format!(
+                "{shown} is not a SQLite database; point [storage] at an idmint database or a new path"
+            ))
+        } else {
+            sql_error(&format!("configuring database {shown}"), e)
+        }
+    };
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(fail)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "database {shown}: cannot enable WAL mode (journal mode is {mode}); the file must be on a local filesystem"
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        .map_err(fail)?;
+    Ok(())
+}
+
+/// A connection for the reader pool: same settings, and `query_only` so a
+/// bug can never write outside the writer thread's transactions.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open_connection(path)?;
+    conn.execute_batch("PRAGMA query_only = ON;")
+        .map_err(|e| sql_error(&format!("configuring database {}", path.display()), e))?;
+    Ok(conn)
+}
+
+/// Collects rows mapped by a `rows::*_from_row` function.
+fn collect<T>(
+    rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>,
+    context: &str,
+) -> Result<Vec<T>, StoreError> {
+    rows.map(|r| r.map_err(|e| sql_error(context, e)).and_then(|x| x))
+        .collect()
+}
+
+fn limit_param(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    async fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(sql::GET_BLOB)
+                .and_then(|mut s| s.query_row([&name], |r| r.get(0)).optional())
+                .map_err(|e| sql_error(&format!("reading blob {name}"), e))
+        })
+        .await
+    }
+
+    async fn put_blob_if_absent(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let name = name.to_owned();
+        let value = value.to_vec();
+        self.write(move |conn| {
+            let context = || format!("storing blob {name}");
+            conn.prepare_cached(sql::INSERT_BLOB_IF_ABSENT)
+                .and_then(|mut s| s.execute(params![name, value, UnixTime::now().0]))
+                .map_err(|e| sql_error(&context(), e))?;
+            conn.prepare_cached(sql::GET_BLOB)
+                .and_then(|mut s| s.query_row([&name], |r| r.get(0)))
+                .map_err(|e| sql_error(&context(), e))
+        })
+        .await
+    }
+
+    async fn active_bundle(&self) -> Result<Option<StoredBundle>, StoreError> {
+        self.read(|conn| {
+            let context = "reading the active policy bundle";
+            conn.prepare_cached(sql::ACTIVE_BUNDLE)
+                .and_then(|mut s| s.query_row([], bundle_from_row).optional())
+                .map_err(|e| sql_error(context, e))?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn activate_bundle(
+        &self,
+        sources: &[SourceFile],
+        author: &str,
+        comment: &str,
+    ) -> Result<u64, StoreError> {
+        let sources = serde_json::to_string(sources).map_err(|e| {
+            StoreError::Backend(format!("cannot encode the policy bundle sources: {e}"))
+        })?;
+        let author = author.to_owned();
+        let comment = comment.to_owned();
+        self.write(move |conn| {
+            let context = "activating a policy bundle";
+            let version: i64 = conn
+                .prepare_cached(sql::NEXT_BUNDLE_VERSION)
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(|e| sql_error(context, e))?;
+            conn.prepare_cached(sql::INSERT_BUNDLE)
+                .and_then(|mut s| {
+                    s.execute(params![
+                        version,
+                        sources,
+                        UnixTime::now().0,
+                        author,
+                        comment
+                    ])
+                })
+                .map_err(|e| sql_error(context, e))?;
+            conn.prepare_cached(sql::SET_ACTIVE_BUNDLE)
+                .and_then(|mut s| s.execute([version]))
+                .map_err(|e| sql_error(context, e))?;
+            u64::try_from(version)
+                .map_err(|_| StoreError::Corrupt(format!("bundle version {version} is negative")))
+        })
+        .await
+    }
+
+    async fn bundle_history(&self) -> Result<Vec<StoredBundle>, StoreError> {
+        self.read(|conn| {
+            let context = "reading the policy bundle history";
+            let mut stmt = conn
+                .prepare_cached(sql::BUNDLE_HISTORY)
+                .map_err(|e| sql_error(context, e))?;
+            let rows = stmt
+                .query_map([], bundle_from_row)
+                .map_err(|e| sql_error(context, e))?;
+            collect(rows, context)
+        })
+        .await
+    }
+
+    async fn insert_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        let id = lease.id.clone();
+        let values = lease_params(lease);
+        self.write(move |conn| {
+            match conn
+                .prepare_cached(sql::INSERT_LEASE)
+                .and_then(|mut s| s.execute(rusqlite::params_from_iter(values)))
+            {
+                Ok(_) => Ok(()),
+                Err(e) if is_duplicate(&e) => {
+                    Err(StoreError::Conflict(format!("lease {id} already exists")))
+                }
+                Err(e) => Err(sql_error(&format!("inserting lease {id}"), e)),
+            }
+        })
+        .await
+    }
+
+    async fn get_lease(&self, id: &LeaseId) -> Result<Option<Lease>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(sql::GET_LEASE)
+                .and_then(|mut s| s.query_row([id.as_str()], lease_from_row).optional())
+                .map_err(|e| sql_error(&format!("reading lease {id}"), e))?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn transition_lease(
+        &self,
+        id: &LeaseId,
+        from: LeaseState,
+        to: LeaseState,
+        fingerprint: Option<&str>,
+        last_error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let id = id.clone();
+        let fingerprint = fingerprint.map(str::to_owned);
+        let last_error = last_error.map(str::to_owned);
+        self.write(move |conn| {
+            conn.prepare_cached(sql::TRANSITION_LEASE)
+                .and_then(|mut s| {
+                    s.execute(params![
+                        id.as_str(),
+                        from.as_str(),
+                        to.as_str(),
+                        fingerprint,
+                        last_error
+                    ])
+                })
+                .map(|changed| changed == 1)
+                .map_err(|e| sql_error(&format!("updating lease {id}"), e))
+        })
+        .await
+    }
+
+    async fn record_revoke_failure(
+        &self,
+        id: &LeaseId,
+        next_attempt_at: UnixTime,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        let error = error.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(sql::RECORD_REVOKE_FAILURE)
+                .and_then(|mut s| s.execute(params![id.as_str(), next_attempt_at.0, error]))
+                .map_err(|e| {
+                    sql_error(&format!("recording a revocation failure of lease {id}"), e)
+                })?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("lease {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_leases(&self, filter: &LeaseFilter) -> Result<Vec<Lease>, StoreError> {
+        let mut conditions: Vec<&str> = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        if let Some(principal) = &filter.principal {
+            conditions.push("principal = ?");
+            values.push(Value::Text(principal.clone()));
+        }
+        if let Some(prefix) = filter.role_prefix.as_deref().filter(|p| !p.is_empty()) {
+            conditions.push("role >= ?");
+            values.push(Value::Text(prefix.to_owned()));
+            if let Some(bound) = prefix_upper_bound(prefix) {
+                conditions.push("role < ?");
+                values.push(Value::Text(bound));
+            }
+        }
+        if filter.live_only {
+            conditions.push("state IN ('pending', 'active')");
+        }
+        let mut query = String::from(sql::LIST_LEASES_PREFIX);
+        if !conditions.is_empty() {
+            query.push_str(" WHERE ");
+            query.push_str(&conditions.join(" AND "));
+        }
+        // Newest first = most recently inserted: rowid order, which every
+        // index carries, so a principal listing needs no sort.
+        query.push_str(" ORDER BY rowid DESC LIMIT ?");
+        values.push(Value::Integer(limit_param(filter.effective_limit())));
+        self.read(move |conn| {
+            let context = "listing leases";
+            let mut stmt = conn
+                .prepare_cached(&query)
+                .map_err(|e| sql_error(context, e))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(values), lease_from_row)
+                .map_err(|e| sql_error(context, e))?;
+            collect(rows, context)
+        })
+        .await
+    }
+
+    async fn due_leases(
+        &self,
+        now: UnixTime,
+        pending_grace_secs: i64,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let limit = limit.min(MAX_DUE_LIMIT);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let grace = pending_grace_secs.max(0);
+        let cutoff = now.0.saturating_sub(grace);
+        self.read(move |conn| {
+            let context = "finding due leases";
+            let fail = |e| sql_error(context, e);
+            // One read transaction: both queries see the same snapshot, so
+            // no lease is reported twice or missed between them.
+            let tx = conn.unchecked_transaction().map_err(fail)?;
+            let due_row = |r: &rusqlite::Row<'_>| {
+                let due_at: i64 = r.get(15)?;
+                Ok(lease_from_row(r)?.map(|lease| (due_at, lease)))
+            };
+            let mut due = {
+                let mut stmt = tx.prepare_cached(sql::DUE_LEASES).map_err(fail)?;
+                let rows = stmt
+                    .query_map(params![now.0, limit_param(limit)], due_row)
+                    .map_err(fail)?;
+                collect(rows, context)?
+            };
+            {
+                let mut stmt = tx.prepare_cached(sql::STALE_PENDING_LEASES).map_err(fail)?;
+                let rows = stmt
+                    .query_map(params![now.0, cutoff, grace, limit_param(limit)], due_row)
+                    .map_err(fail)?;
+                due.extend(collect(rows, context)?);
+            }
+            tx.finish().map_err(fail)?;
+            due.sort_by(|(a_due, a), (b_due, b)| a_due.cmp(b_due).then_with(|| a.id.cmp(&b.id)));
+            due.truncate(limit);
+            Ok(due.into_iter().map(|(_, lease)| lease).collect())
+        })
+        .await
+    }
+
+    async fn count_leases(&self, live_only: bool) -> Result<u64, StoreError> {
+        self.read(move |conn| {
+            let query = if live_only {
+                sql::COUNT_LIVE_LEASES
+            } else {
+                sql::COUNT_LEASES
+            };
+            let count: i64 = conn
+                .prepare_cached(query)
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(|e| sql_error("counting leases", e))?;
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn deny_token(&self, token_id: &str, expires_at: UnixTime) -> Result<(), StoreError> {
+        let token_id = token_id.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(sql::DENY_TOKEN)
+                .and_then(|mut s| s.execute(params![token_id, expires_at.0]))
+                .map(|_| ())
+                .map_err(|e| sql_error(&format!("denying token {token_id}"), e))
+        })
+        .await
+    }
+
+    async fn denied_tokens(&self, now: UnixTime) -> Result<Vec<(String, UnixTime)>, StoreError> {
+        self.read(move |conn| {
+            let context = "reading the token denylist";
+            let mut stmt = conn
+                .prepare_cached(sql::DENIED_TOKENS)
+                .map_err(|e| sql_error(context, e))?;
+            let rows = stmt
+                .query_map([now.0], |r| Ok((r.get(0)?, UnixTime(r.get(1)?))))
+                .map_err(|e| sql_error(context, e))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(|e| sql_error(context, e))
+        })
+        .await
+    }
+
+    async fn purge_expired_denials(&self, now: UnixTime) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            conn.prepare_cached(sql::PURGE_DENIALS)
+                .and_then(|mut s| s.execute([now.0]))
+                .map(|n| n as u64)
+                .map_err(|e| sql_error("purging expired token denials", e))
+        })
+        .await
+    }
+}
