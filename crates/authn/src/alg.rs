@@ -167,11 +167,16 @@ impl AlgorithmSet {
         self.0 & alg.bit() != 0
     }
     pub fn iter(self) -> impl Iterator<Item = Algorithm> {
-        Algorithm::ALL.into_iter().filter(move |a| self.contains(*a))
+        Algorithm::ALL
+            .into_iter()
+            .filter(move |a| self.contains(*a))
     }
     /// Space-separated names, for messages.
     pub fn names(self) -> String {
-        self.iter().map(Algorithm::as_str).collect::<Vec<_>>().join(" ")
+        self.iter()
+            .map(Algorithm::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

@@ -188,11 +188,13 @@ fn numeric_date(
     }
 }
 
-/// A claim that must be a non-empty string.
+/// A claim that must be a non-empty string. `why` explains, for the
+/// missing-claim message, who requires it (built only on failure: this runs
+/// for every required claim of every login).
 pub(crate) fn required_string<'c>(
     claims: &'c Map<String, Value>,
     name: &str,
-    why: &str,
+    why: impl FnOnce() -> String,
 ) -> Result<&'c str, AuthnError> {
     match claims.get(name) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
@@ -204,7 +206,7 @@ pub(crate) fn required_string<'c>(
         Some(other) => Err(type_error(name, "a string", other)),
         None => Err(AuthnError::MissingClaim {
             claim: name.into(),
-            hint: format!("; {why}"),
+            hint: format!("; {}", why()),
         }),
     }
 }
@@ -247,7 +249,9 @@ mod tests {
 
     fn check(claims: Value) -> Result<Validity, AuthnError> {
         let auds = vec!["idmint".to_string()];
-        let Value::Object(map) = claims else { panic!("object") };
+        let Value::Object(map) = claims else {
+            panic!("object")
+        };
         check_registered(&map, &rules(&auds), UnixTime(NOW))
     }
 
@@ -311,8 +315,10 @@ mod tests {
 
     #[test]
     fn required_strings() {
-        let Value::Object(c) = json!({"a":"x","e":"","n":1,"arr":[],"obj":{}}) else { panic!() };
-        assert_eq!(required_string(&c, "a", "why").unwrap(), "x");
+        let Value::Object(c) = json!({"a":"x","e":"","n":1,"arr":[],"obj":{}}) else {
+            panic!()
+        };
+        assert_eq!(required_string(&c, "a", || "why".into()).unwrap(), "x");
         for (name, expected) in [
             ("e", "must be a non-empty string, but it is an empty string"),
             ("n", "must be a string, but it is a number"),
@@ -320,7 +326,7 @@ mod tests {
             ("obj", "must be a string, but it is an object"),
             ("missing", "no missing claim; why"),
         ] {
-            let err = required_string(&c, name, "why").unwrap_err();
+            let err = required_string(&c, name, || "why".into()).unwrap_err();
             assert!(err.to_string().contains(expected), "{err}");
         }
     }

@@ -4,7 +4,7 @@
 //! form with every default applied, built once when a verifier is created so
 //! the hot path never re-interprets configuration.
 
-use crate::alg::{Algorithm, AlgRefusal, AlgorithmSet};
+use crate::alg::{AlgRefusal, Algorithm, AlgorithmSet};
 use crate::error::ConfigError;
 use idmint_core::{IdentityKind, Ttl};
 use std::time::Duration;
@@ -195,7 +195,10 @@ impl OidcConfig {
             ));
         }
         if self.audiences.iter().any(|a| a.trim().is_empty()) {
-            return Err(err("audiences", "audiences must not contain an empty value".into()));
+            return Err(err(
+                "audiences",
+                "audiences must not contain an empty value".into(),
+            ));
         }
         let algorithms = match &self.algorithms {
             None => AlgorithmSet::all(),
@@ -274,7 +277,11 @@ impl OidcConfig {
         if timeout > MAX_JWKS_TIMEOUT {
             return Err(err(
                 "jwks_timeout",
-                format!("jwks_timeout is {}s; at most {}s is allowed", timeout.as_secs(), MAX_JWKS_TIMEOUT.as_secs()),
+                format!(
+                    "jwks_timeout is {}s; at most {}s is allowed",
+                    timeout.as_secs(),
+                    MAX_JWKS_TIMEOUT.as_secs()
+                ),
             ));
         }
 
@@ -294,7 +301,8 @@ impl OidcConfig {
             algorithms,
             leeway_secs,
             max_token_bytes,
-            max_lifetime_secs: duration(self.max_token_lifetime, DEFAULT_MAX_TOKEN_LIFETIME).as_secs(),
+            max_lifetime_secs: duration(self.max_token_lifetime, DEFAULT_MAX_TOKEN_LIFETIME)
+                .as_secs(),
             preset,
             required_claims,
             subject_claim,
@@ -304,7 +312,10 @@ impl OidcConfig {
                 issuer: self.issuer.clone(),
                 source,
                 cache_ttl,
-                refetch_interval: duration(self.jwks_refetch_interval, DEFAULT_JWKS_REFETCH_INTERVAL),
+                refetch_interval: duration(
+                    self.jwks_refetch_interval,
+                    DEFAULT_JWKS_REFETCH_INTERVAL,
+                ),
                 stale_max_age,
                 timeout,
                 allow_insecure_http: self.allow_insecure_http,
@@ -314,10 +325,15 @@ impl OidcConfig {
 
     fn fetch_url(&self, key: &'static str, value: &str) -> Result<Url, ConfigError> {
         let url = Url::parse(value).map_err(|e| {
-            ConfigError::new(&self.name, key, format!("{key} {value:?} is not a URL ({e})"))
+            ConfigError::new(
+                &self.name,
+                key,
+                format!("{key} {value:?} is not a URL ({e})"),
+            )
         })?;
-        check_fetch_url(&url, self.allow_insecure_http)
-            .map_err(|problem| ConfigError::new(&self.name, key, format!("{key} {value:?}: {problem}")))?;
+        check_fetch_url(&url, self.allow_insecure_http).map_err(|problem| {
+            ConfigError::new(&self.name, key, format!("{key} {value:?}: {problem}"))
+        })?;
         Ok(url)
     }
 }
@@ -402,35 +418,93 @@ mod tests {
         cfg.required_claims = vec!["environment".into(), "ref".into()];
         let s = cfg.settings().unwrap();
         assert_eq!(s.required_claims.len(), 9);
-        assert_eq!(s.required_claims.last().map(String::as_str), Some("environment"));
+        assert_eq!(
+            s.required_claims.last().map(String::as_str),
+            Some("environment")
+        );
     }
 
     #[test]
     fn errors_name_the_key() {
-        let cases: Vec<(Box<dyn Fn(&mut OidcConfig)>, &str)> = vec![
-            (Box::new(|c| c.audiences.clear()), "auth.oidc \"github\": audiences must not be empty"),
-            (Box::new(|c| c.name.clear()), "auth.oidc \"\": name must not be empty"),
+        type Mutation = Box<dyn Fn(&mut OidcConfig)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (
+                Box::new(|c| c.audiences.clear()),
+                "auth.oidc \"github\": audiences must not be empty",
+            ),
+            (
+                Box::new(|c| c.name.clear()),
+                "auth.oidc \"\": name must not be empty",
+            ),
             (Box::new(|c| c.name = "a b".into()), "name may only use"),
-            (Box::new(|c| c.issuer = "http://idp.example".into()), "issuer \"http://idp.example\": must use https"),
-            (Box::new(|c| { c.issuer = "http://idp.example".into(); c.allow_insecure_http = true; }), "only permits http:// to 127.0.0.1"),
-            (Box::new(|c| c.jwks_url = Some("ftp://x/keys".into())), "jwks_url \"ftp://x/keys\": scheme \"ftp\""),
-            (Box::new(|c| c.jwks_url = Some("not a url".into())), "jwks_url \"not a url\" is not a URL"),
-            (Box::new(|c| c.algorithms = Some(vec!["HS256".into()])), "algorithms: \"HS256\" can never be allowed"),
-            (Box::new(|c| c.algorithms = Some(vec!["none".into()])), "algorithms: \"none\" can never be allowed"),
-            (Box::new(|c| c.algorithms = Some(vec!["rs256".into()])), "case-sensitive"),
-            (Box::new(|c| c.algorithms = Some(vec![])), "algorithms must not be empty"),
-            (Box::new(|c| c.leeway_seconds = Some(301)), "leeway_seconds is 301"),
-            (Box::new(|c| c.max_token_bytes = Some(10)), "max_token_bytes is 10"),
-            (Box::new(|c| c.required_claims = vec!["".into()]), "required_claims must not contain an empty name"),
-            (Box::new(|c| c.subject_claim = Some(" ".into())), "subject_claim must name a claim"),
-            (Box::new(|c| c.stale_keys_max_age = Some(Ttl::from_secs(60).unwrap())), "stale_keys_max_age (60s) must be at least jwks_cache_ttl (600s)"),
-            (Box::new(|c| c.jwks_timeout = Some(Ttl::from_secs(61).unwrap())), "jwks_timeout is 61s"),
+            (
+                Box::new(|c| c.issuer = "http://idp.example".into()),
+                "issuer \"http://idp.example\": must use https",
+            ),
+            (
+                Box::new(|c| {
+                    c.issuer = "http://idp.example".into();
+                    c.allow_insecure_http = true;
+                }),
+                "only permits http:// to 127.0.0.1",
+            ),
+            (
+                Box::new(|c| c.jwks_url = Some("ftp://x/keys".into())),
+                "jwks_url \"ftp://x/keys\": scheme \"ftp\"",
+            ),
+            (
+                Box::new(|c| c.jwks_url = Some("not a url".into())),
+                "jwks_url \"not a url\" is not a URL",
+            ),
+            (
+                Box::new(|c| c.algorithms = Some(vec!["HS256".into()])),
+                "algorithms: \"HS256\" can never be allowed",
+            ),
+            (
+                Box::new(|c| c.algorithms = Some(vec!["none".into()])),
+                "algorithms: \"none\" can never be allowed",
+            ),
+            (
+                Box::new(|c| c.algorithms = Some(vec!["rs256".into()])),
+                "case-sensitive",
+            ),
+            (
+                Box::new(|c| c.algorithms = Some(vec![])),
+                "algorithms must not be empty",
+            ),
+            (
+                Box::new(|c| c.leeway_seconds = Some(301)),
+                "leeway_seconds is 301",
+            ),
+            (
+                Box::new(|c| c.max_token_bytes = Some(10)),
+                "max_token_bytes is 10",
+            ),
+            (
+                Box::new(|c| c.required_claims = vec!["".into()]),
+                "required_claims must not contain an empty name",
+            ),
+            (
+                Box::new(|c| c.subject_claim = Some(" ".into())),
+                "subject_claim must name a claim",
+            ),
+            (
+                Box::new(|c| c.stale_keys_max_age = Some(Ttl::from_secs(60).unwrap())),
+                "stale_keys_max_age (60s) must be at least jwks_cache_ttl (600s)",
+            ),
+            (
+                Box::new(|c| c.jwks_timeout = Some(Ttl::from_secs(61).unwrap())),
+                "jwks_timeout is 61s",
+            ),
         ];
         for (mutate, expected) in cases {
             let mut cfg = base();
             mutate(&mut cfg);
             let msg = message(&cfg);
-            assert!(msg.contains(expected), "{msg:?} should contain {expected:?}");
+            assert!(
+                msg.contains(expected),
+                "{msg:?} should contain {expected:?}"
+            );
         }
     }
 
@@ -439,7 +513,10 @@ mod tests {
         for host in ["127.0.0.1:8080", "localhost", "[::1]:9000"] {
             let mut cfg = base();
             cfg.issuer = format!("http://{host}");
-            assert!(cfg.validate().is_err(), "{host} without allow_insecure_http");
+            assert!(
+                cfg.validate().is_err(),
+                "{host} without allow_insecure_http"
+            );
             cfg.allow_insecure_http = true;
             assert!(cfg.validate().is_ok(), "{host}");
         }
@@ -456,6 +533,9 @@ mod tests {
         let r: Result<OidcConfig, _> = serde_json::from_str(
             r#"{"name":"x","issuer":"https://i","audiences":["a"],"audience":"typo"}"#,
         );
-        assert!(r.unwrap_err().to_string().contains("unknown field `audience`"));
+        assert!(r
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `audience`"));
     }
 }

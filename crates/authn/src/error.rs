@@ -44,7 +44,9 @@ pub enum AuthnError {
     #[error("token is not a valid compact JWS: {reason}")]
     Malformed { reason: String },
 
-    #[error("token {part} has the JSON key {key} more than once; such tokens are ambiguous and refused")]
+    #[error(
+        "token {part} has the JSON key {key} more than once; such tokens are ambiguous and refused"
+    )]
     DuplicateJsonKey { part: &'static str, key: String },
 
     #[error("token algorithm {alg} is refused: {reason}")]

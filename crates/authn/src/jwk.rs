@@ -165,10 +165,7 @@ fn bytes(jwk: &Map<String, Value>, member: &str) -> Result<Vec<u8>, String> {
 fn fixed(jwk: &Map<String, Value>, member: &str, len: usize) -> Result<Vec<u8>, String> {
     let value = bytes(jwk, member)?;
     if value.len() != len {
-        return Err(format!(
-            "{member} is {} bytes, expected {len}",
-            value.len()
-        ));
+        return Err(format!("{member} is {} bytes, expected {len}", value.len()));
     }
     Ok(value)
 }
@@ -233,7 +230,8 @@ mod tests {
         let rng = SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let jwk = json!({"kty":"OKP","crv":"Ed25519","kid":"ed","x": b64(pair.public_key().as_ref())});
+        let jwk =
+            json!({"kty":"OKP","crv":"Ed25519","kid":"ed","x": b64(pair.public_key().as_ref())});
         (pair, jwk)
     }
 
@@ -298,11 +296,13 @@ mod tests {
         assert!(with("kty", json!("oct")).contains("symmetric"));
         let oct = VerificationKey::from_jwk(&json!({"kty":"oct","kid":"h"})).unwrap_err();
         assert!(oct.contains("symmetric"), "{oct}");
-        let small_rsa = VerificationKey::from_jwk(&json!({"kty":"RSA","n": b64(&[0xff; 128]),"e":"AQAB"}))
-            .unwrap_err();
+        let small_rsa =
+            VerificationKey::from_jwk(&json!({"kty":"RSA","n": b64(&[0xff; 128]),"e":"AQAB"}))
+                .unwrap_err();
         assert!(small_rsa.contains("1024 bits"), "{small_rsa}");
-        let even_e = VerificationKey::from_jwk(&json!({"kty":"RSA","n": b64(&[0xff; 256]),"e":"Ag"}))
-            .unwrap_err();
+        let even_e =
+            VerificationKey::from_jwk(&json!({"kty":"RSA","n": b64(&[0xff; 256]),"e":"Ag"}))
+                .unwrap_err();
         assert!(even_e.contains("exponent"), "{even_e}");
         let ok_rsa = VerificationKey::from_jwk(
             &json!({"kty":"RSA","n": b64(&[&[0u8][..], &[0xc5; 256][..]].concat()),"e":"AQAB"}),

@@ -130,7 +130,11 @@ pub(crate) struct JwksCache {
 }
 
 impl JwksCache {
-    pub(crate) fn new(settings: JwksSettings, http: reqwest::Client, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(
+        settings: JwksSettings,
+        http: reqwest::Client,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             settings,
             http,
@@ -189,8 +193,7 @@ impl JwksCache {
             return;
         }
         let _gate = self.fetch_gate.lock().await;
-        if self.generation.load(Ordering::Acquire) != seen_generation || self.attempted_recently()
-        {
+        if self.generation.load(Ordering::Acquire) != seen_generation || self.attempted_recently() {
             return;
         }
         // The error is recorded in `last_failure` and logged by `attempt`.
@@ -202,14 +205,18 @@ impl JwksCache {
     pub(crate) async fn refresh(&self) -> Result<(), AuthnError> {
         let seen_generation = self.generation.load(Ordering::Acquire);
         let _gate = self.fetch_gate.lock().await;
-        if self.generation.load(Ordering::Acquire) != seen_generation && self.last_failure().is_none() {
+        if self.generation.load(Ordering::Acquire) != seen_generation
+            && self.last_failure().is_none()
+        {
             // A fetch finished successfully while we waited for the gate.
             return Ok(());
         }
-        self.attempt(true).await.map_err(|reason| AuthnError::IdpUnavailable {
-            issuer: self.settings.issuer.clone(),
-            reason,
-        })
+        self.attempt(true)
+            .await
+            .map_err(|reason| AuthnError::IdpUnavailable {
+                issuer: self.settings.issuer.clone(),
+                reason,
+            })
     }
 
     /// How long the background refresh should sleep: until the keys are one
@@ -253,12 +260,16 @@ impl JwksCache {
     fn snapshot(&self) -> Arc<KeySet> {
         // Writers only swap the Arc, so a poisoned lock still holds a
         // consistent value.
-        self.keys.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn is_usable(&self, keys: &KeySet) -> bool {
-        keys.fetched_at
-            .is_some_and(|at| self.clock.monotonic().saturating_sub(at) <= self.settings.stale_max_age)
+        keys.fetched_at.is_some_and(|at| {
+            self.clock.monotonic().saturating_sub(at) <= self.settings.stale_max_age
+        })
     }
 
     fn now_ms(&self) -> u64 {
@@ -322,7 +333,10 @@ impl JwksCache {
                     fetched_at: Some(self.clock.monotonic()),
                 });
                 *self.keys.write().unwrap_or_else(PoisonError::into_inner) = set;
-                *self.last_failure.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                *self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
                 Ok(())
             }
             Err(reason) => {
@@ -333,8 +347,10 @@ impl JwksCache {
                     error = %reason,
                     "JWKS fetch failed; keeping the last good keys"
                 );
-                *self.last_failure.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(reason.clone());
+                *self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(reason.clone());
                 Err(reason)
             }
         };
@@ -359,8 +375,10 @@ impl JwksCache {
                     Some(url) => url,
                     None => {
                         let url = self.discover(document_url).await?;
-                        *self.discovered_jwks_url.lock().unwrap_or_else(PoisonError::into_inner) =
-                            Some(url.clone());
+                        *self
+                            .discovered_jwks_url
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) = Some(url.clone());
                         url
                     }
                 }
@@ -372,7 +390,10 @@ impl JwksCache {
         };
         if result.is_err() {
             // A stale jwks_uri may be the cause: discover again next time.
-            *self.discovered_jwks_url.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            *self
+                .discovered_jwks_url
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
         }
         result
     }
@@ -394,10 +415,14 @@ impl JwksCache {
                 self.settings.issuer
             ));
         }
-        let jwks_url = Url::parse(&doc.jwks_uri)
-            .map_err(|e| format!("discovery document {document_url} has an invalid jwks_uri ({e})"))?;
-        check_fetch_url(&jwks_url, self.settings.allow_insecure_http)
-            .map_err(|e| format!("discovery document {document_url} has jwks_uri {jwks_url}, which is refused: {e}"))?;
+        let jwks_url = Url::parse(&doc.jwks_uri).map_err(|e| {
+            format!("discovery document {document_url} has an invalid jwks_uri ({e})")
+        })?;
+        check_fetch_url(&jwks_url, self.settings.allow_insecure_http).map_err(|e| {
+            format!(
+                "discovery document {document_url} has jwks_uri {jwks_url}, which is refused: {e}"
+            )
+        })?;
         Ok(jwks_url)
     }
 
@@ -415,8 +440,12 @@ impl JwksCache {
                 .send()
                 .await
                 .map_err(|e| format!("GET {url} failed: {}", error_chain(&e)))?;
-            check_fetch_url(response.url(), self.settings.allow_insecure_http)
-                .map_err(|e| format!("GET {url} was redirected to {}, which is refused: {e}", response.url()))?;
+            check_fetch_url(response.url(), self.settings.allow_insecure_http).map_err(|e| {
+                format!(
+                    "GET {url} was redirected to {}, which is refused: {e}",
+                    response.url()
+                )
+            })?;
             let status = response.status();
             if !status.is_success() {
                 return Err(format!("GET {url} answered HTTP {status}"));
@@ -429,11 +458,12 @@ impl JwksCache {
                 return Err(too_large());
             }
             let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| format!("GET {url} failed while reading the body: {}", error_chain(&e)))?
-            {
+            while let Some(chunk) = response.chunk().await.map_err(|e| {
+                format!(
+                    "GET {url} failed while reading the body: {}",
+                    error_chain(&e)
+                )
+            })? {
                 if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
                     return Err(too_large());
                 }
@@ -441,15 +471,22 @@ impl JwksCache {
             }
             Ok(body)
         };
-        tokio::time::timeout(timeout, request)
-            .await
-            .map_err(|_| format!("GET {url} timed out after {}s (jwks_timeout)", timeout.as_secs()))?
+        tokio::time::timeout(timeout, request).await.map_err(|_| {
+            format!(
+                "GET {url} timed out after {}s (jwks_timeout)",
+                timeout.as_secs()
+            )
+        })?
     }
 }
 
 /// Parse a JWKS body. Keys that cannot be used are skipped with a warning;
 /// a set with no usable key at all is an error (and the old keys stay).
-fn parse_key_set(body: &[u8], url: &Url, settings: &JwksSettings) -> Result<Vec<VerificationKey>, String> {
+fn parse_key_set(
+    body: &[u8],
+    url: &Url,
+    settings: &JwksSettings,
+) -> Result<Vec<VerificationKey>, String> {
     #[derive(serde::Deserialize)]
     struct JwkSet {
         keys: Vec<serde_json::Value>,

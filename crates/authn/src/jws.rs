@@ -55,7 +55,7 @@ pub(crate) fn parse(token: &str, max_bytes: usize) -> Result<UnverifiedJws<'_>, 
         )));
     };
 
-    let header = decode_object(header_b64, "header")?;
+    let mut header = decode_object(header_b64, "header")?;
     if let Some(crit) = header.get("crit") {
         let names = match crit {
             Value::Array(items) => untrusted_list(items.iter().filter_map(Value::as_str)),
@@ -75,9 +75,9 @@ pub(crate) fn parse(token: &str, max_bytes: usize) -> Result<UnverifiedJws<'_>, 
     };
     // `jku`, `x5u`, `x5c` and `jwk` are deliberately ignored: keys come only
     // from the configured JWKS, never from the token that is being checked.
-    let kid = match header.get("kid") {
+    let kid = match header.remove("kid") {
         None => None,
-        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(Value::String(kid)) => Some(kid),
         Some(_) => return Err(AuthnError::malformed("header kid must be a string")),
     };
 
@@ -103,9 +103,7 @@ pub(crate) fn parse(token: &str, max_bytes: usize) -> Result<UnverifiedJws<'_>, 
 
 fn decode_segment(segment: &str, part: &'static str) -> Result<Vec<u8>, AuthnError> {
     URL_SAFE_NO_PAD.decode(segment).map_err(|e| {
-        AuthnError::malformed(format!(
-            "{part} segment is not unpadded base64url ({e})"
-        ))
+        AuthnError::malformed(format!("{part} segment is not unpadded base64url ({e})"))
     })
 }
 
@@ -256,16 +254,16 @@ mod tests {
 
     #[test]
     fn parses_a_well_formed_token() {
-        let t = token(r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#, r#"{"sub":"x"}"#);
+        let t = token(
+            r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#,
+            r#"{"sub":"x"}"#,
+        );
         let jws = parse(&t, 16384).unwrap();
         assert_eq!(jws.alg, Algorithm::ES256);
         assert_eq!(jws.kid.as_deref(), Some("k1"));
         assert_eq!(jws.claims["sub"], "x");
         assert_eq!(jws.signature, b"sig");
-        assert_eq!(
-            jws.signing_input,
-            t.rsplit_once('.').unwrap().0.as_bytes()
-        );
+        assert_eq!(jws.signing_input, t.rsplit_once('.').unwrap().0.as_bytes());
     }
 
     #[test]
@@ -273,16 +271,34 @@ mod tests {
         let ok_h = r#"{"alg":"RS256"}"#;
         let cases: Vec<(String, &str)> = vec![
             (format!("{}.{}", b64(ok_h), b64("{}")), "found 2"),
-            (format!("{}.{}.{}.{}", b64(ok_h), b64("{}"), b64("s"), b64("s")), "found 4"),
-            (format!("{}.{}.", b64(ok_h), b64("{}")), "signature segment is empty"),
-            (format!(".{}.{}", b64("{}"), b64("s")), "header segment is empty"),
-            (format!("{}=.{}.{}", b64(ok_h), b64("{}"), b64("s")), "base64url"),
-            (format!("{}.{}+.{}", b64(ok_h), b64("{}"), b64("s")), "base64url"),
+            (
+                format!("{}.{}.{}.{}", b64(ok_h), b64("{}"), b64("s"), b64("s")),
+                "found 4",
+            ),
+            (
+                format!("{}.{}.", b64(ok_h), b64("{}")),
+                "signature segment is empty",
+            ),
+            (
+                format!(".{}.{}", b64("{}"), b64("s")),
+                "header segment is empty",
+            ),
+            (
+                format!("{}=.{}.{}", b64(ok_h), b64("{}"), b64("s")),
+                "base64url",
+            ),
+            (
+                format!("{}.{}+.{}", b64(ok_h), b64("{}"), b64("s")),
+                "base64url",
+            ),
             (token(ok_h, "[1]"), "not a JSON object"),
             (token(ok_h, "{"), "not valid JSON"),
             (token(r#"{"alg":5}"#, "{}"), "alg must be a string"),
             (token(r#"{"typ":"JWT"}"#, "{}"), "no alg"),
-            (token(r#"{"alg":"RS256","kid":1}"#, "{}"), "kid must be a string"),
+            (
+                token(r#"{"alg":"RS256","kid":1}"#, "{}"),
+                "kid must be a string",
+            ),
         ];
         for (t, expected) in cases {
             let err = parse(&t, 16384).unwrap_err();
@@ -296,7 +312,10 @@ mod tests {
     #[test]
     fn refused_headers() {
         let none = parse(&token(r#"{"alg":"none"}"#, "{}"), 16384).unwrap_err();
-        assert!(matches!(none, AuthnError::UnsupportedAlgorithm { .. }), "{none}");
+        assert!(
+            matches!(none, AuthnError::UnsupportedAlgorithm { .. }),
+            "{none}"
+        );
         let hs = parse(&token(r#"{"alg":"HS256"}"#, "{}"), 16384).unwrap_err();
         assert!(hs.to_string().contains("HMAC"), "{hs}");
         let crit = parse(
@@ -306,9 +325,22 @@ mod tests {
         .unwrap_err();
         assert!(matches!(crit, AuthnError::CriticalHeader { ref names } if names == "[\"b64\"]"));
         let dup = parse(&token(r#"{"alg":"RS256","alg":"none"}"#, "{}"), 16384).unwrap_err();
-        assert!(matches!(dup, AuthnError::DuplicateJsonKey { part: "header", .. }));
-        let dup = parse(&token(r#"{"alg":"RS256"}"#, r#"{"sub":"a","sub":"b"}"#), 16384).unwrap_err();
-        assert!(matches!(dup, AuthnError::DuplicateJsonKey { part: "payload", .. }));
+        assert!(matches!(
+            dup,
+            AuthnError::DuplicateJsonKey { part: "header", .. }
+        ));
+        let dup = parse(
+            &token(r#"{"alg":"RS256"}"#, r#"{"sub":"a","sub":"b"}"#),
+            16384,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            dup,
+            AuthnError::DuplicateJsonKey {
+                part: "payload",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -101,7 +101,7 @@ impl OidcVerifier {
         self.jwks.refresh().await
     }
 
-    /// Start the background refresh: keys are refetched every
+    /// Start the background refresh (call from within a Tokio runtime): keys are refetched every
     /// `jwks_cache_ttl`; after a failure the old keys are kept and the fetch
     /// is retried with exponential backoff (from `jwks_refetch_interval` up
     /// to `jwks_cache_ttl`). The task holds only a weak reference and ends
@@ -173,16 +173,14 @@ impl OidcVerifier {
         let mut claims = parsed.claims;
         let validity = claims::check_registered(&claims, &rules, now)?;
         for claim in &self.settings.required_claims {
-            required_string(&claims, claim, &self.required_because())?;
+            required_string(&claims, claim, || self.required_because())?;
         }
-        let subject = required_string(
-            &claims,
-            &self.settings.subject_claim,
-            &format!(
+        let subject = required_string(&claims, &self.settings.subject_claim, || {
+            format!(
                 "auth config {:?} takes the subject from it (subject_claim)",
                 self.cfg.name
-            ),
-        )?
+            )
+        })?
         .to_string();
         self.settings.preset.check_and_derive(&mut claims)?;
 
@@ -358,11 +356,16 @@ impl OidcAuthenticator {
             }
         };
         let mut same_issuer = self.verifiers.iter().filter(|v| v.issuer() == iss);
-        let first = same_issuer.next().ok_or_else(|| AuthnError::UntrustedIssuer {
-            issuer: untrusted(iss),
-        })?;
+        let first = same_issuer
+            .next()
+            .ok_or_else(|| AuthnError::UntrustedIssuer {
+                issuer: untrusted(iss),
+            })?;
         let audience_fits = |v: &OidcVerifier| {
-            let fits = |aud: &Value| aud.as_str().is_some_and(|a| v.cfg.audiences.iter().any(|c| c == a));
+            let fits = |aud: &Value| {
+                aud.as_str()
+                    .is_some_and(|a| v.cfg.audiences.iter().any(|c| c == a))
+            };
             match parsed.claims.get("aud") {
                 Some(Value::Array(auds)) => auds.iter().any(fits),
                 Some(aud) => fits(aud),
@@ -375,5 +378,27 @@ impl OidcAuthenticator {
         Ok(same_issuer
             .find(|v| audience_fits(v))
             .map_or(first.as_ref(), |v| v.as_ref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// axum handlers need `Send` futures: keep `verify` free of non-`Send`
+    /// state held across an await.
+    #[test]
+    fn verify_futures_are_send() {
+        let cfg: OidcConfig = serde_json::from_value(serde_json::json!({
+            "name": "n", "issuer": "https://issuer.example", "audiences": ["a"]
+        }))
+        .unwrap();
+        let verifier = Arc::new(OidcVerifier::new(cfg, reqwest::Client::new()).unwrap());
+        assert_send(&verifier.verify("x"));
+        assert_send(&verifier.prefetch());
+        let authn = OidcAuthenticator::new(vec![verifier]);
+        assert_send(&authn.verify("x", None));
     }
 }

@@ -103,7 +103,10 @@ impl Preset {
 
     /// Checks beyond [`Self::required_claims`], and derived attributes.
     /// Runs on verified claims, which become the identity's attributes.
-    pub(crate) fn check_and_derive(self, claims: &mut Map<String, Value>) -> Result<(), AuthnError> {
+    pub(crate) fn check_and_derive(
+        self,
+        claims: &mut Map<String, Value>,
+    ) -> Result<(), AuthnError> {
         match self {
             Preset::Circleci => match claims.get(CIRCLECI_CONTEXT_IDS) {
                 None => Ok(()),
@@ -113,7 +116,11 @@ impl Preset {
                     expected: "an array of strings",
                     found: "an array holding a non-string",
                 }),
-                Some(other) => Err(type_error(CIRCLECI_CONTEXT_IDS, "an array of strings", other)),
+                Some(other) => Err(type_error(
+                    CIRCLECI_CONTEXT_IDS,
+                    "an array of strings",
+                    other,
+                )),
             },
             Preset::Kubernetes => {
                 let (namespace, service_account) = kubernetes_identity(claims)?;
@@ -139,11 +146,11 @@ fn kubernetes_identity(claims: &Map<String, Value>) -> Result<(String, String), 
             })
         }
     };
-    let namespace = required_string(k8s, "namespace", why)
+    let namespace = required_string(k8s, "namespace", || why.into())
         .map_err(|e| nested(e, "kubernetes.io.namespace"))?
         .to_string();
     let service_account = match k8s.get("serviceaccount") {
-        Some(Value::Object(sa)) => required_string(sa, "name", why)
+        Some(Value::Object(sa)) => required_string(sa, "name", || why.into())
             .map_err(|e| nested(e, "kubernetes.io.serviceaccount.name"))?
             .to_string(),
         Some(other) => {
@@ -198,7 +205,9 @@ mod tests {
         assert_eq!(Preset::GithubActions.default_kind(), IdentityKind::Ci);
         assert_eq!(Preset::Kubernetes.default_kind(), IdentityKind::Workload);
         assert_eq!(Preset::Generic.default_kind(), IdentityKind::Workload);
-        assert!(!Preset::GithubActions.required_claims().contains(&"environment"));
+        assert!(!Preset::GithubActions
+            .required_claims()
+            .contains(&"environment"));
         for p in [
             Preset::GithubActions,
             Preset::GitlabCi,
@@ -224,14 +233,31 @@ mod tests {
     fn kubernetes_claim_problems() {
         let cases = [
             (json!({}), "no kubernetes.io claim"),
-            (json!({"kubernetes.io": "x"}), "kubernetes.io must be an object"),
-            (json!({"kubernetes.io": {"serviceaccount": {"name": "a"}}}), "no kubernetes.io.namespace claim"),
-            (json!({"kubernetes.io": {"namespace": ["a"], "serviceaccount": {"name": "a"}}}), "kubernetes.io.namespace must be a string, but it is an array"),
-            (json!({"kubernetes.io": {"namespace": "a"}}), "no kubernetes.io.serviceaccount claim"),
-            (json!({"kubernetes.io": {"namespace": "a", "serviceaccount": {"name": 3}}}), "kubernetes.io.serviceaccount.name must be a string"),
+            (
+                json!({"kubernetes.io": "x"}),
+                "kubernetes.io must be an object",
+            ),
+            (
+                json!({"kubernetes.io": {"serviceaccount": {"name": "a"}}}),
+                "no kubernetes.io.namespace claim",
+            ),
+            (
+                json!({"kubernetes.io": {"namespace": ["a"], "serviceaccount": {"name": "a"}}}),
+                "kubernetes.io.namespace must be a string, but it is an array",
+            ),
+            (
+                json!({"kubernetes.io": {"namespace": "a"}}),
+                "no kubernetes.io.serviceaccount claim",
+            ),
+            (
+                json!({"kubernetes.io": {"namespace": "a", "serviceaccount": {"name": 3}}}),
+                "kubernetes.io.serviceaccount.name must be a string",
+            ),
         ];
         for (claims, expected) in cases {
-            let err = Preset::Kubernetes.check_and_derive(&mut map(claims)).unwrap_err();
+            let err = Preset::Kubernetes
+                .check_and_derive(&mut map(claims))
+                .unwrap_err();
             assert!(err.to_string().contains(expected), "{err}");
         }
     }
@@ -242,6 +268,9 @@ mod tests {
         assert!(Preset::Circleci.check_and_derive(&mut ok).is_ok());
         let mut bad = map(json!({"oidc.circleci.com/context-ids": "a"}));
         let err = Preset::Circleci.check_and_derive(&mut bad).unwrap_err();
-        assert!(err.to_string().contains("must be an array of strings"), "{err}");
+        assert!(
+            err.to_string().contains("must be an array of strings"),
+            "{err}"
+        );
     }
 }

@@ -107,7 +107,9 @@ impl ReplayCache {
 /// A poisoned shard is still consistent (every mutation is a single map
 /// operation), so keep using it rather than failing every login.
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn key_of(issuer: &str, jti: &str) -> JtiKey {

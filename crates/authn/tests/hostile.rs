@@ -51,7 +51,11 @@ async fn hostile_tokens_are_refused_with_specific_errors() {
         &clock,
     );
     verifier.prefetch().await.unwrap();
-    assert_eq!(verifier.jwks_stats().keys, 4, "the mislabeled key is skipped");
+    assert_eq!(
+        verifier.jwks_stats().keys,
+        4,
+        "the mislabeled key is skipped"
+    );
 
     let now = clock.now();
     let good = claims(&idp, now);
@@ -302,15 +306,24 @@ async fn hostile_tokens_are_refused_with_specific_errors() {
         let elapsed = started.elapsed();
         match (expect, &result) {
             (Expect::Accepted, Ok(identity)) => {
-                assert_eq!(identity.subject, "repo:acme/app:ref:refs/heads/main", "{name}");
+                assert_eq!(
+                    identity.subject, "repo:acme/app:ref:refs/heads/main",
+                    "{name}"
+                );
             }
             (Expect::Refused(code, text), Err(err)) => {
                 let message = err.to_string();
                 if err.code() != *code || !message.contains(text) {
-                    failures.push(format!("{name}: got {} {message:?}, want {code} containing {text:?}", err.code()));
+                    failures.push(format!(
+                        "{name}: got {} {message:?}, want {code} containing {text:?}",
+                        err.code()
+                    ));
                 }
                 if token.len() > 1000 {
-                    assert!(!message.contains(&token[..200]), "{name}: error echoes the token");
+                    assert!(
+                        !message.contains(&token[..200]),
+                        "{name}: error echoes the token"
+                    );
                 }
                 assert!(!err.is_unavailable(), "{name}");
             }
@@ -323,12 +336,20 @@ async fn hostile_tokens_are_refused_with_specific_errors() {
             assert!(elapsed < Duration::from_millis(200), "{elapsed:?}");
         }
     }
-    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 
     // Key-bearing headers were never followed.
     assert_eq!(idp.hits("/evil-jku"), 0);
     assert_eq!(idp.hits("/evil-x5u"), 0);
-    assert_eq!(idp.total_hits(), idp.hits("/.well-known/openid-configuration") + idp.hits("/jwks"));
+    assert_eq!(
+        idp.total_hits(),
+        idp.hits("/.well-known/openid-configuration") + idp.hits("/jwks")
+    );
 }
 
 /// No error message carries the token: a refused token is often logged.

@@ -61,7 +61,10 @@ async fn rotation_is_picked_up_by_an_unknown_kid_refetch() {
     let new = TestKey::ed25519("2025");
     idp.set_keys(&[&old]);
     let clock = clock();
-    let verifier = verifier(config(&idp, json!({"jwks_refetch_interval": "30s"})), &clock);
+    let verifier = verifier(
+        config(&idp, json!({"jwks_refetch_interval": "30s"})),
+        &clock,
+    );
     verifier.prefetch().await.unwrap();
 
     // The IdP rotates; a token signed with the new key arrives.
@@ -69,7 +72,10 @@ async fn rotation_is_picked_up_by_an_unknown_kid_refetch() {
     let token = new.sign(&claims(&idp, clock.now()));
     // Within the refetch interval of the start-up fetch: refused, no fetch.
     let err = verifier.verify(&token).await.unwrap_err();
-    assert!(err.to_string().contains("no EdDSA key with kid \"2025\""), "{err}");
+    assert!(
+        err.to_string().contains("no EdDSA key with kid \"2025\""),
+        "{err}"
+    );
     assert_eq!(idp.hits(JWKS), 1);
 
     clock.advance(Duration::from_secs(31));
@@ -89,7 +95,10 @@ async fn outage_serves_stale_keys_until_stale_keys_max_age() {
     idp.set_keys(&[&key]);
     let clock = clock();
     let verifier = verifier(
-        config(&idp, json!({"jwks_cache_ttl": "10m", "stale_keys_max_age": "1h"})),
+        config(
+            &idp,
+            json!({"jwks_cache_ttl": "10m", "stale_keys_max_age": "1h"}),
+        ),
         &clock,
     );
     verifier.prefetch().await.unwrap();
@@ -102,7 +111,10 @@ async fn outage_serves_stale_keys_until_stale_keys_max_age() {
     assert_eq!(err.code(), "idp_unavailable");
     assert!(err.to_string().contains("answered HTTP 500"), "{err}");
     let stats = verifier.jwks_stats();
-    assert!(stats.stale && stats.keys == 1 && stats.fetch_failures == 1, "{stats:?}");
+    assert!(
+        stats.stale && stats.keys == 1 && stats.fetch_failures == 1,
+        "{stats:?}"
+    );
     let identity = verifier.verify(&key.sign(&claims(&idp, clock.now()))).await;
     assert!(identity.is_ok(), "{identity:?}");
 
@@ -116,17 +128,26 @@ async fn outage_serves_stale_keys_until_stale_keys_max_age() {
     assert_eq!(err.code(), "idp_unavailable", "{err}");
     assert!(err.is_unavailable());
     let message = err.to_string();
-    assert!(message.contains("more than stale_keys_max_age (3600s)"), "{message}");
+    assert!(
+        message.contains("more than stale_keys_max_age (3600s)"),
+        "{message}"
+    );
     assert!(message.contains(&idp.issuer()), "{message}");
 
     // Within the refetch interval nothing more is fetched...
     let hits = idp.total_hits();
-    assert!(verifier.verify(&key.sign(&claims(&idp, clock.now()))).await.is_err());
+    assert!(verifier
+        .verify(&key.sign(&claims(&idp, clock.now())))
+        .await
+        .is_err());
     assert_eq!(idp.total_hits(), hits);
     // ...and once the IdP is back, logins recover on the next allowed fetch.
     idp.set_mode(Mode::Normal);
     clock.advance(Duration::from_secs(31));
-    assert!(verifier.verify(&key.sign(&claims(&idp, clock.now()))).await.is_ok());
+    assert!(verifier
+        .verify(&key.sign(&claims(&idp, clock.now())))
+        .await
+        .is_ok());
     assert!(!verifier.jwks_stats().stale);
 }
 
@@ -159,7 +180,11 @@ async fn slow_idp_times_out() {
     let verifier = verifier(config(&idp, json!({"jwks_timeout": "1s"})), &clock);
     let started = Instant::now();
     let err = verifier.prefetch().await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(err.code(), "idp_unavailable");
     let message = err.to_string();
     assert!(
@@ -180,7 +205,11 @@ async fn discovery_must_name_the_configured_issuer() {
     let message = err.to_string();
     assert!(message.contains("names issuer"), "{message}");
     assert!(message.contains("someone-else"), "{message}");
-    assert_eq!(idp.hits(JWKS), 0, "the JWKS of a mismatching document is not fetched");
+    assert_eq!(
+        idp.hits(JWKS),
+        0,
+        "the JWKS of a mismatching document is not fetched"
+    );
 }
 
 #[tokio::test]
@@ -191,7 +220,10 @@ async fn jwks_url_skips_discovery() {
     let clock = clock();
     let verifier = verifier(config(&idp, json!({"jwks_url": idp.url(JWKS)})), &clock);
     // The first request loads the keys on demand.
-    assert!(verifier.verify(&key.sign(&claims(&idp, clock.now()))).await.is_ok());
+    assert!(verifier
+        .verify(&key.sign(&claims(&idp, clock.now())))
+        .await
+        .is_ok());
     assert_eq!((idp.hits(DISCOVERY), idp.hits(JWKS)), (0, 1));
 }
 
@@ -213,13 +245,20 @@ async fn unusable_keys_are_skipped_and_limits_enforced() {
     idp.set_jwks_body(body.to_string());
     verifier.prefetch().await.unwrap();
     assert_eq!(verifier.jwks_stats().keys, 1);
-    assert!(verifier.verify(&key.sign(&claims(&idp, clock.now()))).await.is_ok());
+    assert!(verifier
+        .verify(&key.sign(&claims(&idp, clock.now())))
+        .await
+        .is_ok());
 
     // Too many keys: refused whole, the previous keys stay.
     let many: Vec<_> = (0..101).map(|_| key.jwk.clone()).collect();
     idp.set_jwks_body(json!({ "keys": many }).to_string());
     let err = verifier.prefetch().await.unwrap_err();
-    assert!(err.to_string().contains("101 keys; more than 100 is refused"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("101 keys; more than 100 is refused"),
+        "{err}"
+    );
     assert_eq!(verifier.jwks_stats().keys, 1);
 
     // Too large a document.
@@ -236,7 +275,11 @@ async fn unusable_keys_are_skipped_and_limits_enforced() {
     // Not a JWKS.
     idp.set_jwks_body("[]".into());
     let err = verifier.prefetch().await.unwrap_err();
-    assert!(err.to_string().contains("not a JSON object with a keys array"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not a JSON object with a keys array"),
+        "{err}"
+    );
     assert_eq!(verifier.jwks_stats().keys, 1);
     assert!(verifier.jwks_stats().stale);
 }
@@ -248,7 +291,10 @@ async fn background_refresh_fetches_periodically_and_stops_with_the_verifier() {
     idp.set_keys(&[&key]);
     let verifier = Arc::new(
         OidcVerifier::new(
-            config(&idp, json!({"jwks_cache_ttl": "1s", "stale_keys_max_age": "1h"})),
+            config(
+                &idp,
+                json!({"jwks_cache_ttl": "1s", "stale_keys_max_age": "1h"}),
+            ),
             http_client(),
         )
         .unwrap(),

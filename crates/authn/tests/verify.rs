@@ -62,7 +62,10 @@ async fn subject_claim_and_kind_are_configurable() {
         .verify(&key.sign(&without(claims, "repository")))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("takes the subject from it"), "{err}");
+    assert!(
+        err.to_string().contains("takes the subject from it"),
+        "{err}"
+    );
 }
 
 fn github_claims(idp: &TestIdp, now: idmint_core::UnixTime) -> serde_json::Value {
@@ -113,10 +116,24 @@ async fn github_actions_preset() {
     assert_eq!(identity.kind, IdentityKind::Ci);
     assert_eq!(identity.attributes["workflow"], "deploy");
 
-    for claim in ["repository", "ref", "sha", "workflow", "job_workflow_ref", "actor", "event_name", "run_id"] {
-        let err = plain.verify(&key.sign(&without(claims.clone(), claim))).await.unwrap_err();
+    for claim in [
+        "repository",
+        "ref",
+        "sha",
+        "workflow",
+        "job_workflow_ref",
+        "actor",
+        "event_name",
+        "run_id",
+    ] {
+        let err = plain
+            .verify(&key.sign(&without(claims.clone(), claim)))
+            .await
+            .unwrap_err();
         assert!(
-            err.to_string().contains(&format!("no {claim} claim; auth config \"test\" (preset github-actions) requires it")),
+            err.to_string().contains(&format!(
+                "no {claim} claim; auth config \"test\" (preset github-actions) requires it"
+            )),
             "{claim}: {err}"
         );
     }
@@ -128,7 +145,10 @@ async fn github_actions_preset() {
 
     // environment is only required when the config asks for it.
     let with_env = verifier(
-        config(&idp, json!({"preset": "github-actions", "required_claims": ["environment"]})),
+        config(
+            &idp,
+            json!({"preset": "github-actions", "required_claims": ["environment"]}),
+        ),
         &clock,
     );
     let err = with_env.verify(&key.sign(&claims)).await.unwrap_err();
@@ -160,16 +180,26 @@ async fn gitlab_and_circleci_presets() {
     ] {
         claims[k] = json!(v);
     }
-    assert_eq!(gitlab.verify(&key.sign(&claims)).await.unwrap().kind, IdentityKind::Ci);
+    assert_eq!(
+        gitlab.verify(&key.sign(&claims)).await.unwrap().kind,
+        IdentityKind::Ci
+    );
     let err = gitlab
         .verify(&key.sign(&with(claims.clone(), "pipeline_id", json!(1212))))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("pipeline_id must be a string"), "{err}");
+    assert!(
+        err.to_string().contains("pipeline_id must be a string"),
+        "{err}"
+    );
 
     let circle = verifier(config(&idp, json!({"preset": "circleci"})), &clock);
     let err = circle.verify(&key.sign(&claims)).await.unwrap_err();
-    assert!(err.to_string().contains("no oidc.circleci.com/project-id claim"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no oidc.circleci.com/project-id claim"),
+        "{err}"
+    );
     claims["oidc.circleci.com/project-id"] = json!("p-1");
     assert!(circle.verify(&key.sign(&claims)).await.is_ok());
     claims["oidc.circleci.com/context-ids"] = json!("ctx");
@@ -213,20 +243,35 @@ async fn replayed_jti_is_refused() {
     let err = verifier.verify(&token).await.unwrap_err();
     assert_eq!(err.code(), "replayed_token", "{err}");
     assert!(matches!(err, AuthnError::Replayed { .. }));
-    assert!(err.to_string().contains("request a fresh token for every login"));
+    assert!(err
+        .to_string()
+        .contains("request a fresh token for every login"));
 
     // A different token with the same jti is a replay too.
     let same_jti = key.sign(&with(claims.clone(), "sub", json!("other")));
-    assert_eq!(verifier.verify(&same_jti).await.unwrap_err().code(), "replayed_token");
+    assert_eq!(
+        verifier.verify(&same_jti).await.unwrap_err().code(),
+        "replayed_token"
+    );
 
     // Invalid tokens do not consume a jti.
     let fresh = with(claims.clone(), "jti", json!(random_hex(16)));
     let expired = key.sign(&with(fresh.clone(), "exp", json!(clock.now().0 - 100)));
-    assert_eq!(verifier.verify(&expired).await.unwrap_err().code(), "invalid_token");
+    assert_eq!(
+        verifier.verify(&expired).await.unwrap_err().code(),
+        "invalid_token"
+    );
     assert!(verifier.verify(&key.sign(&fresh)).await.is_ok());
 
-    let err = verifier.verify(&key.sign(&without(claims, "jti"))).await.unwrap_err();
-    assert!(err.to_string().contains("no jti claim; auth config \"test\" has replay_protection on"), "{err}");
+    let err = verifier
+        .verify(&key.sign(&without(claims, "jti")))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no jti claim; auth config \"test\" has replay_protection on"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -259,15 +304,25 @@ async fn large_claims_respect_max_token_bytes() {
     let groups: Vec<String> = (0..10_000).map(|i| format!("g{i}")).collect();
     let claims = with(claims(&idp, clock.now()), "groups", json!(groups));
     let token = key.sign(&claims);
-    assert!(token.len() > 100_000 && token.len() < 200_000, "{}", token.len());
+    assert!(
+        token.len() > 100_000 && token.len() < 200_000,
+        "{}",
+        token.len()
+    );
 
     let small = verifier(config(&idp, json!({})), &clock);
     let err = small.verify(&token).await.unwrap_err();
-    assert!(matches!(err, AuthnError::TokenTooLarge { max: 16384, .. }), "{err}");
+    assert!(
+        matches!(err, AuthnError::TokenTooLarge { max: 16384, .. }),
+        "{err}"
+    );
 
     let large = verifier(config(&idp, json!({"max_token_bytes": 262144})), &clock);
     let identity = large.verify(&token).await.unwrap();
-    assert_eq!(identity.attributes["groups"].as_array().unwrap().len(), 10_000);
+    assert_eq!(
+        identity.attributes["groups"].as_array().unwrap().len(),
+        10_000
+    );
 }
 
 #[tokio::test]
@@ -301,21 +356,38 @@ async fn authenticator_routes_by_issuer_or_name() {
     // Same issuer, second config chosen by audience.
     let token_a2 = key_a.sign(&with(claims(&idp_a, now), "aud", json!("other-aud")));
     let identity = authn.verify(&token_a2, None).await.unwrap();
-    assert_eq!((identity.auth.as_str(), identity.kind), ("alpha-2", IdentityKind::Human));
+    assert_eq!(
+        (identity.auth.as_str(), identity.kind),
+        ("alpha-2", IdentityKind::Human)
+    );
 
     // By name: the named config does all checks, including the issuer.
-    assert_eq!(authn.verify(&token_a, Some("alpha")).await.unwrap().auth, "alpha");
+    assert_eq!(
+        authn.verify(&token_a, Some("alpha")).await.unwrap().auth,
+        "alpha"
+    );
     let err = authn.verify(&token_a, Some("beta")).await.unwrap_err();
     assert_eq!(err.code(), "invalid_token");
-    assert!(err.to_string().contains("does not match the issuer"), "{err}");
+    assert!(
+        err.to_string().contains("does not match the issuer"),
+        "{err}"
+    );
     let err = authn.verify(&token_a, Some("nope")).await.unwrap_err();
     assert_eq!(err.code(), "untrusted_issuer");
 
     // An issuer nobody trusts.
-    let token_evil = key_a.sign(&with(claims(&idp_a, now), "iss", json!("https://evil.example")));
+    let token_evil = key_a.sign(&with(
+        claims(&idp_a, now),
+        "iss",
+        json!("https://evil.example"),
+    ));
     let err = authn.verify(&token_evil, None).await.unwrap_err();
     assert_eq!(err.code(), "untrusted_issuer", "{err}");
-    assert!(err.to_string().contains("token issuer \"https://evil.example\" is not trusted"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("token issuer \"https://evil.example\" is not trusted"),
+        "{err}"
+    );
     // No iss at all.
     let err = authn
         .verify(&key_a.sign(&without(claims(&idp_a, now), "iss")), None)
@@ -325,10 +397,16 @@ async fn authenticator_routes_by_issuer_or_name() {
     // Per-verifier size limits still apply after routing.
     let padded = with(claims(&idp_b, now), "pad", json!("x".repeat(5000)));
     let err = authn.verify(&key_b.sign(&padded), None).await.unwrap_err();
-    assert!(matches!(err, AuthnError::TokenTooLarge { max: 4096, .. }), "{err}");
+    assert!(
+        matches!(err, AuthnError::TokenTooLarge { max: 4096, .. }),
+        "{err}"
+    );
 
     let empty = OidcAuthenticator::new(Vec::new());
-    assert_eq!(empty.verify(&token_a, None).await.unwrap_err().code(), "untrusted_issuer");
+    assert_eq!(
+        empty.verify(&token_a, None).await.unwrap_err().code(),
+        "untrusted_issuer"
+    );
 }
 
 #[tokio::test]
@@ -339,9 +417,14 @@ async fn disallowed_algorithm_is_refused_before_keys_are_fetched() {
     let clock = clock();
     let verifier: Arc<OidcVerifier> =
         verifier(config(&idp, json!({"algorithms": ["ES256"]})), &clock);
-    let err = verifier.verify(&key.sign(&claims(&idp, clock.now()))).await.unwrap_err();
+    let err = verifier
+        .verify(&key.sign(&claims(&idp, clock.now())))
+        .await
+        .unwrap_err();
     assert!(
-        err.to_string().contains("token algorithm EdDSA is not allowed by auth config \"test\" (allowed: ES256)"),
+        err.to_string().contains(
+            "token algorithm EdDSA is not allowed by auth config \"test\" (allowed: ES256)"
+        ),
         "{err}"
     );
     assert_eq!(idp.total_hits(), 0);

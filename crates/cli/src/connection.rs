@@ -3,7 +3,7 @@
 use crate::args::GlobalArgs;
 use crate::session::SessionCache;
 use anyhow::{bail, Context, Result};
-use idmint_client::{normalize_base_url, ClientOptions, IdmintClient};
+use idmint_client::{ClientOptions, IdmintClient};
 
 /// Where the session token of a call came from; `logout` forgets a cached
 /// one but leaves `IDMINT_TOKEN` alone.
@@ -13,13 +13,24 @@ pub enum TokenSource {
     Cache(SessionCache),
 }
 
+const PEM_CERT_MARKER: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
 /// A client without a session (login, token exchange, health, dev token).
 pub fn anonymous(global: &GlobalArgs) -> Result<IdmintClient> {
     let ca_cert_pem = match &global.ca_cert {
-        Some(path) => Some(
-            std::fs::read(path)
-                .with_context(|| format!("reading --ca-cert {}", path.display()))?,
-        ),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading --ca-cert {}", path.display()))?;
+            // Checked here too so that the error names the file.
+            if !pem.windows(PEM_CERT_MARKER.len()).any(|w| w == PEM_CERT_MARKER) {
+                bail!(
+                    "--ca-cert {} holds no PEM certificate (expected a {} block)",
+                    path.display(),
+                    String::from_utf8_lossy(PEM_CERT_MARKER)
+                );
+            }
+            Some(pem)
+        }
         None => None,
     };
     IdmintClient::new(&global.server, ClientOptions { ca_cert_pem, token: None })
@@ -30,13 +41,25 @@ pub fn anonymous(global: &GlobalArgs) -> Result<IdmintClient> {
 /// login for this server.
 pub fn authenticated(global: &GlobalArgs) -> Result<(IdmintClient, TokenSource)> {
     let client = anonymous(global)?;
-    let env_token = std::env::var("IDMINT_TOKEN").ok().filter(|t| !t.trim().is_empty());
-    if let Some(token) = env_token {
-        return Ok((client.with_token(token.trim()), TokenSource::Env));
+    if let Some(token) = env_token() {
+        return Ok((client.with_token(token), TokenSource::Env));
     }
-    let cache = SessionCache::locate(|k| std::env::var(k).ok())?;
+    let cache = session_cache()?;
     let token = cached_token(&cache, &client.base_url(), idmint_core::UnixTime::now().secs())?;
     Ok((client.with_token(token), TokenSource::Cache(cache)))
+}
+
+/// `IDMINT_TOKEN`, when set and not blank.
+pub fn env_token() -> Option<String> {
+    std::env::var("IDMINT_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// The session cache of this user (see [`SessionCache::locate`]).
+pub fn session_cache() -> Result<SessionCache> {
+    SessionCache::locate(|k| std::env::var(k).ok())
 }
 
 /// The cached token for `server`, or an error saying how to log in.
@@ -55,10 +78,6 @@ pub fn cached_token(cache: &SessionCache, server: &str, now: i64) -> Result<Stri
     }
 }
 
-/// The key of `server` in the session cache.
-pub fn server_key(global: &GlobalArgs) -> Result<String> {
-    normalize_base_url(&global.server).map_err(anyhow::Error::from)
-}
 
 #[cfg(test)]
 mod tests {

@@ -54,13 +54,17 @@ fn description_suffix(description: &Option<String>) -> String {
 }
 
 impl ClientError {
-    /// True when policy refused the request (HTTP 403, native or OAuth).
+    /// True when policy refused the request: HTTP 403 or `policy_denied` on
+    /// the native API; 403, `access_denied` or `unauthorized_client` (what
+    /// idmint answers when policy refuses an exchange) on `/oauth/token`.
     /// The CLI maps this to exit code 2 so scripts can tell "not allowed"
     /// from "something broke".
     pub fn is_denied(&self) -> bool {
         match self {
             ClientError::Api { status, code, .. } => *status == 403 || code == "policy_denied",
-            ClientError::OAuth { status, error, .. } => *status == 403 || error == "access_denied",
+            ClientError::OAuth { status, error, .. } => {
+                *status == 403 || error == "access_denied" || error == "unauthorized_client"
+            }
             _ => false,
         }
     }
@@ -130,5 +134,17 @@ mod tests {
         };
         assert_eq!(e.to_string(), "token exchange refused: access_denied (HTTP 403)");
         assert!(e.is_denied());
+        let e = ClientError::OAuth {
+            status: 400,
+            error: "unauthorized_client".into(),
+            description: Some("policy denied issuing this role".into()),
+        };
+        assert!(e.is_denied());
+        let e = ClientError::OAuth {
+            status: 400,
+            error: "invalid_target".into(),
+            description: None,
+        };
+        assert!(!e.is_denied());
     }
 }

@@ -393,7 +393,7 @@ when { principal has actor && principal.actor == "mallory" };
         let evil = ident(serde_json::json!({"repository": "acme/app", "ref": "refs/heads/main", "actor": "mallory"}));
         let d = b.evaluate(&evil, "issue", Some(&role), &ctx);
         assert!(!d.allowed);
-        assert_eq!(d.policy_ids, vec!["main.cedar:6"]);
+        assert_eq!(d.policy_ids, vec!["main.cedar:8"]);
 
         let other = ident(serde_json::json!({"repository": "acme/other", "ref": "refs/heads/main"}));
         let d = b.evaluate(&other, "issue", Some(&role), &ctx);

@@ -50,6 +50,14 @@ fn main() {
         while let Some(n) = set.join_next().await { total += n.unwrap(); }
         let secs = start.elapsed().as_secs_f64();
         println!("{total} issuances in {secs:.2}s = {:.0}/s; live={}", total as f64 / secs, store.count_leases(true).await.unwrap());
+        for e in std::fs::read_dir("/proc/self/task").unwrap() {
+            let e = e.unwrap();
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap();
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap();
+            let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+            let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+            if ticks > 10 { println!("{} cpu {:.2}s = {:.1} us/issuance", comm.trim(), ticks as f64 / 100.0, ticks as f64 * 10_000.0 / total as f64); }
+        }
         let t = Instant::now();
         let due = store.due_leases(UnixTime(1_750_000_310), 60, 1000).await.unwrap();
         println!("due {} in {:?}", due.len(), t.elapsed());

@@ -107,6 +107,18 @@ impl ServerSpec {
         }
     }
 
+    /// Set a `[server]` key, e.g. `set_server("max_body_bytes", 262144)`.
+    pub fn set_server(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.server.insert(key.into(), value.into());
+        self
+    }
+
+    /// Set a `[session]` key, e.g. `set_session("machine_ttl", "2s")`.
+    pub fn set_session(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.session.insert(key.into(), value.into());
+        self
+    }
+
     /// Write the policy directory and `idmint.toml` into `dir` for a server
     /// on `127.0.0.1:port`; returns the config path.
     pub fn write(&self, dir: &Path, port: u16) -> Result<PathBuf> {

@@ -23,8 +23,10 @@ pub mod fixtures;
 pub mod idp;
 pub mod jws;
 pub mod keys;
+pub mod metrics;
 pub mod process;
 pub mod server;
+pub mod small_disk;
 pub mod test_jwks;
 pub mod wait;
 
@@ -34,7 +36,12 @@ pub use config::{OidcSpec, ServerSpec};
 pub use error::{Result, TestkitError};
 pub use idp::{Idp, IdpOptions};
 pub use keys::{KeyAlg, TestKey};
+pub use metrics::metric_value;
 pub use process::{free_port, workspace_root, Peer};
 pub use server::IdmintServer;
+pub use small_disk::SmallDisk;
 pub use test_jwks::{unix_now, JwksMode, TestJwks};
 pub use wait::poll_until;
+
+/// The TOML crate the specs are built with, for tests that set values.
+pub use toml;

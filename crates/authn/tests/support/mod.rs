@@ -47,9 +47,8 @@ impl TestKey {
     pub fn p256(kid: &str) -> Self {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-                .unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         let point = pair.public_key().as_ref();
         let jwk = json!({"kty":"EC","crv":"P-256","kid":kid,"use":"sig","alg":"ES256",
             "x": b64(&point[1..33]), "y": b64(&point[33..65])});
@@ -77,7 +76,8 @@ impl TestKey {
     pub fn rsa(kid: &str) -> Self {
         let pair = rsa_pair();
         let public: RsaPublicKeyComponents<Vec<u8>> = pair.public().into();
-        let jwk = json!({"kty":"RSA","kid":kid,"use":"sig","n": b64(&public.n),"e": b64(&public.e)});
+        let jwk =
+            json!({"kty":"RSA","kid":kid,"use":"sig","n": b64(&public.n),"e": b64(&public.e)});
         Self {
             kid: kid.into(),
             jwk,
@@ -119,7 +119,8 @@ impl TestKey {
                     _ => &ring::signature::RSA_PKCS1_SHA256,
                 };
                 let mut sig = vec![0u8; pair.public().modulus_len()];
-                pair.sign(padding, &rng, input.as_bytes(), &mut sig).unwrap();
+                pair.sign(padding, &rng, input.as_bytes(), &mut sig)
+                    .unwrap();
                 sig
             }
             Signer::P256(pair) => pair.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
@@ -253,7 +254,13 @@ impl TestIdp {
     }
 
     pub fn hits(&self, path: &str) -> usize {
-        self.state.lock().unwrap().hits.get(path).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .unwrap()
+            .hits
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn total_hits(&self) -> usize {

@@ -355,7 +355,9 @@ fn indent(v: &Value, by: usize) -> String {
 
 fn indent_text(text: &str, by: usize) -> String {
     let pad = " ".repeat(by);
-    text.lines().map(|l| format!("{pad}{l}\n")).collect()
+    text.lines()
+        .map(|l| if l.trim().is_empty() { "\n".to_string() } else { format!("{pad}{l}\n") })
+        .collect()
 }
 
 #[cfg(test)]
@@ -375,6 +377,6 @@ mod tests {
     fn helpers() {
         let v = json!({"b": 1, "a": 2, "c": 3});
         assert_eq!(pick(&v, &["a", "b", "z"]), json!({"a": 2, "b": 1}));
-        assert_eq!(indent_text("x\ny", 2), "  x\n  y\n");
+        assert_eq!(indent_text("x\n\ny", 2), "  x\n\n  y\n");
     }
 }

@@ -34,7 +34,7 @@ pub async fn login(global: &GlobalArgs, format: Format, args: LoginArgs) -> Resu
         })
         .await
         .context("login failed")?;
-    let cache = SessionCache::locate(|k| std::env::var(k).ok())?;
+    let cache = connection::session_cache()?;
     let now = UnixTime::now().secs();
     cache.store(
         SessionEntry {
@@ -49,7 +49,7 @@ pub async fn login(global: &GlobalArgs, format: Format, args: LoginArgs) -> Resu
         Format::Json => emit(&json(&resp)?)?,
         Format::Text => emit(&login_text(&client.base_url(), &resp, cache.path(), now))?,
     }
-    if std::env::var_os("IDMINT_TOKEN").is_some() {
+    if connection::env_token().is_some() {
         eprintln!("note: IDMINT_TOKEN is set and takes precedence over this login; unset it to use the new session");
     }
     Ok(Exit::Success)
@@ -71,9 +71,26 @@ fn login_text(server: &str, resp: &LoginResponse, cache: &Path, now: i64) -> Str
     )
 }
 
+/// Idempotent: logging out when not logged in, or with an expired
+/// session, succeeds and says so.
 pub async fn logout(global: &GlobalArgs, format: Format) -> Result<Exit> {
-    let (client, source) = connection::authenticated(global)?;
+    let client = connection::anonymous(global)?;
     let server = client.base_url();
+    let (client, source) = match connection::env_token() {
+        Some(token) => (client.with_token(token), TokenSource::Env),
+        None => {
+            let cache = connection::session_cache()?;
+            match cache.get(&server)? {
+                Some(s) if s.expires_at > UnixTime::now().secs() => {
+                    (client.with_token(s.token), TokenSource::Cache(cache))
+                }
+                stale => {
+                    let forgotten = stale.is_some() && cache.remove(&server)?;
+                    return emit_logout(format, &server, false, forgotten);
+                }
+            }
+        }
+    };
     // A token the server no longer accepts is as good as logged out.
     let revoked = match client.logout().await {
         Ok(()) => true,
@@ -84,25 +101,31 @@ pub async fn logout(global: &GlobalArgs, format: Format) -> Result<Exit> {
         TokenSource::Cache(cache) => cache.remove(&server)?,
         TokenSource::Env => false,
     };
+    emit_logout(format, &server, revoked, forgotten)?;
+    if matches!(source, TokenSource::Env) {
+        eprintln!("note: the token came from IDMINT_TOKEN, which is still set in your environment");
+    }
+    Ok(Exit::Success)
+}
+
+fn emit_logout(format: Format, server: &str, revoked: bool, forgotten: bool) -> Result<Exit> {
     match format {
         Format::Json => emit(&json(&serde_json::json!({
             "server": server,
             "revoked": revoked,
             "cache_entry_removed": forgotten,
         }))?)?,
-        Format::Text => {
-            let what = if revoked {
-                "session revoked"
-            } else {
-                "the session had already expired or been revoked"
-            };
-            emit(&format!("Logged out of {server} ({what})\n"))?;
-        }
-    }
-    if matches!(source, TokenSource::Env) {
-        eprintln!("note: the token came from IDMINT_TOKEN, which is still set in your environment");
+        Format::Text => emit(&logout_text(server, revoked, forgotten))?,
     }
     Ok(Exit::Success)
+}
+
+fn logout_text(server: &str, revoked: bool, forgotten: bool) -> String {
+    match (revoked, forgotten) {
+        (true, _) => format!("Logged out of {server} (session revoked)\n"),
+        (false, true) => format!("Logged out of {server} (the session had already expired or been revoked)\n"),
+        (false, false) => format!("Not logged in to {server}\n"),
+    }
 }
 
 pub async fn whoami(global: &GlobalArgs, format: Format) -> Result<Exit> {
@@ -186,6 +209,13 @@ mod tests {
         assert!(t.contains("tok_1") && t.contains("(in 5m)") && t.contains("/c/session.json"), "{t}");
         assert!(t.contains("claim.repository") && t.contains("acme/app"), "{t}");
         assert!(!t.contains("idm_SECRET"), "{t}");
+    }
+
+    #[test]
+    fn logout_messages() {
+        assert_eq!(logout_text("http://h", true, true), "Logged out of http://h (session revoked)\n");
+        assert!(logout_text("http://h", false, true).contains("already expired"));
+        assert_eq!(logout_text("http://h", false, false), "Not logged in to http://h\n");
     }
 
     #[test]

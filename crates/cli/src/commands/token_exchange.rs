@@ -5,7 +5,7 @@ use crate::args::{GlobalArgs, OutputFormat, TokenExchangeArgs};
 use crate::connection;
 use crate::input::read_token;
 use crate::output::{emit, env_exports, json};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use idmint_client::TokenExchangeParams;
 use idmint_proto::TokenExchangeResponse;
 use std::path::Path;
@@ -35,7 +35,7 @@ pub async fn run(global: &GlobalArgs, args: TokenExchangeArgs) -> Result<Exit> {
             eprintln!("denied: {e}");
             return Ok(Exit::Denied);
         }
-        Err(e) => return Err(e).context("token exchange failed"),
+        Err(e) => return Err(e.into()),
     };
     let text = match global.output {
         OutputFormat::Json => json(&resp)?,

@@ -175,7 +175,7 @@ fn configure_writer(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             "database {shown}: cannot enable WAL mode (journal mode is {mode}); the file must be on a local filesystem"
         )));
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;")
         .map_err(fail)?;
     Ok(())
 }
