@@ -327,3 +327,82 @@ impl IdmintConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"policy_dir = "policy"
+[server]
+listen = "127.0.0.1:8443"
+insecure_http = true
+[storage]
+sqlite = { path = "x.db" }
+[seal]
+key_file = "root.key"
+[audit]
+file = { path = "audit.jsonl" }
+"#;
+
+    fn err(extra: &str) -> String {
+        IdmintConfig::parse("idmint.toml", &format!("{BASE}{extra}")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn base_is_valid() {
+        let cfg = IdmintConfig::parse("idmint.toml", BASE).unwrap();
+        assert_eq!(cfg.session.machine_ttl.as_secs(), 300);
+        assert_eq!(cfg.reaper.max_attempts, 8);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = err("[[auth.oidc]]\nname = \"gh\"\nissuer = \"https://x\"\naudiences = [\"a\"]\naudience = \"a\"\n");
+        assert!(e.starts_with("idmint.toml: line 15"), "{e}");
+        assert!(e.contains("audience"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_table() {
+        let e = err("[[auth.oidc]]\nname = \"gh\"\nissuer = \"https://x\"\naudiences = []\n");
+        assert!(e.starts_with("idmint.toml: line 1"), "{e}");
+        assert!(e.contains("audiences"), "{e}");
+        let two = "[[auth.oidc]]\nname = \"gh\"\nissuer = \"https://x\"\naudiences = [\"a\"]\n";
+        let e = err(&format!("{two}{two}"));
+        assert!(e.contains("used twice") && e.starts_with("idmint.toml: line 15"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_needs_loopback_and_opt_in() {
+        let text = BASE.replace("insecure_http = true\n", "");
+        let e = IdmintConfig::parse("idmint.toml", &text).unwrap_err().to_string();
+        assert!(e.contains("tls = { cert, key } is required"), "{e}");
+        let text = BASE.replace("127.0.0.1:8443", "0.0.0.0:8443");
+        let e = IdmintConfig::parse("idmint.toml", &text).unwrap_err().to_string();
+        assert!(e.contains("refusing plain HTTP"), "{e}");
+    }
+
+    #[test]
+    fn seal_and_storage_required() {
+        let text = BASE.replace("key_file = \"root.key\"", "");
+        let e = IdmintConfig::parse("idmint.toml", &text).unwrap_err().to_string();
+        assert!(e.contains("[seal]"), "{e}");
+        let e = IdmintConfig::parse("idmint.toml", "policy_dir = 1").unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn shipped_examples_parse() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let dir = entry.unwrap().path();
+            let file = dir.join("idmint.toml");
+            if file.exists() {
+                IdmintConfig::load(&file).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert_eq!(n, 4);
+    }
+}

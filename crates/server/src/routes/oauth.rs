@@ -204,6 +204,9 @@ async fn exchange_inner(
     }
     // Several roles may serve one audience: take the first the policy
     // permits (by role name, so the choice is deterministic).
+    let Some(first) = candidates.first().cloned() else {
+        return Err(OAuthFailure::new("invalid_target", "no role matches this exchange"));
+    };
     let chosen = {
         let bundle = state.bundle.load();
         let ctx = RequestContext {
@@ -221,8 +224,8 @@ async fn exchange_inner(
                     bundle.evaluate(&identity, "issue", Some(role), &ctx).allowed
                 })
             })
-            .unwrap_or(&candidates[0])
-            .clone()
+            .cloned()
+            .unwrap_or(first)
     };
     audit.outcome = "audited".into();
     let input = IssueInput {
