@@ -270,7 +270,9 @@ pub struct TokenExchangeArgs {
 #[derive(Debug, Subcommand)]
 pub enum LeasesCommand {
     /// List leases (yours; --all for everyone's, which needs admin).
-    #[command(after_help = "Examples:\n  idmint leases list --live\n  idmint leases list --all --role-prefix db/ -o json")]
+    #[command(
+        after_help = "Examples:\n  idmint leases list --live\n  idmint leases list --all --role-prefix db/ -o json"
+    )]
     List(LeasesListArgs),
     /// Revoke a lease now.
     #[command(after_help = "Example:\n  idmint leases revoke lease_0123abcd")]
@@ -469,17 +471,36 @@ mod tests {
 
     #[test]
     fn global_flags_work_after_the_subcommand() {
-        let cli = parse(&["creds", "db/orders", "--server", "https://h:1", "-o", "env", "--scope", "a", "--scope", "b"]).unwrap();
+        let cli = parse(&[
+            "creds",
+            "db/orders",
+            "--server",
+            "https://h:1",
+            "-o",
+            "env",
+            "--scope",
+            "a",
+            "--scope",
+            "b",
+        ])
+        .unwrap();
         assert_eq!(cli.global.server, "https://h:1");
         assert_eq!(cli.global.output, OutputFormat::Env);
-        let Command::Creds(c) = cli.command else { panic!("expected creds") };
-        assert_eq!((c.role.as_str(), c.scopes), ("db/orders", vec!["a".to_string(), "b".to_string()]));
+        let Command::Creds(c) = cli.command else {
+            panic!("expected creds")
+        };
+        assert_eq!(
+            (c.role.as_str(), c.scopes),
+            ("db/orders", vec!["a".to_string(), "b".to_string()])
+        );
     }
 
     #[test]
     fn ttl_is_validated_while_parsing() {
         let cli = parse(&["creds", "demo-api", "--ttl", "5m"]).unwrap();
-        let Command::Creds(c) = cli.command else { panic!("expected creds") };
+        let Command::Creds(c) = cli.command else {
+            panic!("expected creds")
+        };
         assert_eq!(c.ttl.as_deref(), Some("5m"));
         let e = parse(&["creds", "demo-api", "--ttl", "soon"]).unwrap_err();
         assert!(e.to_string().contains("invalid duration"), "{e}");
@@ -496,21 +517,56 @@ mod tests {
     fn server_needs_config_unless_dev() {
         assert!(parse(&["server"]).is_err());
         assert!(parse(&["server", "--dev"]).is_ok());
-        let cli = parse(&["server", "--config", "idmint.toml", "--check-config", "--listen", "127.0.0.1:9"]).unwrap();
-        let Command::Server(s) = cli.command else { panic!("expected server") };
+        let cli = parse(&[
+            "server",
+            "--config",
+            "idmint.toml",
+            "--check-config",
+            "--listen",
+            "127.0.0.1:9",
+        ])
+        .unwrap();
+        let Command::Server(s) = cli.command else {
+            panic!("expected server")
+        };
         assert!(s.check_config && s.listen.is_some());
     }
 
     #[test]
     fn claims_and_token_types() {
         let cli = parse(&["dev", "token", "--claim", "ref=refs/heads/x=y"]).unwrap();
-        let Command::Dev(DevCommand::Token(t)) = cli.command else { panic!("expected dev token") };
-        assert_eq!(t.claims, vec![("ref".to_string(), "refs/heads/x=y".to_string())]);
+        let Command::Dev(DevCommand::Token(t)) = cli.command else {
+            panic!("expected dev token")
+        };
+        assert_eq!(
+            t.claims,
+            vec![("ref".to_string(), "refs/heads/x=y".to_string())]
+        );
         assert!(parse(&["dev", "token", "--claim", "=x"]).is_err());
-        let cli = parse(&["token-exchange", "--subject-token-file", "-", "--audience", "a", "--subject-token-type", "id_token"]).unwrap();
-        let Command::TokenExchange(t) = cli.command else { panic!("expected token-exchange") };
+        let cli = parse(&[
+            "token-exchange",
+            "--subject-token-file",
+            "-",
+            "--audience",
+            "a",
+            "--subject-token-type",
+            "id_token",
+        ])
+        .unwrap();
+        let Command::TokenExchange(t) = cli.command else {
+            panic!("expected token-exchange")
+        };
         assert_eq!(t.subject_token_type, TokenType::IdToken);
-        assert!(parse(&["token-exchange", "--subject-token-file", "-", "--audience", "a", "--subject-token-type", "saml"]).is_err());
+        assert!(parse(&[
+            "token-exchange",
+            "--subject-token-file",
+            "-",
+            "--audience",
+            "a",
+            "--subject-token-type",
+            "saml"
+        ])
+        .is_err());
     }
 
     #[test]
@@ -522,6 +578,9 @@ mod tests {
             assert_eq!(cli.global.server, DEFAULT_SERVER);
         }
         let help = Cli::command().render_help().to_string();
-        assert!(help.contains("IDMINT_ADDR") && help.contains("IDMINT_TOKEN"), "{help}");
+        assert!(
+            help.contains("IDMINT_ADDR") && help.contains("IDMINT_TOKEN"),
+            "{help}"
+        );
     }
 }

@@ -22,7 +22,10 @@ pub fn anonymous(global: &GlobalArgs) -> Result<IdmintClient> {
             let pem = std::fs::read(path)
                 .with_context(|| format!("reading --ca-cert {}", path.display()))?;
             // Checked here too so that the error names the file.
-            if !pem.windows(PEM_CERT_MARKER.len()).any(|w| w == PEM_CERT_MARKER) {
+            if !pem
+                .windows(PEM_CERT_MARKER.len())
+                .any(|w| w == PEM_CERT_MARKER)
+            {
                 bail!(
                     "--ca-cert {} holds no PEM certificate (expected a {} block)",
                     path.display(),
@@ -33,8 +36,14 @@ pub fn anonymous(global: &GlobalArgs) -> Result<IdmintClient> {
         }
         None => None,
     };
-    IdmintClient::new(&global.server, ClientOptions { ca_cert_pem, token: None })
-        .map_err(anyhow::Error::from)
+    IdmintClient::new(
+        &global.server,
+        ClientOptions {
+            ca_cert_pem,
+            token: None,
+        },
+    )
+    .map_err(anyhow::Error::from)
 }
 
 /// A client with the session token: `IDMINT_TOKEN` if set, else the cached
@@ -45,7 +54,11 @@ pub fn authenticated(global: &GlobalArgs) -> Result<(IdmintClient, TokenSource)>
         return Ok((client.with_token(token), TokenSource::Env));
     }
     let cache = session_cache()?;
-    let token = cached_token(&cache, &client.base_url(), idmint_core::UnixTime::now().secs())?;
+    let token = cached_token(
+        &cache,
+        &client.base_url(),
+        idmint_core::UnixTime::now().secs(),
+    )?;
     Ok((client.with_token(token), TokenSource::Cache(cache)))
 }
 
@@ -78,7 +91,6 @@ pub fn cached_token(cache: &SessionCache, server: &str, now: i64) -> Result<Stri
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,15 +101,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = SessionCache::at(dir.path().join("s.json"));
         let e = cached_token(&cache, "http://a", 100).unwrap_err();
-        assert!(e.to_string().starts_with("not logged in to http://a: run `idmint login`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("not logged in to http://a: run `idmint login`"),
+            "{e}"
+        );
         cache
             .store(
-                SessionEntry { server: "http://a".into(), token: "idm_x".into(), expires_at: 200, subject: "me".into() },
+                SessionEntry {
+                    server: "http://a".into(),
+                    token: "idm_x".into(),
+                    expires_at: 200,
+                    subject: "me".into(),
+                },
                 100,
             )
             .unwrap();
         assert_eq!(cached_token(&cache, "http://a", 150).unwrap(), "idm_x");
         let e = cached_token(&cache, "http://a", 200).unwrap_err();
-        assert!(e.to_string().contains("as me expired at 1970-01-01T00:03:20Z"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("as me expired at 1970-01-01T00:03:20Z"),
+            "{e}"
+        );
     }
 }

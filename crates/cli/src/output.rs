@@ -96,22 +96,37 @@ mod tests {
     #[test]
     fn relative_times() {
         assert_eq!(time_with_relative(300, 0), "1970-01-01T00:05:00Z (in 5m)");
-        assert_eq!(time_with_relative(0, 90), "1970-01-01T00:00:00Z (expired 1m 30s ago)");
+        assert_eq!(
+            time_with_relative(0, 90),
+            "1970-01-01T00:00:00Z (expired 1m 30s ago)"
+        );
         assert_eq!(time_with_relative(7, 7), "1970-01-01T00:00:07Z (now)");
     }
 
     #[test]
     fn tables_contain_their_cells() {
         let t = key_value_table(&[("Lease", "lease_1".into()), ("Role", "demo-api".into())]);
-        assert!(t.contains("Lease") && t.contains("lease_1") && t.contains("demo-api"), "{t}");
+        assert!(
+            t.contains("Lease") && t.contains("lease_1") && t.contains("demo-api"),
+            "{t}"
+        );
         let t = list_table(&["ID", "ROLE"], vec![vec!["l1".into(), "r1".into()]]);
         let lines: Vec<&str> = t.lines().collect();
-        assert!(lines.iter().any(|l| l.contains("ID") && l.contains("ROLE")), "{t}");
-        assert!(lines.iter().any(|l| l.contains("l1") && l.contains("r1")), "{t}");
+        assert!(
+            lines.iter().any(|l| l.contains("ID") && l.contains("ROLE")),
+            "{t}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("l1") && l.contains("r1")),
+            "{t}"
+        );
     }
 
     #[test]
     fn json_is_pretty_with_newline() {
-        assert_eq!(json(&serde_json::json!({"a": 1})).unwrap(), "{\n  \"a\": 1\n}\n");
+        assert_eq!(
+            json(&serde_json::json!({"a": 1})).unwrap(),
+            "{\n  \"a\": 1\n}\n"
+        );
     }
 }

@@ -73,11 +73,16 @@ impl SessionCache {
         }
         // The XDG spec says relative values are invalid and must be ignored.
         if let Some(dir) = set("XDG_CACHE_HOME").filter(|d| Path::new(d).is_absolute()) {
-            return Ok(Self::at(Path::new(&dir).join("idmint").join("session.json")));
+            return Ok(Self::at(
+                Path::new(&dir).join("idmint").join("session.json"),
+            ));
         }
         if let Some(home) = set("HOME") {
             return Ok(Self::at(
-                Path::new(&home).join(".cache").join("idmint").join("session.json"),
+                Path::new(&home)
+                    .join(".cache")
+                    .join("idmint")
+                    .join("session.json"),
             ));
         }
         bail!("cannot find a place for the session cache: set IDMINT_TOKEN_FILE (or HOME)")
@@ -122,7 +127,10 @@ impl SessionCache {
         let meta = match fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SessionFile::default()),
-            Err(e) => return Err(e).with_context(|| format!("reading session cache {}", self.path.display())),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("reading session cache {}", self.path.display()))
+            }
         };
         check_private(&self.path, &meta)?;
         if meta.len() > MAX_FILE_BYTES {
@@ -158,9 +166,8 @@ impl SessionCache {
         let tmp = dir.join(format!(".{name}.{suffix}.tmp"));
         let json = serde_json::to_vec_pretty(file).context("encoding the session cache")?;
         let result = write_new_private(&tmp, &json).and_then(|()| {
-            fs::rename(&tmp, &self.path).with_context(|| {
-                format!("replacing session cache {}", self.path.display())
-            })
+            fs::rename(&tmp, &self.path)
+                .with_context(|| format!("replacing session cache {}", self.path.display()))
         });
         if result.is_err() {
             // Best effort: do not leave a stray copy of the tokens behind.
@@ -240,9 +247,15 @@ mod tests {
     #[test]
     fn locate_follows_precedence() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
-        let c = SessionCache::locate(env(&[("IDMINT_TOKEN_FILE", "/t/s.json"), ("HOME", "/h")])).unwrap();
+        let c = SessionCache::locate(env(&[("IDMINT_TOKEN_FILE", "/t/s.json"), ("HOME", "/h")]))
+            .unwrap();
         assert_eq!(c.path(), Path::new("/t/s.json"));
         let c = SessionCache::locate(env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")])).unwrap();
         assert_eq!(c.path(), Path::new("/x/idmint/session.json"));
@@ -256,11 +269,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = SessionCache::at(dir.path().join("nested").join("session.json"));
         assert_eq!(cache.get("http://a").unwrap(), None);
-        cache.store(entry("http://a", "idm_a1", 2000), 1000).unwrap();
-        cache.store(entry("http://b", "idm_b1", 2000), 1000).unwrap();
-        cache.store(entry("http://a", "idm_a2", 3000), 1000).unwrap();
-        assert_eq!(cache.get("http://a").unwrap().map(|e| e.token), Some("idm_a2".into()));
-        assert_eq!(cache.get("http://b").unwrap().map(|e| e.token), Some("idm_b1".into()));
+        cache
+            .store(entry("http://a", "idm_a1", 2000), 1000)
+            .unwrap();
+        cache
+            .store(entry("http://b", "idm_b1", 2000), 1000)
+            .unwrap();
+        cache
+            .store(entry("http://a", "idm_a2", 3000), 1000)
+            .unwrap();
+        assert_eq!(
+            cache.get("http://a").unwrap().map(|e| e.token),
+            Some("idm_a2".into())
+        );
+        assert_eq!(
+            cache.get("http://b").unwrap().map(|e| e.token),
+            Some("idm_b1".into())
+        );
         assert!(cache.remove("http://a").unwrap());
         assert!(!cache.remove("http://a").unwrap());
         assert_eq!(cache.get("http://a").unwrap(), None);
@@ -281,7 +306,11 @@ mod tests {
         cache.store(entry("http://b", "idm_b", 2000), 1000).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let dir_mode = fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let dir_mode = fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dir_mode, 0o700);
         // No temporary files are left behind.
         let names: Vec<String> = fs::read_dir(path.parent().unwrap())

@@ -86,6 +86,9 @@ pub enum CiError {
     /// falling through to another source would hide the real problem.
     #[error("GitHub Actions ID token request to {url} failed: {message}")]
     GitHub { url: String, message: String },
+    /// The HTTP client for the GitHub request could not be set up.
+    #[error("cannot set up an HTTP client for CI token detection: {0}")]
+    HttpClient(String),
 }
 
 /// Detect a token using the real environment and a fresh HTTP client.
@@ -95,10 +98,7 @@ pub async fn detect(audience: &str) -> Result<DetectedToken, CiError> {
         .user_agent(USER_AGENT)
         .timeout(GITHUB_TIMEOUT)
         .build()
-        .map_err(|e| CiError::GitHub {
-            url: String::new(),
-            message: format!("cannot set up the HTTP client: {}", error_chain(&e)),
-        })?;
+        .map_err(|e| CiError::HttpClient(error_chain(&e)))?;
     detect_with(&ProcessEnvironment, &http, audience).await
 }
 
@@ -192,7 +192,12 @@ async fn github_token(
         message: format!("not a valid URL: {e}"),
     })?;
     // Shown without its query: it is not secret, but it is long and noisy.
-    let shown = format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or(""), url.path());
+    let shown = format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.path()
+    );
     let fail = |message: String| CiError::GitHub {
         url: shown.clone(),
         message,
@@ -265,7 +270,11 @@ mod tests {
 
     #[tokio::test]
     async fn github_actions_requests_token_with_audience_and_bearer() {
-        let server = TestServer::start(vec![Canned::json(200, r#"{"count":1,"value":"gh.jwt.token"}"#)]).await;
+        let server = TestServer::start(vec![Canned::json(
+            200,
+            r#"{"count":1,"value":"gh.jwt.token"}"#,
+        )])
+        .await;
         let env = FakeEnvironment::default()
             .var(
                 "ACTIONS_ID_TOKEN_REQUEST_URL",
@@ -274,8 +283,13 @@ mod tests {
             .var("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-secret")
             // GitHub wins over the others.
             .var("IDMINT_ID_TOKEN", "gitlab.jwt");
-        let t = detect_with(&env, &reqwest::Client::new(), "https://idmint.example").await.unwrap();
-        assert_eq!((t.source, t.token.expose()), ("github-actions", "gh.jwt.token"));
+        let t = detect_with(&env, &reqwest::Client::new(), "https://idmint.example")
+            .await
+            .unwrap();
+        assert_eq!(
+            (t.source, t.token.expose()),
+            ("github-actions", "gh.jwt.token")
+        );
 
         let reqs = server.requests().await;
         assert_eq!(reqs.len(), 1);
@@ -290,20 +304,33 @@ mod tests {
 
     #[tokio::test]
     async fn github_failure_is_reported_not_skipped() {
-        let server = TestServer::start(vec![Canned::json(403, r#"{"message":"no id-token permission"}"#)]).await;
+        let server = TestServer::start(vec![Canned::json(
+            403,
+            r#"{"message":"no id-token permission"}"#,
+        )])
+        .await;
         let env = FakeEnvironment::default()
-            .var("ACTIONS_ID_TOKEN_REQUEST_URL", &format!("{}/t?x=1", server.base_url()))
+            .var(
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                &format!("{}/t?x=1", server.base_url()),
+            )
             .var("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-secret")
             .var("CI_JOB_JWT_V2", "legacy");
         let e = detect(&env).await.unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, CiError::GitHub { .. }), "{e:?}");
-        assert!(msg.contains("HTTP 403") && msg.contains("no id-token permission"), "{msg}");
+        assert!(
+            msg.contains("HTTP 403") && msg.contains("no id-token permission"),
+            "{msg}"
+        );
         assert!(!msg.contains("runner-secret"), "{msg}");
 
         let server = TestServer::start(vec![Canned::json(200, r#"{"count":0}"#)]).await;
         let env = FakeEnvironment::default()
-            .var("ACTIONS_ID_TOKEN_REQUEST_URL", &format!("{}/t?x=1", server.base_url()))
+            .var(
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                &format!("{}/t?x=1", server.base_url()),
+            )
             .var("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-secret");
         let e = detect(&env).await.unwrap_err();
         assert!(e.to_string().contains("`value`"), "{e}");
@@ -315,11 +342,19 @@ mod tests {
             .var("IDMINT_ID_TOKEN", " gl.jwt\n")
             .var("CI_JOB_JWT_V2", "legacy.jwt");
         let t = detect(&env).await.unwrap();
-        assert_eq!((t.source, t.token.expose()), ("gitlab-ci (IDMINT_ID_TOKEN)", "gl.jwt"));
+        assert_eq!(
+            (t.source, t.token.expose()),
+            ("gitlab-ci (IDMINT_ID_TOKEN)", "gl.jwt")
+        );
 
-        let env = FakeEnvironment::default().var("CI_JOB_JWT_V2", "legacy.jwt").var("IDMINT_ID_TOKEN", "");
+        let env = FakeEnvironment::default()
+            .var("CI_JOB_JWT_V2", "legacy.jwt")
+            .var("IDMINT_ID_TOKEN", "");
         let t = detect(&env).await.unwrap();
-        assert_eq!((t.source, t.token.expose()), ("gitlab-ci (CI_JOB_JWT_V2)", "legacy.jwt"));
+        assert_eq!(
+            (t.source, t.token.expose()),
+            ("gitlab-ci (CI_JOB_JWT_V2)", "legacy.jwt")
+        );
     }
 
     #[tokio::test]
@@ -328,7 +363,10 @@ mod tests {
             .file(DEFAULT_K8S_PROJECTED_TOKEN, Ok("k8s.projected\n".into()))
             .file(K8S_SERVICE_ACCOUNT_TOKEN, Ok("k8s.sa".into()));
         let t = detect(&env).await.unwrap();
-        assert_eq!((t.source, t.token.expose()), ("kubernetes (projected token)", "k8s.projected"));
+        assert_eq!(
+            (t.source, t.token.expose()),
+            ("kubernetes (projected token)", "k8s.projected")
+        );
 
         let env = FakeEnvironment::default()
             .var("IDMINT_K8S_TOKEN_PATH", "/custom/token")
@@ -340,7 +378,10 @@ mod tests {
             .file(DEFAULT_K8S_PROJECTED_TOKEN, Ok("  \n".into()))
             .file(K8S_SERVICE_ACCOUNT_TOKEN, Ok("k8s.sa".into()));
         let t = detect(&env).await.unwrap();
-        assert_eq!((t.source, t.token.expose()), ("kubernetes (service account token)", "k8s.sa"));
+        assert_eq!(
+            (t.source, t.token.expose()),
+            ("kubernetes (service account token)", "k8s.sa")
+        );
     }
 
     #[tokio::test]
@@ -349,16 +390,25 @@ mod tests {
             .var("ACTIONS_ID_TOKEN_REQUEST_URL", "https://x")
             .file(
                 K8S_SERVICE_ACCOUNT_TOKEN,
-                Err(io::Error::new(io::ErrorKind::PermissionDenied, "permission denied")),
+                Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "permission denied",
+                )),
             );
         let e = detect(&env).await.unwrap_err();
         let CiError::NotFound { checked } = &e else {
             panic!("expected NotFound, got {e:?}");
         };
         assert_eq!(checked.len(), 4, "{checked:?}");
-        assert!(checked[0].contains("only ACTIONS_ID_TOKEN_REQUEST_URL is set"), "{checked:?}");
+        assert!(
+            checked[0].contains("only ACTIONS_ID_TOKEN_REQUEST_URL is set"),
+            "{checked:?}"
+        );
         assert!(checked[1].contains("IDMINT_ID_TOKEN"), "{checked:?}");
-        assert!(checked[2].contains(DEFAULT_K8S_PROJECTED_TOKEN) && checked[2].contains("does not exist"));
+        assert!(
+            checked[2].contains(DEFAULT_K8S_PROJECTED_TOKEN)
+                && checked[2].contains("does not exist")
+        );
         assert!(checked[3].contains("unreadable"), "{checked:?}");
         assert!(e.to_string().contains("--token-file"), "{e}");
     }

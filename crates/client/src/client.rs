@@ -85,7 +85,9 @@ fn parse_base_url(base_url: &str) -> Result<Url, ClientError> {
         return Err(bad("it has no host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("credentials in the URL are not supported (they would end up in logs)"));
+        return Err(bad(
+            "credentials in the URL are not supported (they would end up in logs)",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("it must not have a query or fragment"));
@@ -172,28 +174,39 @@ impl IdmintClient {
     pub async fn login(&self, req: &LoginRequest) -> Result<LoginResponse, ClientError> {
         let url = self.endpoint(&["api", "v1", "login"])?;
         let raw = self
-            .send(self.request(Method::POST, &url, Auth::None)?.json(req), &url)
+            .send(
+                self.request(Method::POST, &url, Auth::None)?.json(req),
+                &url,
+            )
             .await?;
         response::json(&raw, &url)
     }
 
     /// `POST /api/v1/creds/{role}`: a credential for `role`. Role names may
     /// contain `/` (`db/orders`); each segment is percent-encoded.
-    pub async fn creds(&self, role: &str, req: &CredsRequest) -> Result<CredsResponse, ClientError> {
+    pub async fn creds(
+        &self,
+        role: &str,
+        req: &CredsRequest,
+    ) -> Result<CredsResponse, ClientError> {
         let mut segments = vec!["api", "v1", "creds"];
         for segment in role.split('/') {
             segments.push(check_segment("role name", role, segment)?);
         }
         let url = self.endpoint(&segments)?;
         let raw = self
-            .send(self.request(Method::POST, &url, Auth::Session)?.json(req), &url)
+            .send(
+                self.request(Method::POST, &url, Auth::Session)?.json(req),
+                &url,
+            )
             .await?;
         response::json(&raw, &url)
     }
 
     /// `GET /api/v1/whoami`: the identity behind the session token.
     pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
-        self.get_json(&["api", "v1", "whoami"], &[], Auth::Session).await
+        self.get_json(&["api", "v1", "whoami"], &[], Auth::Session)
+            .await
     }
 
     /// `POST /api/v1/logout`: revoke the session token on the server.
@@ -230,8 +243,12 @@ impl IdmintClient {
     /// request id, token id or fingerprint (admin).
     pub async fn trace(&self, reference: &str) -> Result<TraceResponse, ClientError> {
         let reference = check_segment("audit reference", reference, reference)?;
-        self.get_json(&["api", "v1", "audit", "trace", reference], &[], Auth::Session)
-            .await
+        self.get_json(
+            &["api", "v1", "audit", "trace", reference],
+            &[],
+            Auth::Session,
+        )
+        .await
     }
 
     /// `POST /oauth/token`: RFC 8693 token exchange. Needs no session: the
@@ -244,7 +261,10 @@ impl IdmintClient {
         let url = self.endpoint(&["oauth", "token"])?;
         let form = params.form_fields();
         let raw = self
-            .send(self.request(Method::POST, &url, Auth::None)?.form(&form), &url)
+            .send(
+                self.request(Method::POST, &url, Auth::None)?.form(&form),
+                &url,
+            )
             .await?;
         if raw.is_success() {
             response::decode(&raw, &url)
@@ -286,7 +306,10 @@ impl IdmintClient {
         }
         let url = self.endpoint(&["demo-idp", "token"])?;
         let raw = self
-            .send(self.request(Method::POST, &url, Auth::None)?.json(req), &url)
+            .send(
+                self.request(Method::POST, &url, Auth::None)?.json(req),
+                &url,
+            )
             .await?;
         if raw.status == 404 {
             return Err(ClientError::Api {
@@ -306,13 +329,20 @@ impl IdmintClient {
     fn endpoint(&self, segments: &[&str]) -> Result<Url, ClientError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
-            .map_err(|()| ClientError::Config(format!("server URL {} cannot have a path", self.base)))?
+            .map_err(|()| {
+                ClientError::Config(format!("server URL {} cannot have a path", self.base))
+            })?
             .pop_if_empty()
             .extend(segments);
         Ok(url)
     }
 
-    fn request(&self, method: Method, url: &Url, auth: Auth) -> Result<RequestBuilder, ClientError> {
+    fn request(
+        &self,
+        method: Method,
+        url: &Url,
+        auth: Auth,
+    ) -> Result<RequestBuilder, ClientError> {
         let req = self.http.request(method, url.clone());
         match (auth, &self.token) {
             (Auth::None, _) => Ok(req),
@@ -375,22 +405,45 @@ mod tests {
 
     #[test]
     fn base_urls_are_normalized_and_checked() {
-        assert_eq!(normalize_base_url("http://127.0.0.1:8710/").unwrap(), "http://127.0.0.1:8710");
-        assert_eq!(normalize_base_url("HTTPS://Idmint.Example/").unwrap(), "https://idmint.example");
-        assert_eq!(normalize_base_url("https://h/prefix/").unwrap(), "https://h/prefix");
-        for bad in ["ftp://h", "127.0.0.1:8710", "http://u:p@h", "http://h/?x=1", "nonsense"] {
+        assert_eq!(
+            normalize_base_url("http://127.0.0.1:8710/").unwrap(),
+            "http://127.0.0.1:8710"
+        );
+        assert_eq!(
+            normalize_base_url("HTTPS://Idmint.Example/").unwrap(),
+            "https://idmint.example"
+        );
+        assert_eq!(
+            normalize_base_url("https://h/prefix/").unwrap(),
+            "https://h/prefix"
+        );
+        for bad in [
+            "ftp://h",
+            "127.0.0.1:8710",
+            "http://u:p@h",
+            "http://h/?x=1",
+            "nonsense",
+        ] {
             let e = normalize_base_url(bad).unwrap_err();
-            assert!(matches!(e, ClientError::Config(ref m) if m.contains("invalid server URL")), "{bad}: {e:?}");
+            assert!(
+                matches!(e, ClientError::Config(ref m) if m.contains("invalid server URL")),
+                "{bad}: {e:?}"
+            );
         }
     }
 
     #[test]
     fn endpoints_encode_segments() {
         let c = client("http://h:1/");
-        assert_eq!(c.endpoint(&["api", "v1", "whoami"]).unwrap().as_str(), "http://h:1/api/v1/whoami");
+        assert_eq!(
+            c.endpoint(&["api", "v1", "whoami"]).unwrap().as_str(),
+            "http://h:1/api/v1/whoami"
+        );
         let c = client("http://h:1/idmint/");
         assert_eq!(
-            c.endpoint(&["api", "v1", "creds", "db", "a b?#%"]).unwrap().as_str(),
+            c.endpoint(&["api", "v1", "creds", "db", "a b?#%"])
+                .unwrap()
+                .as_str(),
             "http://h:1/idmint/api/v1/creds/db/a%20b%3F%23%25"
         );
     }
@@ -411,14 +464,20 @@ mod tests {
         let c = client("http://127.0.0.1:1").with_token("idm_x");
         for role in ["", "db//orders", "../admin", "db/"] {
             let e = c.creds(role, &CredsRequest::default()).await.unwrap_err();
-            assert!(matches!(e, ClientError::InvalidArgument(_)), "{role}: {e:?}");
+            assert!(
+                matches!(e, ClientError::InvalidArgument(_)),
+                "{role}: {e:?}"
+            );
         }
     }
 
     #[tokio::test]
     async fn session_calls_need_a_token() {
         let e = client("http://127.0.0.1:1").whoami().await.unwrap_err();
-        assert!(matches!(e, ClientError::Config(ref m) if m.contains("idmint login")), "{e:?}");
+        assert!(
+            matches!(e, ClientError::Config(ref m) if m.contains("idmint login")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -426,15 +485,24 @@ mod tests {
         let c = client("http://h:1").with_token("idm_topsecret");
         assert!(c.has_token());
         assert!(!format!("{c:?}").contains("topsecret"));
-        let o = ClientOptions { token: Some("idm_topsecret".into()), ca_cert_pem: None };
+        let o = ClientOptions {
+            token: Some("idm_topsecret".into()),
+            ca_cert_pem: None,
+        };
         assert!(!format!("{o:?}").contains("topsecret"));
     }
 
     #[test]
     fn bad_ca_pem_is_a_config_error() {
-        let o = ClientOptions { ca_cert_pem: Some(b"not a certificate".to_vec()), token: None };
+        let o = ClientOptions {
+            ca_cert_pem: Some(b"not a certificate".to_vec()),
+            token: None,
+        };
         let e = IdmintClient::new("https://h", o).unwrap_err();
-        assert!(matches!(e, ClientError::Config(ref m) if m.contains("CA certificate")), "{e:?}");
+        assert!(
+            matches!(e, ClientError::Config(ref m) if m.contains("CA certificate")),
+            "{e:?}"
+        );
     }
 
     use crate::params::{TokenExchangeParams, TokenType};
@@ -453,7 +521,10 @@ mod tests {
         ])
         .await;
         let c = client(server.base_url()).with_token("idm_abc");
-        let req = CredsRequest { ttl: Some("5m".into()), ..Default::default() };
+        let req = CredsRequest {
+            ttl: Some("5m".into()),
+            ..Default::default()
+        };
         let resp = c.creds("db/orders v2", &req).await.unwrap();
         assert_eq!(resp.lease_id, "lease_1");
         let e = c.creds("db/orders", &req).await.unwrap_err();
@@ -482,7 +553,10 @@ mod tests {
         let mut p = TokenExchangeParams::new(SecretString::new("sub.jwt".into()), TokenType::Jwt);
         p.audience = Some("https://api".into());
         let resp = c.token_exchange(&p).await.unwrap();
-        assert_eq!((resp.access_token.as_str(), resp.expires_in), ("x.y.z", 300));
+        assert_eq!(
+            (resp.access_token.as_str(), resp.expires_in),
+            ("x.y.z", 300)
+        );
         let e = c.token_exchange(&p).await.unwrap_err();
         assert_eq!(
             e,
@@ -494,42 +568,77 @@ mod tests {
         );
         let reqs = server.requests().await;
         assert_eq!(reqs[0].target, "/oauth/token");
-        assert_eq!(reqs[0].header("content-type"), Some("application/x-www-form-urlencoded"));
+        assert_eq!(
+            reqs[0].header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
         // The subject token is the proof: no session header is sent.
         assert_eq!(reqs[0].header("authorization"), None);
-        assert!(reqs[0].body.contains("subject_token=sub.jwt"), "{}", reqs[0].body);
-        assert!(reqs[0].body.contains("audience=https%3A%2F%2Fapi"), "{}", reqs[0].body);
+        assert!(
+            reqs[0].body.contains("subject_token=sub.jwt"),
+            "{}",
+            reqs[0].body
+        );
+        assert!(
+            reqs[0].body.contains("audience=https%3A%2F%2Fapi"),
+            "{}",
+            reqs[0].body
+        );
     }
 
     #[tokio::test]
     async fn leases_query_and_unready_health() {
         let server = TestServer::start(vec![
             Canned::json(200, r#"{"leases":[]}"#),
-            Canned::json(503, r#"{"status":"unready","problems":["audit sink down"]}"#),
+            Canned::json(
+                503,
+                r#"{"status":"unready","problems":["audit sink down"]}"#,
+            ),
             Canned::json(204, ""),
         ])
         .await;
         let c = client(server.base_url()).with_token("idm_abc");
-        let q = LeaseQuery { all: true, role_prefix: Some("db/".into()), live: false, limit: Some(5) };
+        let q = LeaseQuery {
+            all: true,
+            role_prefix: Some("db/".into()),
+            live: false,
+            limit: Some(5),
+        };
         assert!(c.leases(&q).await.unwrap().leases.is_empty());
         let h = c.ready().await.unwrap();
         assert_eq!((h.status.as_str(), h.problems.len()), ("unready", 1));
         c.logout().await.unwrap();
         let reqs = server.requests().await;
-        assert_eq!(reqs[0].target, "/api/v1/leases?all=true&role_prefix=db%2F&limit=5");
+        assert_eq!(
+            reqs[0].target,
+            "/api/v1/leases?all=true&role_prefix=db%2F&limit=5"
+        );
         assert_eq!(reqs[1].target, "/readyz");
-        assert_eq!((reqs[2].method.as_str(), reqs[2].target.as_str()), ("POST", "/api/v1/logout"));
+        assert_eq!(
+            (reqs[2].method.as_str(), reqs[2].target.as_str()),
+            ("POST", "/api/v1/logout")
+        );
     }
 
     #[tokio::test]
     async fn unreachable_server_names_the_url() {
         // A port that was just free: nothing listens there.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let e = client(&format!("http://127.0.0.1:{port}")).health().await.unwrap_err();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = client(&format!("http://127.0.0.1:{port}"))
+            .health()
+            .await
+            .unwrap_err();
         let ClientError::Transport(msg) = e else {
             panic!("expected Transport, got {e:?}");
         };
-        assert!(msg.contains(&format!("http://127.0.0.1:{port}/healthz")), "{msg}");
+        assert!(
+            msg.contains(&format!("http://127.0.0.1:{port}/healthz")),
+            "{msg}"
+        );
         assert!(msg.contains("--server"), "{msg}");
     }
 }

@@ -132,7 +132,10 @@ mod tests {
             error: "access_denied".into(),
             description: None,
         };
-        assert_eq!(e.to_string(), "token exchange refused: access_denied (HTTP 403)");
+        assert_eq!(
+            e.to_string(),
+            "token exchange refused: access_denied (HTTP 403)"
+        );
         assert!(e.is_denied());
         let e = ClientError::OAuth {
             status: 400,

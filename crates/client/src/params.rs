@@ -140,7 +140,10 @@ impl TokenExchangeParams {
         let mut f = vec![
             ("grant_type", token_types::GRANT_TOKEN_EXCHANGE.to_string()),
             ("subject_token", self.subject_token.expose().to_string()),
-            ("subject_token_type", self.subject_token_type.uri().to_string()),
+            (
+                "subject_token_type",
+                self.subject_token_type.uri().to_string(),
+            ),
         ];
         if let Some(a) = &self.audience {
             f.push(("audience", a.clone()));
@@ -211,7 +214,10 @@ mod tests {
     #[test]
     fn token_types_parse_short_and_long() {
         assert_eq!("jwt".parse::<TokenType>(), Ok(TokenType::Jwt));
-        assert_eq!(token_types::ID_TOKEN.parse::<TokenType>(), Ok(TokenType::IdToken));
+        assert_eq!(
+            token_types::ID_TOKEN.parse::<TokenType>(),
+            Ok(TokenType::IdToken)
+        );
         assert!("saml".parse::<TokenType>().is_err());
     }
 
@@ -243,8 +249,10 @@ mod tests {
         r.ttl_seconds = Some(60);
         assert_eq!(
             serde_json::to_value(&r).ok(),
-            Some(serde_json::json!({"subject": "repo:acme/app:ref:refs/heads/main",
-                "claims": {"repository": "acme/app"}, "ttl_seconds": 60}))
+            Some(
+                serde_json::json!({"subject": "repo:acme/app:ref:refs/heads/main",
+                "claims": {"repository": "acme/app"}, "ttl_seconds": 60})
+            )
         );
     }
 }

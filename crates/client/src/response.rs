@@ -29,7 +29,10 @@ impl RawResponse {
 }
 
 /// Read the whole body, refusing bodies over [`MAX_BODY_BYTES`].
-pub(crate) async fn read(mut resp: reqwest::Response, url: &Url) -> Result<RawResponse, ClientError> {
+pub(crate) async fn read(
+    mut resp: reqwest::Response,
+    url: &Url,
+) -> Result<RawResponse, ClientError> {
     let status = resp.status();
     let request_id = resp
         .headers()
@@ -180,7 +183,10 @@ mod tests {
             }
         );
         // Missing request_id in the body: the header's is used.
-        let e = api_error(&raw(404, r#"{"error":{"code":"not_found","message":"no lease"}}"#));
+        let e = api_error(&raw(
+            404,
+            r#"{"error":{"code":"not_found","message":"no lease"}}"#,
+        ));
         assert!(matches!(e, ClientError::Api { request_id: Some(ref r), .. } if r == "req_hdr"));
     }
 
@@ -192,13 +198,21 @@ mod tests {
             panic!("expected Api error, got {e:?}");
         };
         assert_eq!(code, "unexpected_response");
-        assert!(message.starts_with("the server answered 502 Reason without an idmint error body: <html> x"), "{message}");
+        assert!(
+            message.starts_with(
+                "the server answered 502 Reason without an idmint error body: <html> x"
+            ),
+            "{message}"
+        );
         assert!(message.len() < 300, "{message}");
     }
 
     #[test]
     fn oauth_errors() {
-        let e = oauth_error(&raw(400, r#"{"error":"invalid_request","error_description":"missing audience"}"#));
+        let e = oauth_error(&raw(
+            400,
+            r#"{"error":"invalid_request","error_description":"missing audience"}"#,
+        ));
         assert_eq!(
             e,
             ClientError::OAuth {
@@ -207,7 +221,10 @@ mod tests {
                 description: Some("missing audience".into()),
             }
         );
-        let e = oauth_error(&raw(413, r#"{"error":{"code":"too_large","message":"body too large"}}"#));
+        let e = oauth_error(&raw(
+            413,
+            r#"{"error":{"code":"too_large","message":"body too large"}}"#,
+        ));
         assert!(matches!(e, ClientError::Api { status: 413, .. }), "{e:?}");
     }
 
@@ -215,6 +232,9 @@ mod tests {
     fn decode_error_names_url() {
         let url = Url::parse("http://127.0.0.1:1/api/v1/whoami").unwrap();
         let e = json::<idmint_proto::WhoAmI>(&raw(200, "{}"), &url).unwrap_err();
-        assert!(matches!(e, ClientError::Decode(ref m) if m.contains("http://127.0.0.1:1/api/v1/whoami")), "{e:?}");
+        assert!(
+            matches!(e, ClientError::Decode(ref m) if m.contains("http://127.0.0.1:1/api/v1/whoami")),
+            "{e:?}"
+        );
     }
 }

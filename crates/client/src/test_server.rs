@@ -14,7 +14,10 @@ pub(crate) struct Canned {
 
 impl Canned {
     pub fn json(status: u16, body: &str) -> Self {
-        Self { status, body: body.to_string() }
+        Self {
+            status,
+            body: body.to_string(),
+        }
     }
 }
 
@@ -49,7 +52,9 @@ impl TestServer {
         let log = recorded.clone();
         let task = tokio::spawn(async move {
             for canned in responses {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let mut reader = BufReader::new(stream);
                 let mut head = Vec::new();
                 loop {
@@ -92,7 +97,11 @@ impl TestServer {
                 stream.shutdown().await.ok();
             }
         });
-        Self { base_url, recorded, task }
+        Self {
+            base_url,
+            recorded,
+            task,
+        }
     }
 
     pub fn base_url(&self) -> &str {

@@ -34,7 +34,11 @@ fn verify(format: Format, args: AuditVerifyArgs) -> Result<Exit> {
         Format::Json => emit(&json(&report_json(&args.file, &report))?)?,
         Format::Text => emit(&report_text(&args.file, &report))?,
     }
-    Ok(if report.is_ok() { Exit::Success } else { Exit::Problems })
+    Ok(if report.is_ok() {
+        Exit::Success
+    } else {
+        Exit::Problems
+    })
 }
 
 /// A key as printed by the server: base64url (padding optional; standard
@@ -55,12 +59,17 @@ fn decode_public_key(text: &str) -> Result<Vec<u8>> {
 }
 
 fn read_public_key_file(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).with_context(|| format!("reading --public-key-file {}", path.display()))?;
+    let raw = std::fs::read(path)
+        .with_context(|| format!("reading --public-key-file {}", path.display()))?;
     if raw.len() == PUBLIC_KEY_BYTES {
         return Ok(raw);
     }
-    let text = String::from_utf8(raw)
-        .map_err(|_| anyhow::anyhow!("--public-key-file {}: neither base64url text nor 32 raw bytes", path.display()))?;
+    let text = String::from_utf8(raw).map_err(|_| {
+        anyhow::anyhow!(
+            "--public-key-file {}: neither base64url text nor 32 raw bytes",
+            path.display()
+        )
+    })?;
     decode_public_key(&text).with_context(|| format!("--public-key-file {}", path.display()))
 }
 
@@ -160,7 +169,9 @@ async fn trace(global: &GlobalArgs, format: Format, args: AuditTraceArgs) -> Res
         bail!("no audit event mentions {:?} in {origin}", args.reference);
     }
     match format {
-        Format::Json => emit(&json(&json!({"reference": args.reference, "events": events}))?)?,
+        Format::Json => emit(&json(
+            &json!({"reference": args.reference, "events": events}),
+        )?)?,
         Format::Text => emit(&trace_text(&events))?,
     }
     Ok(Exit::Success)
@@ -227,7 +238,11 @@ mod tests {
     #[test]
     fn report_lists_problems_with_line_numbers() {
         let ok = report_text(Path::new("a.jsonl"), &report(vec![]));
-        assert!(ok.contains("events: 5 (1 checkpoints), last seq 5") && ok.ends_with("OK: no problems found\n"), "{ok}");
+        assert!(
+            ok.contains("events: 5 (1 checkpoints), last seq 5")
+                && ok.ends_with("OK: no problems found\n"),
+            "{ok}"
+        );
         let bad = report(vec![Problem {
             line: 3,
             seq: Some(3),
@@ -235,7 +250,10 @@ mod tests {
             message: "content edited".into(),
         }]);
         let t = report_text(Path::new("a.jsonl"), &bad);
-        assert!(t.contains("FAILED: 1 problem(s)") && t.contains("line 3 (seq 3)"), "{t}");
+        assert!(
+            t.contains("FAILED: 1 problem(s)") && t.contains("line 3 (seq 3)"),
+            "{t}"
+        );
         let j = report_json(Path::new("a.jsonl"), &bad);
         assert_eq!(j["ok"], false);
         assert_eq!(j["problems"][0]["kind"], "hash_mismatch");
@@ -250,7 +268,10 @@ mod tests {
 
     #[test]
     fn snake_case_kinds() {
-        assert_eq!(snake_case("BadCheckpointSignature"), "bad_checkpoint_signature");
+        assert_eq!(
+            snake_case("BadCheckpointSignature"),
+            "bad_checkpoint_signature"
+        );
         assert_eq!(snake_case("Malformed"), "malformed");
     }
 }

@@ -36,7 +36,10 @@ pub async fn run(global: &GlobalArgs, args: CredsArgs) -> Result<Exit> {
 /// copied whole (a JWT in a table cell would wrap or stretch the table).
 pub fn creds_text(resp: &CredsResponse, now: i64) -> String {
     let ttl = if resp.ttl_clamped {
-        format!("{}s (shortened: the request asked for more than allowed)", resp.ttl_seconds)
+        format!(
+            "{}s (shortened: the request asked for more than allowed)",
+            resp.ttl_seconds
+        )
     } else {
         format!("{}s", resp.ttl_seconds)
     };
@@ -58,7 +61,14 @@ pub fn creds_text(resp: &CredsResponse, now: i64) -> String {
             token_id,
         } => {
             rows.push(("Audience", audience.clone().unwrap_or_else(|| "-".into())));
-            rows.push(("Scopes", if scopes.is_empty() { "-".into() } else { scopes.join(" ") }));
+            rows.push((
+                "Scopes",
+                if scopes.is_empty() {
+                    "-".into()
+                } else {
+                    scopes.join(" ")
+                },
+            ));
             rows.push(("Token id", token_id.clone()));
             format!("Access token ({token_type}):\n{access_token}\n")
         }
@@ -123,7 +133,14 @@ mod tests {
     #[test]
     fn text_output_has_lease_role_expiry_and_token() {
         let t = creds_text(&resp(), 0);
-        for needle in ["lease_1", "demo-api", "1970-01-01T00:05:00Z (in 5m)", "shortened", "orders:read", "fp_abc"] {
+        for needle in [
+            "lease_1",
+            "demo-api",
+            "1970-01-01T00:05:00Z (in 5m)",
+            "shortened",
+            "orders:read",
+            "fp_abc",
+        ] {
             assert!(t.contains(needle), "missing {needle}: {t}");
         }
         assert!(t.ends_with("Access token (Bearer):\neyJ.x.y\n"), "{t}");

@@ -9,7 +9,10 @@ use crate::args::DemoArgs;
 use crate::jwt::unverified_claims;
 use crate::output::{emit, list_table};
 use anyhow::{anyhow, bail, Context, Result};
-use idmint_client::{ClientOptions, DemoTokenRequest, IdmintClient, LeaseQuery, SecretString, TokenExchangeParams, TokenType};
+use idmint_client::{
+    ClientOptions, DemoTokenRequest, IdmintClient, LeaseQuery, SecretString, TokenExchangeParams,
+    TokenType,
+};
 use idmint_core::UnixTime;
 use idmint_proto::{Credential, CredsRequest, LoginRequest};
 use idmint_server::{ServeOptions, ServerInfo};
@@ -60,7 +63,10 @@ pub async fn run(format: Format, args: DemoArgs) -> Result<Exit> {
         }
         Err(_) => {
             server.abort();
-            bail!("the dev server did not start within {}s", STARTUP_DEADLINE.as_secs());
+            bail!(
+                "the dev server did not start within {}s",
+                STARTUP_DEADLINE.as_secs()
+            );
         }
     };
     emit(&format!(
@@ -172,22 +178,51 @@ impl Demo {
     }
 
     fn session(&self) -> Result<&IdmintClient> {
-        self.session.as_ref().ok_or_else(|| anyhow!("no session (step 2 did not run)"))
+        self.session
+            .as_ref()
+            .ok_or_else(|| anyhow!("no session (step 2 did not run)"))
     }
 
     async fn ci_token(&mut self) -> Result<()> {
-        let token = self.anonymous.demo_token(&ci_token_request(REPOSITORY)).await?;
+        let token = self
+            .anonymous
+            .demo_token(&ci_token_request(REPOSITORY))
+            .await?;
         let claims = unverified_claims(&token)?;
-        say(&format!("  got a JWT signed by the demo IdP; its claims:\n{}", indent(&pick(&claims, &["iss", "sub", "aud", "repository", "ref", "event_name", "exp"]), 6)))?;
+        say(&format!(
+            "  got a JWT signed by the demo IdP; its claims:\n{}",
+            indent(
+                &pick(
+                    &claims,
+                    &[
+                        "iss",
+                        "sub",
+                        "aud",
+                        "repository",
+                        "ref",
+                        "event_name",
+                        "exp"
+                    ]
+                ),
+                6
+            )
+        ))?;
         self.ci_token = Some(SecretString::new(token));
         Ok(())
     }
 
     async fn login(&mut self) -> Result<()> {
-        let proof = self.ci_token.as_ref().ok_or_else(|| anyhow!("no CI token (step 1 did not run)"))?;
+        let proof = self
+            .ci_token
+            .as_ref()
+            .ok_or_else(|| anyhow!("no CI token (step 1 did not run)"))?;
         let resp = self
             .anonymous
-            .login(&LoginRequest { method: "oidc".into(), token: proof.expose().to_string(), auth: None })
+            .login(&LoginRequest {
+                method: "oidc".into(),
+                token: proof.expose().to_string(),
+                auth: None,
+            })
             .await?;
         say(&format!(
             "  session {} for {} ({}, auth config {:?}), expires {}\n  (the session token itself starts with idm_ and is sent as a Bearer token)",
@@ -207,7 +242,12 @@ impl Demo {
             "  subject {}\n  issuer  {}\n  verified claims policy can use: {}",
             me.identity.subject,
             me.identity.issuer,
-            me.identity.attributes.keys().cloned().collect::<Vec<_>>().join(", ")
+            me.identity
+                .attributes
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ))?;
         Ok(())
     }
@@ -234,30 +274,49 @@ impl Demo {
     }
 
     async fn token_exchange(&mut self) -> Result<()> {
-        let proof = self.ci_token.clone().ok_or_else(|| anyhow!("no CI token (step 1 did not run)"))?;
+        let proof = self
+            .ci_token
+            .clone()
+            .ok_or_else(|| anyhow!("no CI token (step 1 did not run)"))?;
         let mut params = TokenExchangeParams::new(proof, TokenType::Jwt);
         params.audience = Some(AUDIENCE.into());
         params.scopes = vec![SCOPE.into()];
         params.role = Some(ROLE.into());
         let resp = self.anonymous.token_exchange(&params).await?;
-        let claims = unverified_claims(&resp.access_token).context("decoding the exchanged token")?;
+        let claims =
+            unverified_claims(&resp.access_token).context("decoding the exchanged token")?;
         say(&format!(
             "  {} token, expires in {}s; claims:\n{}",
             resp.token_type,
             resp.expires_in,
-            indent(&pick(&claims, &["iss", "sub", "aud", "scope", "exp", "jti"]), 6)
+            indent(
+                &pick(&claims, &["iss", "sub", "aud", "scope", "exp", "jti"]),
+                6
+            )
         ))?;
         Ok(())
     }
 
     async fn denied(&mut self) -> Result<()> {
-        let other = self.anonymous.demo_token(&ci_token_request("acme/other")).await?;
+        let other = self
+            .anonymous
+            .demo_token(&ci_token_request("acme/other"))
+            .await?;
         let login = self
             .anonymous
-            .login(&LoginRequest { method: "oidc".into(), token: other, auth: None })
+            .login(&LoginRequest {
+                method: "oidc".into(),
+                token: other,
+                auth: None,
+            })
             .await
-            .context("logging in as acme/other (authentication should succeed; only policy denies)")?;
-        say(&format!("  logged in as {} (authentication succeeds)", login.identity.subject))?;
+            .context(
+                "logging in as acme/other (authentication should succeed; only policy denies)",
+            )?;
+        say(&format!(
+            "  logged in as {} (authentication succeeds)",
+            login.identity.subject
+        ))?;
         let client = self.anonymous.with_token(login.token);
         match client.creds(ROLE, &CredsRequest::default()).await {
             Ok(resp) => bail!("expected a denial, but got lease {}", resp.lease_id),
@@ -276,24 +335,49 @@ impl Demo {
         let rows = list
             .leases
             .iter()
-            .map(|l| vec![l.id.clone(), l.role.clone(), l.state.clone(), crate::output::time_with_relative(l.expires_at, now)])
+            .map(|l| {
+                vec![
+                    l.id.clone(),
+                    l.role.clone(),
+                    l.state.clone(),
+                    crate::output::time_with_relative(l.expires_at, now),
+                ]
+            })
             .collect();
-        say(&indent_text(&list_table(&["ID", "ROLE", "STATE", "EXPIRES"], rows), 2))?;
-        let id = self.lease_id.as_deref().ok_or_else(|| anyhow!("no lease (step 4 did not run)"))?;
+        say(&indent_text(
+            &list_table(&["ID", "ROLE", "STATE", "EXPIRES"], rows),
+            2,
+        ))?;
+        let id = self
+            .lease_id
+            .as_deref()
+            .ok_or_else(|| anyhow!("no lease (step 4 did not run)"))?;
         if !list.leases.iter().any(|l| l.id == id) {
             bail!("lease {id} from step 4 is not in the list");
         }
+        if list.leases.len() > 1 {
+            say("  (step 5's token exchange created a lease too)")?;
+        }
         let revoked = session.revoke_lease(id).await?;
-        say(&format!("  revoked {}: state is now {}", revoked.id, revoked.state))?;
+        say(&format!(
+            "  revoked {}: state is now {}",
+            revoked.id, revoked.state
+        ))?;
         Ok(())
     }
 
     async fn audit(&mut self) -> Result<()> {
-        let file = self.audit_file.clone().ok_or_else(|| anyhow!("the dev server reported no audit file"))?;
+        let file = self
+            .audit_file
+            .clone()
+            .ok_or_else(|| anyhow!("the dev server reported no audit file"))?;
         let report = idmint_audit::verify::verify_file(&file, None)
             .with_context(|| format!("opening {}", file.display()))?;
         if !report.is_ok() {
-            bail!("the audit log has problems:\n{}", super::audit::report_text(&file, &report));
+            bail!(
+                "the audit log has problems:\n{}",
+                super::audit::report_text(&file, &report)
+            );
         }
         say(&format!(
             "  {}: {} events, hash chain intact (`idmint audit verify {}`)",
@@ -301,12 +385,18 @@ impl Demo {
             report.events,
             file.display()
         ))?;
-        let id = self.lease_id.as_deref().ok_or_else(|| anyhow!("no lease (step 4 did not run)"))?;
+        let id = self
+            .lease_id
+            .as_deref()
+            .ok_or_else(|| anyhow!("no lease (step 4 did not run)"))?;
         let events = idmint_audit::trace::trace_file(&file, id)?;
         if events.is_empty() {
             bail!("no audit event mentions lease {id}");
         }
-        say(&format!("  trace of lease {id}:\n{}", indent_text(&idmint_audit::trace::render(&events), 4)))?;
+        say(&format!(
+            "  trace of lease {id}:\n{}",
+            indent_text(&idmint_audit::trace::render(&events), 4)
+        ))?;
         Ok(())
     }
 }
@@ -356,7 +446,13 @@ fn indent(v: &Value, by: usize) -> String {
 fn indent_text(text: &str, by: usize) -> String {
     let pad = " ".repeat(by);
     text.lines()
-        .map(|l| if l.trim().is_empty() { "\n".to_string() } else { format!("{pad}{l}\n") })
+        .map(|l| {
+            if l.trim().is_empty() {
+                "\n".to_string()
+            } else {
+                format!("{pad}{l}\n")
+            }
+        })
         .collect()
 }
 
@@ -367,10 +463,16 @@ mod tests {
     #[test]
     fn ci_token_request_looks_like_github_actions() {
         let r = ci_token_request("acme/app");
-        assert_eq!(r.subject.as_deref(), Some("repo:acme/app:ref:refs/heads/main"));
+        assert_eq!(
+            r.subject.as_deref(),
+            Some("repo:acme/app:ref:refs/heads/main")
+        );
         assert_eq!(r.claims["repository"], "acme/app");
         assert_eq!(r.claims["ref"], "refs/heads/main");
-        assert_eq!(ci_token_request("acme/other").claims["repository"], "acme/other");
+        assert_eq!(
+            ci_token_request("acme/other").claims["repository"],
+            "acme/other"
+        );
     }
 
     #[test]

@@ -32,10 +32,12 @@ async fn token(global: &GlobalArgs, format: Format, args: DevTokenArgs) -> Resul
 /// `--claims-json` first, then each `--claim` on top.
 fn demo_request(args: DevTokenArgs) -> Result<DemoTokenRequest> {
     let mut claims = match &args.claims_json {
-        Some(text) => match serde_json::from_str::<Value>(text).context("--claims-json is not JSON")? {
-            Value::Object(map) => map,
-            _ => bail!("--claims-json must be a JSON object, e.g. '{{\"run_attempt\": 2}}'"),
-        },
+        Some(text) => {
+            match serde_json::from_str::<Value>(text).context("--claims-json is not JSON")? {
+                Value::Object(map) => map,
+                _ => bail!("--claims-json must be a JSON object, e.g. '{{\"run_attempt\": 2}}'"),
+            }
+        }
         None => Map::new(),
     };
     for (k, v) in args.claims {
@@ -63,7 +65,10 @@ mod tests {
             ttl_seconds: Some(60),
         })
         .unwrap();
-        assert_eq!(Value::Object(req.claims), json!({"repository": "acme/other", "run_attempt": 2}));
+        assert_eq!(
+            Value::Object(req.claims),
+            json!({"repository": "acme/other", "run_attempt": 2})
+        );
         assert_eq!(req.ttl_seconds, Some(60));
         let e = demo_request(DevTokenArgs {
             subject: None,

@@ -76,7 +76,10 @@ pub fn leases_text(list: &LeaseList, all: bool, now: i64) -> String {
 }
 
 pub fn revoked_text(lease: &LeaseInfo) -> String {
-    let mut s = format!("Lease {} ({}) is now {}\n", lease.id, lease.role, lease.state);
+    let mut s = format!(
+        "Lease {} ({}) is now {}\n",
+        lease.id, lease.role, lease.state
+    );
     if let Some(err) = &lease.last_error {
         s.push_str(&format!("last error: {err}\n"));
     }
@@ -104,10 +107,18 @@ mod tests {
 
     #[test]
     fn list_text() {
-        assert_eq!(leases_text(&LeaseList { leases: vec![] }, false, 0), "No leases.\n");
-        let list = LeaseList { leases: vec![lease("lease_a"), lease("lease_b")] };
+        assert_eq!(
+            leases_text(&LeaseList { leases: vec![] }, false, 0),
+            "No leases.\n"
+        );
+        let list = LeaseList {
+            leases: vec![lease("lease_a"), lease("lease_b")],
+        };
         let t = leases_text(&list, false, 0);
-        assert!(t.contains("lease_a") && t.contains("lease_b") && t.contains("(in 1m)"), "{t}");
+        assert!(
+            t.contains("lease_a") && t.contains("lease_b") && t.contains("(in 1m)"),
+            "{t}"
+        );
         assert!(!t.contains("PRINCIPAL"), "{t}");
         assert!(leases_text(&list, true, 0).contains("iss|sub"));
     }
@@ -116,6 +127,9 @@ mod tests {
     fn revoke_text() {
         let mut l = lease("lease_a");
         l.state = "revoked".into();
-        assert_eq!(revoked_text(&l), "Lease lease_a (demo-api) is now revoked\n");
+        assert_eq!(
+            revoked_text(&l),
+            "Lease lease_a (demo-api) is now revoked\n"
+        );
     }
 }

@@ -5,7 +5,7 @@ use crate::args::{GlobalArgs, LoginArgs};
 use crate::connection::{self, TokenSource};
 use crate::input::read_token;
 use crate::output::{emit, json, key_value_table, time_with_relative};
-use crate::session::{SessionCache, SessionEntry};
+use crate::session::SessionEntry;
 use anyhow::{Context, Result};
 use idmint_client::{ci, SecretString};
 use idmint_core::UnixTime;
@@ -24,7 +24,10 @@ pub async fn login(global: &GlobalArgs, format: Format, args: LoginArgs) -> Resu
         }
     };
     if format == Format::Text {
-        eprintln!("Logging in to {} with the OIDC token from {source}", client.base_url());
+        eprintln!(
+            "Logging in to {} with the OIDC token from {source}",
+            client.base_url()
+        );
     }
     let resp = client
         .login(&LoginRequest {
@@ -64,7 +67,10 @@ fn login_text(server: &str, resp: &LoginResponse, cache: &Path, now: i64) -> Str
             &[
                 ("Session", resp.token_id.clone()),
                 ("Expires", time_with_relative(resp.expires_at, now)),
-                ("Renewable", if resp.renewable { "yes" } else { "no" }.to_string()),
+                (
+                    "Renewable",
+                    if resp.renewable { "yes" } else { "no" }.to_string()
+                ),
             ],
         ),
         cache = cache.display(),
@@ -95,7 +101,10 @@ pub async fn logout(global: &GlobalArgs, format: Format) -> Result<Exit> {
     let revoked = match client.logout().await {
         Ok(()) => true,
         Err(e) if e.is_unauthenticated() => false,
-        Err(e) => return Err(session_error(e, &source)).context("logout failed; the local session was kept"),
+        Err(e) => {
+            return Err(session_error(e, &source))
+                .context("logout failed; the local session was kept")
+        }
     };
     let forgotten = match &source {
         TokenSource::Cache(cache) => cache.remove(&server)?,
@@ -123,14 +132,19 @@ fn emit_logout(format: Format, server: &str, revoked: bool, forgotten: bool) -> 
 fn logout_text(server: &str, revoked: bool, forgotten: bool) -> String {
     match (revoked, forgotten) {
         (true, _) => format!("Logged out of {server} (session revoked)\n"),
-        (false, true) => format!("Logged out of {server} (the session had already expired or been revoked)\n"),
+        (false, true) => {
+            format!("Logged out of {server} (the session had already expired or been revoked)\n")
+        }
         (false, false) => format!("Not logged in to {server}\n"),
     }
 }
 
 pub async fn whoami(global: &GlobalArgs, format: Format) -> Result<Exit> {
     let (client, source) = connection::authenticated(global)?;
-    let me = client.whoami().await.map_err(|e| session_error(e, &source))?;
+    let me = client
+        .whoami()
+        .await
+        .map_err(|e| session_error(e, &source))?;
     match format {
         Format::Json => emit(&json(&me)?)?,
         Format::Text => emit(&whoami_text(&me, UnixTime::now().secs()))?,
@@ -205,17 +219,32 @@ mod tests {
             identity: identity(),
         };
         let t = login_text("http://h", &resp, Path::new("/c/session.json"), 0);
-        assert!(t.starts_with("Logged in to http://h as repo:acme/app:ref:refs/heads/main\n"), "{t}");
-        assert!(t.contains("tok_1") && t.contains("(in 5m)") && t.contains("/c/session.json"), "{t}");
-        assert!(t.contains("claim.repository") && t.contains("acme/app"), "{t}");
+        assert!(
+            t.starts_with("Logged in to http://h as repo:acme/app:ref:refs/heads/main\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("tok_1") && t.contains("(in 5m)") && t.contains("/c/session.json"),
+            "{t}"
+        );
+        assert!(
+            t.contains("claim.repository") && t.contains("acme/app"),
+            "{t}"
+        );
         assert!(!t.contains("idm_SECRET"), "{t}");
     }
 
     #[test]
     fn logout_messages() {
-        assert_eq!(logout_text("http://h", true, true), "Logged out of http://h (session revoked)\n");
+        assert_eq!(
+            logout_text("http://h", true, true),
+            "Logged out of http://h (session revoked)\n"
+        );
         assert!(logout_text("http://h", false, true).contains("already expired"));
-        assert_eq!(logout_text("http://h", false, false), "Not logged in to http://h\n");
+        assert_eq!(
+            logout_text("http://h", false, false),
+            "Not logged in to http://h\n"
+        );
     }
 
     #[test]

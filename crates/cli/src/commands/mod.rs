@@ -7,9 +7,9 @@ mod creds;
 mod demo;
 mod dev;
 mod leases;
+mod login;
 mod policy;
 mod server;
-mod login;
 mod status;
 mod token_exchange;
 
@@ -51,7 +51,9 @@ fn text_or_json(output: OutputFormat, command: &str) -> Result<Format> {
         OutputFormat::Text => Ok(Format::Text),
         OutputFormat::Json => Ok(Format::Json),
         OutputFormat::Env => {
-            bail!("`--output env` is only supported by `creds` and `token-exchange`, not `{command}`")
+            bail!(
+                "`--output env` is only supported by `creds` and `token-exchange`, not `{command}`"
+            )
         }
     }
 }
@@ -60,7 +62,9 @@ fn text_or_json(output: OutputFormat, command: &str) -> Result<Format> {
 fn session_error(e: ClientError, source: &TokenSource) -> anyhow::Error {
     if e.is_unauthenticated() {
         let fix = match source {
-            TokenSource::Env => "the token in IDMINT_TOKEN was refused: unset it or set a fresh one",
+            TokenSource::Env => {
+                "the token in IDMINT_TOKEN was refused: unset it or set a fresh one"
+            }
             TokenSource::Cache(_) => "run `idmint login` again",
         };
         anyhow::Error::new(e).context(fix)
@@ -73,12 +77,16 @@ pub async fn run(cli: Cli) -> Result<Exit> {
     let global = &cli.global;
     match cli.command {
         Command::Server(args) => server::run(args).await,
-        Command::Login(args) => login::login(global, text_or_json(global.output, "login")?, args).await,
+        Command::Login(args) => {
+            login::login(global, text_or_json(global.output, "login")?, args).await
+        }
         Command::Logout => login::logout(global, text_or_json(global.output, "logout")?).await,
         Command::Whoami => login::whoami(global, text_or_json(global.output, "whoami")?).await,
         Command::Creds(args) => creds::run(global, args).await,
         Command::TokenExchange(args) => token_exchange::run(global, args).await,
-        Command::Leases(cmd) => leases::run(global, text_or_json(global.output, "leases")?, cmd).await,
+        Command::Leases(cmd) => {
+            leases::run(global, text_or_json(global.output, "leases")?, cmd).await
+        }
         Command::Audit(cmd) => audit::run(global, text_or_json(global.output, "audit")?, cmd).await,
         Command::Policy(cmd) => policy::run(text_or_json(global.output, "policy")?, cmd),
         Command::Dev(cmd) => dev::run(global, text_or_json(global.output, "dev")?, cmd).await,

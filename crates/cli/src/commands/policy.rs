@@ -37,7 +37,11 @@ fn test(format: Format, args: PolicyTestArgs) -> Result<Exit> {
             anyhow::anyhow!(
                 "role {name:?} is not in {}/{ROLES_FILE}; known roles: {}",
                 args.policy_dir.display(),
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             )
         })?),
         (_, None) => None,
@@ -74,7 +78,10 @@ fn test(format: Format, args: PolicyTestArgs) -> Result<Exit> {
     let decision = bundle.evaluate(&identity, &args.action, role.as_ref(), &ctx);
     // What would actually be minted, and whether narrowing would refuse it.
     let grant = match (&role, decision.allowed) {
-        (Some(r), true) => Some(r.narrow(&request, decision.ttl_cap).map_err(|e| e.to_string())),
+        (Some(r), true) => Some(
+            r.narrow(&request, decision.ttl_cap)
+                .map_err(|e| e.to_string()),
+        ),
         _ => None,
     };
 
@@ -115,12 +122,17 @@ pub fn read_policy_dir(dir: &Path) -> Result<Vec<SourceFile>> {
             continue;
         }
         let path = entry.path();
-        let meta = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
         if !meta.is_file() {
             continue;
         }
         if meta.len() > MAX_POLICY_FILE_BYTES {
-            bail!("{} is {} bytes; policy files are limited to {MAX_POLICY_FILE_BYTES}", path.display(), meta.len());
+            bail!(
+                "{} is {} bytes; policy files are limited to {MAX_POLICY_FILE_BYTES}",
+                path.display(),
+                meta.len()
+            );
         }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {} (policy files must be UTF-8)", path.display()))?;
@@ -135,8 +147,10 @@ pub fn read_policy_dir(dir: &Path) -> Result<Vec<SourceFile>> {
 
 /// An identity file: an idmint [`Identity`], or a bare claims object.
 fn read_identity(path: &Path) -> Result<Identity> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading identity file {}", path.display()))?;
-    let value: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading identity file {}", path.display()))?;
+    let value: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
     identity_from_json(value).with_context(|| format!("identity file {}", path.display()))
 }
 
@@ -283,7 +297,11 @@ mod tests {
     #[test]
     fn reads_cedar_and_roles_only() {
         let dir = policy_dir();
-        let names: Vec<String> = read_policy_dir(dir.path()).unwrap().into_iter().map(|s| s.name).collect();
+        let names: Vec<String> = read_policy_dir(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
         assert_eq!(names, vec!["main.cedar", "roles.toml"]);
         std::fs::remove_file(dir.path().join("roles.toml")).unwrap();
         let e = read_policy_dir(dir.path()).unwrap_err();
@@ -294,14 +312,23 @@ mod tests {
 
     #[test]
     fn claims_and_identities_are_both_accepted() {
-        let id = identity_from_json(json!({"sub": "repo:acme/app", "iss": "https://idp", "repository": "acme/app"})).unwrap();
-        assert_eq!((id.subject.as_str(), id.issuer.as_str(), id.auth.as_str()), ("repo:acme/app", "https://idp", "test"));
+        let id = identity_from_json(
+            json!({"sub": "repo:acme/app", "iss": "https://idp", "repository": "acme/app"}),
+        )
+        .unwrap();
+        assert_eq!(
+            (id.subject.as_str(), id.issuer.as_str(), id.auth.as_str()),
+            ("repo:acme/app", "https://idp", "test")
+        );
         assert_eq!(id.kind, IdentityKind::Ci);
         assert_eq!(id.attributes["repository"], "acme/app");
         let full = serde_json::to_value(&id).unwrap();
         assert_eq!(identity_from_json(full).unwrap(), id);
         let e = identity_from_json(json!({"attributes": {}})).unwrap_err();
-        assert!(format!("{e:#}").contains("not a valid idmint identity"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("not a valid idmint identity"),
+            "{e:#}"
+        );
         assert!(identity_from_json(json!([1])).is_err());
     }
 
@@ -309,11 +336,25 @@ mod tests {
     fn allow_and_deny_exit_codes() {
         let dir = policy_dir();
         let good = dir.path().join("good.json");
-        std::fs::write(&good, r#"{"sub": "s", "iss": "i", "repository": "acme/app"}"#).unwrap();
+        std::fs::write(
+            &good,
+            r#"{"sub": "s", "iss": "i", "repository": "acme/app"}"#,
+        )
+        .unwrap();
         let bad = dir.path().join("bad.json");
-        std::fs::write(&bad, r#"{"sub": "s", "iss": "i", "repository": "acme/other"}"#).unwrap();
-        assert_eq!(test(Format::Json, args(dir.path(), &good)).unwrap(), Exit::Success);
-        assert_eq!(test(Format::Json, args(dir.path(), &bad)).unwrap(), Exit::Denied);
+        std::fs::write(
+            &bad,
+            r#"{"sub": "s", "iss": "i", "repository": "acme/other"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            test(Format::Json, args(dir.path(), &good)).unwrap(),
+            Exit::Success
+        );
+        assert_eq!(
+            test(Format::Json, args(dir.path(), &bad)).unwrap(),
+            Exit::Denied
+        );
         let mut wide = args(dir.path(), &good);
         wide.scopes = vec!["orders:admin".into()];
         assert_eq!(test(Format::Json, wide).unwrap(), Exit::Problems);
@@ -328,15 +369,38 @@ mod tests {
         let dir = policy_dir();
         let sources = read_policy_dir(dir.path()).unwrap();
         let bundle = PolicyBundle::from_sources(0, sources).unwrap();
-        let id = identity_from_claims(json!({"sub": "s", "iss": "i", "repository": "acme/app"}).as_object().cloned().unwrap());
+        let id = identity_from_claims(
+            json!({"sub": "s", "iss": "i", "repository": "acme/app"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        );
         let role = bundle.role("demo-api").cloned().unwrap();
-        let ctx = RequestContext { ttl_seconds: 300, ..Default::default() };
+        let ctx = RequestContext {
+            ttl_seconds: 300,
+            ..Default::default()
+        };
         let d = bundle.evaluate(&id, "issue", Some(&role), &ctx);
-        let grant = role.narrow(&GrantRequest::default(), d.ttl_cap).map_err(|e| e.to_string());
-        let out = PolicyTestOutcome { identity: &id, action: "issue", role: Some("demo-api"), ctx: &ctx, decision: &d, grant: Some(&grant) };
+        let grant = role
+            .narrow(&GrantRequest::default(), d.ttl_cap)
+            .map_err(|e| e.to_string());
+        let out = PolicyTestOutcome {
+            identity: &id,
+            action: "issue",
+            role: Some("demo-api"),
+            ctx: &ctx,
+            decision: &d,
+            grant: Some(&grant),
+        };
         let t = out.to_text();
-        assert!(t.starts_with("ALLOWED: permitted by main (bundle v0)\n"), "{t}");
-        assert!(t.contains("ttl cap:   2m") && t.contains("grant:     ttl 2m"), "{t}");
+        assert!(
+            t.starts_with("ALLOWED: permitted by main (bundle v0)\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("ttl cap:   2m") && t.contains("grant:     ttl 2m"),
+            "{t}"
+        );
         let j = out.to_json();
         assert_eq!(j["policy_ids"][0], "main");
         assert_eq!(j["grant"]["ttl_seconds"], 120);

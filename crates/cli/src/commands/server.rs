@@ -66,7 +66,13 @@ mod tests {
             demo_issuer: Some("http://127.0.0.1:4242/demo-idp".into()),
         };
         let h = dev_hints(&info);
-        assert!(h.contains("export IDMINT_ADDR=http://127.0.0.1:4242"), "{h}");
-        assert!(h.contains("/tmp/d/audit.jsonl") && h.contains("idmint login --token -"), "{h}");
+        assert!(
+            h.contains("export IDMINT_ADDR=http://127.0.0.1:4242"),
+            "{h}"
+        );
+        assert!(
+            h.contains("/tmp/d/audit.jsonl") && h.contains("idmint login --token -"),
+            "{h}"
+        );
     }
 }

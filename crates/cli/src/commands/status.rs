@@ -19,7 +19,11 @@ pub async fn run(global: &GlobalArgs, format: Format) -> Result<Exit> {
         }))?)?,
         Format::Text => emit(&status_text(&client.base_url(), &live, &ready))?,
     }
-    Ok(if is_ok(&live) && is_ok(&ready) { Exit::Success } else { Exit::Problems })
+    Ok(if is_ok(&live) && is_ok(&ready) {
+        Exit::Success
+    } else {
+        Exit::Problems
+    })
 }
 
 /// `/healthz` says `ok`, `/readyz` says `ready`; either with problems, or
@@ -29,7 +33,10 @@ fn is_ok(h: &Health) -> bool {
 }
 
 fn status_text(server: &str, live: &Health, ready: &Health) -> String {
-    let mut s = format!("{server}\n  live:  {}\n  ready: {}", live.status, ready.status);
+    let mut s = format!(
+        "{server}\n  live:  {}\n  ready: {}",
+        live.status, ready.status
+    );
     if let Some(v) = ready.policy_version.or(live.policy_version) {
         s.push_str(&format!(" (policy v{v})"));
     }
@@ -46,12 +53,30 @@ mod tests {
 
     #[test]
     fn shows_problems() {
-        let ok = Health { status: "ok".into(), policy_version: Some(2), problems: vec![] };
-        let ready = Health { status: "ready".into(), policy_version: Some(2), problems: vec![] };
-        let bad = Health { status: "not_ready".into(), policy_version: None, problems: vec!["audit sink down".into()] };
-        assert_eq!(status_text("http://h", &ok, &ready), "http://h\n  live:  ok\n  ready: ready (policy v2)\n");
+        let ok = Health {
+            status: "ok".into(),
+            policy_version: Some(2),
+            problems: vec![],
+        };
+        let ready = Health {
+            status: "ready".into(),
+            policy_version: Some(2),
+            problems: vec![],
+        };
+        let bad = Health {
+            status: "not_ready".into(),
+            policy_version: None,
+            problems: vec!["audit sink down".into()],
+        };
+        assert_eq!(
+            status_text("http://h", &ok, &ready),
+            "http://h\n  live:  ok\n  ready: ready (policy v2)\n"
+        );
         let t = status_text("http://h", &ok, &bad);
-        assert!(t.contains("ready: not_ready") && t.contains("problem: audit sink down"), "{t}");
+        assert!(
+            t.contains("ready: not_ready") && t.contains("problem: audit sink down"),
+            "{t}"
+        );
         assert!(is_ok(&ok) && is_ok(&ready) && !is_ok(&bad));
     }
 }
