@@ -64,6 +64,15 @@ pub trait Issuer: Send + Sync {
     /// Decide the revocation handle BEFORE minting (write-ahead), e.g. the
     /// `jti` or the database user name. Must not contact the target.
     fn plan(&self, lease_id: &LeaseId) -> Result<RevocationHandle, IssueError>;
+    /// Whether minting creates something outside idmint (a database user, a
+    /// cloud key). Such credentials need a write-ahead lease row before
+    /// minting so that a crash never leaves an untracked credential. A
+    /// self-contained signed token exists nowhere until it is returned, so
+    /// its lease can be written once, after minting: one store write instead
+    /// of two on the hot path.
+    fn mints_externally(&self) -> bool {
+        true
+    }
     /// Mint the credential named by `req.revocation`.
     async fn issue(&self, req: &IssueRequest<'_>) -> Result<Minted, IssueError>;
     /// Revoke the credential. Idempotent: revoking something already gone is

@@ -141,6 +141,11 @@ impl Issuer for OauthIssuer {
         "oauth"
     }
 
+    /// A signed JWT exists only in the response: no write-ahead needed.
+    fn mints_externally(&self) -> bool {
+        false
+    }
+
     fn plan(&self, _lease_id: &LeaseId) -> Result<RevocationHandle, IssueError> {
         let jti = TokenId::generate().map_err(|e| IssueError::Internal(e.to_string()))?;
         Ok(RevocationHandle {

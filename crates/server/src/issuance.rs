@@ -170,10 +170,13 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
         last_error: None,
     };
     // Write-ahead: the lease exists before anything is created at the target.
-    if let Err(e) = state.store.insert_lease(&lease).await {
-        let f = IssueFailure::Store(e.to_string());
-        audit_failure(state, &base, "error", &f).await?;
-        return Err(f);
+    let write_ahead = issuer.mints_externally();
+    if write_ahead {
+        if let Err(e) = state.store.insert_lease(&lease).await {
+            let f = IssueFailure::Store(e.to_string());
+            audit_failure(state, &base, "error", &f).await?;
+            return Err(f);
+        }
     }
 
     let req = IssueRequest {
@@ -192,7 +195,7 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
         Err(e) => {
             // Whatever the target may have half-created is revoked now; if
             // that fails the lease stays pending and the reaper retries.
-            if issuer.revoke(&revocation).await.is_ok() {
+            if write_ahead && issuer.revoke(&revocation).await.is_ok() {
                 let _ = state
                     .store
                     .transition_lease(&lease_id, LeaseState::Pending, LeaseState::Revoked, None, Some(&e.to_string()))
@@ -204,6 +207,17 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
         }
     };
     let fingerprint = state.fingerprints.fingerprint(minted.secret_material.expose());
+    lease.fingerprint = Some(fingerprint.clone());
+    if !write_ahead {
+        // Nothing exists outside this process yet: record the lease, already
+        // active, before the credential can leave.
+        lease.state = LeaseState::Active;
+        if let Err(e) = state.store.insert_lease(&lease).await {
+            let f = IssueFailure::Store(e.to_string());
+            audit_failure(state, &base, "error", &f).await?;
+            return Err(f);
+        }
+    }
     base.fingerprint = Some(fingerprint.clone());
     base.outcome = "success".into();
     let mut event = base;
@@ -217,21 +231,22 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
         let _ = issuer.revoke(&revocation).await;
         let _ = state
             .store
-            .transition_lease(&lease_id, LeaseState::Pending, LeaseState::Revoked, None, Some("audit log unavailable at issuance"))
+            .transition_lease(&lease_id, lease.state, LeaseState::Revoked, None, Some("audit log unavailable at issuance"))
             .await;
         return Err(IssueFailure::Audit);
     }
-    match state
-        .store
-        .transition_lease(&lease_id, LeaseState::Pending, LeaseState::Active, Some(&fingerprint), None)
-        .await
-    {
-        Ok(_) => lease.state = LeaseState::Active,
-        // The credential is audited and its lease row exists (pending), so
-        // the reaper still revokes it at expiry: hand it out.
-        Err(e) => tracing::warn!(lease = %lease_id, error = %e, "lease activation failed; it stays pending and is reaped at expiry"),
+    if write_ahead {
+        match state
+            .store
+            .transition_lease(&lease_id, LeaseState::Pending, LeaseState::Active, Some(&fingerprint), None)
+            .await
+        {
+            Ok(_) => lease.state = LeaseState::Active,
+            // The credential is audited and its lease row exists (pending),
+            // so the reaper still revokes it at expiry: hand it out.
+            Err(e) => tracing::warn!(lease = %lease_id, error = %e, "lease activation failed; it stays pending and is reaped at expiry"),
+        }
     }
-    lease.fingerprint = Some(fingerprint.clone());
     state
         .metrics
         .issuance_seconds
