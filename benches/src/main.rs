@@ -1,1 +1,174 @@
-fn main() {}
+//! `idmint-bench`: load benchmark for idmint's login and token exchange.
+//!
+//! It starts an OIDC issuer it controls and the real `idmint server` (a
+//! child process, persistent SQLite store, audit file on), pre-mints
+//! distinct CI tokens, and drives N keep-alive HTTP/1.1 connections with a
+//! closed-loop generator whose own cost is measured and reported. It builds
+//! nothing: `cargo build --release -p idmint -p idmint-bench` first.
+//!
+//! Modules: `cli` (arguments), `fixture` (issuer + server + preflight),
+//! `tokens`/`supply` (minting and pools), `http` (one connection),
+//! `scenario` (what each scenario sends), `loadgen` (the generator),
+//! `procstat` (CPU and RSS from /proc), `report` (table and JSON), `suite`
+//! and `memory` (the two commands).
+
+mod cli;
+mod error;
+mod fixture;
+mod http;
+mod loadgen;
+mod memory;
+mod procstat;
+mod progress;
+mod report;
+mod scenario;
+mod suite;
+mod supply;
+mod tokens;
+
+use clap::Parser;
+use cli::{Cli, Command, CommonArgs, OutputFormat};
+use error::{BenchError, Result};
+use report::{Machine, ResultsDocument};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// What every command needs besides its own arguments.
+pub struct RunEnv {
+    pub idmint_bin: PathBuf,
+    pub clock_ticks: u64,
+    pub mint_threads: usize,
+    pub quiet: bool,
+}
+
+impl RunEnv {
+    fn new(common: &CommonArgs) -> Result<Self> {
+        let idmint_bin = match &common.idmint_bin {
+            Some(p) => p.clone(),
+            None => default_server_binary()?,
+        };
+        if !idmint_bin.is_file() {
+            return Err(BenchError::ServerBinaryMissing { path: idmint_bin });
+        }
+        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+        Ok(Self {
+            idmint_bin,
+            clock_ticks: procstat::clock_ticks(),
+            mint_threads: common.mint_threads.unwrap_or(cores).max(1),
+            quiet: common.quiet,
+        })
+    }
+
+    /// A progress note on stderr (stdout carries only the results).
+    pub fn note(&self, line: &str) {
+        eprintln!("{line}");
+    }
+}
+
+/// `idmint` next to this executable: `cargo build --release -p idmint -p
+/// idmint-bench` puts both in `target/release/`.
+fn default_server_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| BenchError::io("locating this executable", e))?;
+    let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    Ok(dir.join(format!("idmint{}", std::env::consts::EXE_SUFFIX)))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let common = match &cli.command {
+        Command::LoginExchange(a) => &a.common,
+        Command::Memory(a) => &a.common,
+    };
+    let runtime = if common.client_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(common.client_threads).enable_all().build()
+    };
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(&cli)),
+        Err(e) => Err(BenchError::io("starting the load generator's runtime", e)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("idmint-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<()> {
+    let machine = Machine::detect();
+    let date = report::now_rfc3339();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    match &cli.command {
+        Command::LoginExchange(args) => {
+            let env = RunEnv::new(&args.common)?;
+            env.note(&format!("{date}: {}; server binary {}", machine.describe(), env.idmint_bin.display()));
+            let records = suite::run(args, &env).await?;
+            println!("idmint login/exchange benchmark, {date}");
+            println!("{}", machine.describe());
+            println!(
+                "{} s measured after {} s warm-up per run; generator: {} runtime thread(s), closed loop, one request in flight per connection",
+                args.duration.as_secs_f64(),
+                args.warmup.as_secs_f64(),
+                args.common.client_threads.max(1)
+            );
+            println!();
+            print!("{}", report::runs_table(&records));
+            println!("req/s counts 2xx answers; CPU-s/1k is server CPU per 1000 of them; srv/gen cores: average cores busy in the server / the generator.");
+            if records.iter().any(|r| r.tokens_ran_out) {
+                println!("* the token pool ran out before the end of the run: raise --tokens");
+            }
+            if args.common.output == OutputFormat::Json {
+                let settings = serde_json::json!({
+                    "duration_s": args.duration.as_secs_f64(),
+                    "warmup_s": args.warmup.as_secs_f64(),
+                    "client_threads": args.common.client_threads.max(1),
+                    "replay_protection": args.common.replay_protection,
+                    "token_lifetime_s": args.common.token_lifetime.as_secs(),
+                    "tokens": args.tokens,
+                });
+                write_results(&args.common, &machine, date, command, settings, &records, None)?;
+            }
+        }
+        Command::Memory(args) => {
+            let env = RunEnv::new(&args.common)?;
+            env.note(&format!("{date}: {}; server binary {}", machine.describe(), env.idmint_bin.display()));
+            let memory = memory::run(args, &env).await?;
+            println!("idmint memory benchmark: {} logins, {} per batch, {} connections, {date}", args.logins, args.batch, args.concurrency);
+            println!("{}", machine.describe());
+            println!();
+            print!("{}", memory.table());
+            if args.common.output == OutputFormat::Json {
+                let settings = serde_json::json!({
+                    "logins": args.logins,
+                    "batch": args.batch,
+                    "concurrency": args.concurrency,
+                    "alg": args.alg.as_str(),
+                    "client_threads": args.common.client_threads.max(1),
+                    "replay_protection": args.common.replay_protection,
+                    "token_lifetime_s": args.common.token_lifetime.as_secs(),
+                });
+                write_results(&args.common, &machine, date, command, settings, &[], Some(&memory))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_results(
+    common: &CommonArgs,
+    machine: &Machine,
+    date: String,
+    command: String,
+    settings: serde_json::Value,
+    runs: &[report::RunRecord],
+    memory: Option<&report::MemoryReport>,
+) -> Result<()> {
+    let path = common.json_path.clone().unwrap_or_else(report::default_json_path);
+    let doc = ResultsDocument { date, machine, command, settings, runs, memory };
+    report::write_json(&path, &doc)?;
+    eprintln!("results written to {}", path.display());
+    Ok(())
+}

@@ -35,6 +35,10 @@ impl ConfigError {
 ///
 /// Use [`AuthnError::code`] for the stable API error code and
 /// [`AuthnError::is_unavailable`] to decide between a 401 and a 503.
+///
+/// String fields that hold values taken from a token (`found`, `kid`, `jti`,
+/// the issuer of `UntrustedIssuer`, …) are already quoted and truncated;
+/// fields naming configured values (`auth`, `issuer`, `expected`) are not.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthnError {

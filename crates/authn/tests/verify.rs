@@ -366,11 +366,19 @@ async fn authenticator_routes_by_issuer_or_name() {
         authn.verify(&token_a, Some("alpha")).await.unwrap().auth,
         "alpha"
     );
+    // Past beta's refetch interval, so an unknown kid would trigger a fetch.
+    clock.advance(std::time::Duration::from_secs(60));
+    let beta_fetches = idp_b.total_hits();
     let err = authn.verify(&token_a, Some("beta")).await.unwrap_err();
     assert_eq!(err.code(), "invalid_token");
     assert!(
         err.to_string().contains("does not match the issuer"),
         "{err}"
+    );
+    assert_eq!(
+        idp_b.total_hits(),
+        beta_fetches,
+        "a foreign token never reaches the key cache"
     );
     let err = authn.verify(&token_a, Some("nope")).await.unwrap_err();
     assert_eq!(err.code(), "untrusted_issuer");

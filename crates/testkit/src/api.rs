@@ -19,7 +19,9 @@ pub struct ApiResponse {
 impl ApiResponse {
     /// The error code: `error.code` on the native API, `error` on OAuth.
     pub fn error_code(&self) -> Option<&str> {
-        self.body["error"]["code"].as_str().or_else(|| self.body["error"].as_str())
+        self.body["error"]["code"]
+            .as_str()
+            .or_else(|| self.body["error"].as_str())
     }
 
     /// The error message: `error.message` (native) or `error_description`
@@ -60,12 +62,23 @@ impl RawApi {
         &self.base
     }
 
-    async fn send(&self, method: &'static str, path: &str, req: reqwest::RequestBuilder) -> Result<ApiResponse> {
+    async fn send(
+        &self,
+        method: &'static str,
+        path: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<ApiResponse> {
         let url = format!("{}{path}", self.base);
         let started = Instant::now();
-        let resp = req.send().await.map_err(|e| TestkitError::http(method, &url, e))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| TestkitError::http(method, &url, e))?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| TestkitError::http(method, &url, e))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| TestkitError::http(method, &url, e))?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Ok(ApiResponse {
             status,
@@ -89,7 +102,12 @@ impl RawApi {
     }
 
     /// `POST path` with a JSON body.
-    pub async fn post_json(&self, path: &str, body: &Value, bearer: Option<&str>) -> Result<ApiResponse> {
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        bearer: Option<&str>,
+    ) -> Result<ApiResponse> {
         let mut req = self.http.post(self.url(path)).json(body);
         if let Some(t) = bearer {
             req = req.bearer_auth(t);
@@ -98,7 +116,12 @@ impl RawApi {
     }
 
     /// `POST path` with a raw body and content type.
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Result<ApiResponse> {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<ApiResponse> {
         let req = self
             .http
             .post(self.url(path))
@@ -124,12 +147,17 @@ impl RawApi {
 
     /// `POST /api/v1/login` with `{"method": "oidc", "token": token}`.
     pub async fn login(&self, token: &str) -> Result<ApiResponse> {
-        self.post_json("/api/v1/login", &serde_json::json!({"method": "oidc", "token": token}), None)
-            .await
+        self.post_json(
+            "/api/v1/login",
+            &serde_json::json!({"method": "oidc", "token": token}),
+            None,
+        )
+        .await
     }
 
     /// `POST /api/v1/creds/{role}` with `body`.
     pub async fn creds(&self, session: &str, role: &str, body: &Value) -> Result<ApiResponse> {
-        self.post_json(&format!("/api/v1/creds/{role}"), body, Some(session)).await
+        self.post_json(&format!("/api/v1/creds/{role}"), body, Some(session))
+            .await
     }
 }

@@ -7,7 +7,8 @@ use std::path::Path;
 /// Every line of the audit file parsed as JSON, in order. A line that is
 /// not JSON is an error naming its number (the log must never hold one).
 pub fn read_events(path: &Path) -> Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path).map_err(|e| TestkitError::io(format!("reading {}", path.display()), e))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TestkitError::io(format!("reading {}", path.display()), e))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -33,7 +34,11 @@ mod tests {
     fn reads_and_filters() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.jsonl");
-        std::fs::write(&p, "{\"event\":\"login\"}\n{\"event\":\"login_failed\"}\n\n").unwrap();
+        std::fs::write(
+            &p,
+            "{\"event\":\"login\"}\n{\"event\":\"login_failed\"}\n\n",
+        )
+        .unwrap();
         let ev = read_events(&p).unwrap();
         assert_eq!(ev.len(), 2);
         assert_eq!(events_of(&ev, "login_failed").len(), 1);

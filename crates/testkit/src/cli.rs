@@ -97,18 +97,30 @@ impl Cli {
         self.run_full(args, &[], Some(stdin)).await
     }
 
-    async fn run_full(&self, args: &[&str], env: &[(String, String)], stdin: Option<&str>) -> Result<CliOutput> {
+    async fn run_full(
+        &self,
+        args: &[&str],
+        env: &[(String, String)],
+        stdin: Option<&str>,
+    ) -> Result<CliOutput> {
         let command = format!("idmint {}", args.join(" "));
         let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.args(args)
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+            )
             .env("HOME", self.home.path())
             .env("XDG_CACHE_HOME", self.cache_dir())
             .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
             .env("NO_COLOR", "1")
             .current_dir(self.home.path())
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -153,8 +165,14 @@ mod tests {
         let out = cli.run(&[]).await.unwrap();
         assert!(out.success(), "{}", out.summary());
         assert!(out.stdout.contains("IDMINT_SERVER=http://x"));
-        assert!(out.stdout.contains(&format!("HOME={}", cli.home().display())));
-        assert!(!out.stdout.contains("CARGO_"), "inherited variables must not leak: {}", out.stdout);
+        assert!(out
+            .stdout
+            .contains(&format!("HOME={}", cli.home().display())));
+        assert!(
+            !out.stdout.contains("CARGO_"),
+            "inherited variables must not leak: {}",
+            out.stdout
+        );
         let cat = Cli::new(Path::new("/bin/cat")).unwrap();
         let out = cat.run_stdin(&[], "{\"a\": 1}").await.unwrap();
         assert_eq!(out.json().unwrap()["a"], 1);

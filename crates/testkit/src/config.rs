@@ -23,7 +23,10 @@ impl OidcSpec {
         let mut table = Table::new();
         table.insert("name".into(), Value::String(name.into()));
         table.insert("issuer".into(), Value::String(issuer.into()));
-        table.insert("audiences".into(), Value::Array(vec![Value::String("idmint".into())]));
+        table.insert(
+            "audiences".into(),
+            Value::Array(vec![Value::String("idmint".into())]),
+        );
         table.insert("allow_insecure_http".into(), Value::Boolean(true));
         Self { table }
     }
@@ -42,7 +45,10 @@ impl OidcSpec {
 
     /// Replace `audiences`.
     pub fn audiences(self, audiences: &[&str]) -> Self {
-        let list: Vec<Value> = audiences.iter().map(|a| Value::String((*a).into())).collect();
+        let list: Vec<Value> = audiences
+            .iter()
+            .map(|a| Value::String((*a).into()))
+            .collect();
         self.set("audiences", Value::Array(list))
     }
 
@@ -126,7 +132,8 @@ impl ServerSpec {
         std::fs::create_dir_all(&policy_dir)
             .map_err(|e| TestkitError::io(format!("creating {}", policy_dir.display()), e))?;
         let write = |path: PathBuf, text: &str| {
-            std::fs::write(&path, text).map_err(|e| TestkitError::io(format!("writing {}", path.display()), e))
+            std::fs::write(&path, text)
+                .map_err(|e| TestkitError::io(format!("writing {}", path.display()), e))
         };
         write(policy_dir.join("roles.toml"), &self.roles)?;
         for (name, text) in &self.policies {
@@ -146,27 +153,49 @@ impl ServerSpec {
 
         let mut server = Table::new();
         server.insert("listen".into(), Value::String(format!("127.0.0.1:{port}")));
-        server.insert("public_url".into(), Value::String(format!("http://127.0.0.1:{port}")));
+        server.insert(
+            "public_url".into(),
+            Value::String(format!("http://127.0.0.1:{port}")),
+        );
         server.insert("insecure_http".into(), Value::Boolean(true));
         for (k, v) in &self.server {
             server.insert(k.clone(), v.clone());
         }
         root.insert("server".into(), Value::Table(server));
 
-        root.insert("storage".into(), table([("sqlite", table([("path", path_value(dir.join("idmint.db")))]))]));
-        root.insert("seal".into(), table([("key_file", path_value(dir.join("root.key")))]));
+        root.insert(
+            "storage".into(),
+            table([(
+                "sqlite",
+                table([("path", path_value(dir.join("idmint.db")))]),
+            )]),
+        );
+        root.insert(
+            "seal".into(),
+            table([("key_file", path_value(dir.join("root.key")))]),
+        );
 
-        let audit_path = self.audit_file.clone().unwrap_or_else(|| dir.join("audit.jsonl"));
+        let audit_path = self
+            .audit_file
+            .clone()
+            .unwrap_or_else(|| dir.join("audit.jsonl"));
         let mut audit = table([("file", table([("path", path_value(audit_path))]))]);
         if let (Some(n), Value::Table(t)) = (self.checkpoint_every, &mut audit) {
-            t.insert("checkpoint_every".into(), Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
+            t.insert(
+                "checkpoint_every".into(),
+                Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+            );
         }
         root.insert("audit".into(), audit);
         if !self.session.is_empty() {
             root.insert("session".into(), Value::Table(self.session.clone()));
         }
 
-        let oidc: Vec<Value> = self.oidc.iter().map(|o| Value::Table(o.table.clone())).collect();
+        let oidc: Vec<Value> = self
+            .oidc
+            .iter()
+            .map(|o| Value::Table(o.table.clone()))
+            .collect();
         if !oidc.is_empty() {
             root.insert("auth".into(), table([("oidc", Value::Array(oidc))]));
         }
@@ -175,8 +204,14 @@ impl ServerSpec {
         if let Some(alg) = &self.oauth_algorithm {
             oauth.insert("algorithm".into(), Value::String(alg.clone()));
         }
-        root.insert("issuer".into(), table([("oauth", Value::Array(vec![Value::Table(oauth)]))]));
-        root.insert("reaper".into(), table([("interval", Value::String(self.reaper_interval.clone()))]));
+        root.insert(
+            "issuer".into(),
+            table([("oauth", Value::Array(vec![Value::Table(oauth)]))]),
+        );
+        root.insert(
+            "reaper".into(),
+            table([("interval", Value::String(self.reaper_interval.clone()))]),
+        );
 
         toml::to_string(&root).map_err(|e| TestkitError::Render {
             what: "idmint.toml",
@@ -186,7 +221,12 @@ impl ServerSpec {
 }
 
 fn table<const N: usize>(entries: [(&str, Value); N]) -> Value {
-    Value::Table(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Value::Table(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -202,7 +242,10 @@ mod tests {
         let text = spec.render(Path::new("/tmp/x y"), 4242).unwrap();
         let parsed: Table = toml::from_str(&text).unwrap();
         assert_eq!(parsed["server"]["listen"].as_str(), Some("127.0.0.1:4242"));
-        assert_eq!(parsed["storage"]["sqlite"]["path"].as_str(), Some("/tmp/x y/idmint.db"));
+        assert_eq!(
+            parsed["storage"]["sqlite"]["path"].as_str(),
+            Some("/tmp/x y/idmint.db")
+        );
         let oidc = &parsed["auth"]["oidc"][0];
         assert_eq!(oidc["preset"].as_str(), Some("github-actions"));
         assert_eq!(oidc["replay_protection"].as_bool(), Some(true));

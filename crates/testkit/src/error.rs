@@ -74,7 +74,11 @@ impl TestkitError {
         }
     }
 
-    pub(crate) fn http(method: &'static str, url: impl Into<String>, message: impl std::fmt::Display) -> Self {
+    pub(crate) fn http(
+        method: &'static str,
+        url: impl Into<String>,
+        message: impl std::fmt::Display,
+    ) -> Self {
         TestkitError::Http {
             method,
             url: url.into(),

@@ -44,7 +44,9 @@ pub struct Idp {
 
 impl std::fmt::Debug for Idp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Idp").field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("Idp")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,8 +106,9 @@ impl Idp {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(
-                std::fs::File::create(&stderr_log)
-                    .map_err(|e| TestkitError::io(format!("creating {}", stderr_log.display()), e))?,
+                std::fs::File::create(&stderr_log).map_err(|e| {
+                    TestkitError::io(format!("creating {}", stderr_log.display()), e)
+                })?,
             );
         if let Some(ttl) = self.options.token_ttl {
             cmd.env("IDP_TOKEN_TTL", ttl.to_string());
@@ -116,14 +119,22 @@ impl Idp {
                 what: "IDP_CONFIG",
                 message: e.to_string(),
             })?;
-            std::fs::write(&path, text).map_err(|e| TestkitError::io(format!("writing {}", path.display()), e))?;
+            std::fs::write(&path, text)
+                .map_err(|e| TestkitError::io(format!("writing {}", path.display()), e))?;
             cmd.env("IDP_CONFIG", &path);
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| TestkitError::io("starting `node` for the OIDC IdP (is Node.js installed?)", e))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            TestkitError::io(
+                "starting `node` for the OIDC IdP (is Node.js installed?)",
+                e,
+            )
+        })?;
         let stdout = child.stdout.take();
-        let mut peer = Peer::new("oidc-idp (node)", child, vec![stdout_log.clone(), stderr_log]);
+        let mut peer = Peer::new(
+            "oidc-idp (node)",
+            child,
+            vec![stdout_log.clone(), stderr_log],
+        );
 
         // A thread reads stdout: the READY line goes to the test, the rest
         // to a log file (an unread pipe would eventually block the IdP).
@@ -205,7 +216,10 @@ impl Idp {
 
     /// The IdP's output so far, for diagnostics.
     pub fn log_tail(&self, lines: usize) -> String {
-        self.peer.as_ref().map(|p| p.log_tail(lines)).unwrap_or_default()
+        self.peer
+            .as_ref()
+            .map(|p| p.log_tail(lines))
+            .unwrap_or_default()
     }
 
     /// Register a client (open dynamic registration) with `metadata` and
@@ -220,9 +234,16 @@ impl Idp {
             .await
             .map_err(|e| TestkitError::http("POST", &url, e))?;
         let status = resp.status();
-        let body: Value = resp.json().await.map_err(|e| TestkitError::http("POST", &url, e))?;
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|e| TestkitError::http("POST", &url, e))?;
         if !status.is_success() {
-            return Err(TestkitError::http("POST", &url, format!("{status}: {body}")));
+            return Err(TestkitError::http(
+                "POST",
+                &url,
+                format!("{status}: {body}"),
+            ));
         }
         match (body["client_id"].as_str(), body["client_secret"].as_str()) {
             (Some(id), Some(secret)) => Ok((id.to_string(), secret.to_string())),
@@ -235,7 +256,12 @@ impl Idp {
 
     /// `client_credentials` for a registered client; `audience` becomes the
     /// token's `aud` (sent as `resource=urn:aud:<audience>`).
-    pub async fn client_credentials(&self, client_id: &str, client_secret: &str, audience: &str) -> Result<String> {
+    pub async fn client_credentials(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        audience: &str,
+    ) -> Result<String> {
         let url = format!("{}/token", self.issuer);
         let resource = format!("urn:aud:{audience}");
         let form = [
@@ -252,9 +278,16 @@ impl Idp {
             .await
             .map_err(|e| TestkitError::http("POST", &url, e))?;
         let status = resp.status();
-        let body: Value = resp.json().await.map_err(|e| TestkitError::http("POST", &url, e))?;
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|e| TestkitError::http("POST", &url, e))?;
         if !status.is_success() {
-            return Err(TestkitError::http("POST", &url, format!("{status}: {body}")));
+            return Err(TestkitError::http(
+                "POST",
+                &url,
+                format!("{status}: {body}"),
+            ));
         }
         body["access_token"]
             .as_str()
@@ -265,7 +298,12 @@ impl Idp {
             })
     }
 
-    async fn token_with_style(&self, style: Option<&str>, audience: &str, claims: &Value) -> Result<String> {
+    async fn token_with_style(
+        &self,
+        style: Option<&str>,
+        audience: &str,
+        claims: &Value,
+    ) -> Result<String> {
         let mut metadata = json!({
             "grant_types": ["client_credentials"],
             "response_types": [],
@@ -285,7 +323,8 @@ impl Idp {
     /// exactly `claims` besides the registered ones. Use
     /// [`Idp::github_claims`] for a complete claim set.
     pub async fn github_token(&self, audience: &str, claims: &Value) -> Result<String> {
-        self.token_with_style(Some("github"), audience, claims).await
+        self.token_with_style(Some("github"), audience, claims)
+            .await
     }
 
     /// An RFC 9068 access token (`typ: at+jwt`, `sub = client_id`,
@@ -333,7 +372,10 @@ impl Idp {
                 "ACTIONS_ID_TOKEN_REQUEST_URL".into(),
                 format!("{}/actions/id-token?api-version=2.0", self.issuer),
             ),
-            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN".into(), "ci-job:ci-job-secret".into()),
+            (
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN".into(),
+                "ci-job:ci-job-secret".into(),
+            ),
         ]
     }
 }
@@ -376,10 +418,16 @@ mod tests {
         let idp = Idp::start().await.unwrap();
         assert!(idp.issuer().starts_with("http://127.0.0.1:"));
         let t = idp
-            .github_token("idmint", &Idp::github_claims(&json!({"environment": "staging"})))
+            .github_token(
+                "idmint",
+                &Idp::github_claims(&json!({"environment": "staging"})),
+            )
             .await
             .unwrap();
-        let (h, c) = (decode_segment(&t, 0).unwrap(), decode_segment(&t, 1).unwrap());
+        let (h, c) = (
+            decode_segment(&t, 0).unwrap(),
+            decode_segment(&t, 1).unwrap(),
+        );
         assert_eq!(h["typ"], "JWT");
         assert_eq!(c["aud"], "idmint");
         assert_eq!(c["iss"], idp.issuer());
@@ -387,8 +435,14 @@ mod tests {
         assert_eq!(c["sub"], "repo:acme/app:ref:refs/heads/main");
         assert!(c.get("client_id").is_none());
 
-        let t = idp.gitlab_style_token("idmint", &json!({"namespace_path": "platform"})).await.unwrap();
-        let (h, c) = (decode_segment(&t, 0).unwrap(), decode_segment(&t, 1).unwrap());
+        let t = idp
+            .gitlab_style_token("idmint", &json!({"namespace_path": "platform"}))
+            .await
+            .unwrap();
+        let (h, c) = (
+            decode_segment(&t, 0).unwrap(),
+            decode_segment(&t, 1).unwrap(),
+        );
         assert_eq!(h["typ"], "at+jwt");
         assert_eq!(c["namespace_path"], "platform");
         assert_eq!(c["sub"], c["client_id"]);
@@ -399,7 +453,10 @@ mod tests {
         let mut idp = Idp::start().await.unwrap();
         let issuer = idp.issuer().to_string();
         let kid = |t: &str| decode_segment(t, 0).unwrap()["kid"].clone();
-        let first = kid(&idp.github_token("idmint", &Idp::github_claims(&no_overrides())).await.unwrap());
+        let first = kid(&idp
+            .github_token("idmint", &Idp::github_claims(&no_overrides()))
+            .await
+            .unwrap());
         let other_key = idp.dir.path().join("other.jwk.json");
         idp.restart_same_port(IdpOptions {
             key_file: Some(other_key),
@@ -408,7 +465,10 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(idp.issuer(), issuer);
-        let second = kid(&idp.github_token("idmint", &Idp::github_claims(&no_overrides())).await.unwrap());
+        let second = kid(&idp
+            .github_token("idmint", &Idp::github_claims(&no_overrides()))
+            .await
+            .unwrap());
         assert_ne!(first, second);
     }
 

@@ -38,7 +38,11 @@ pub fn sign(header: &Value, claims: &Value, key: &TestKey) -> Result<String> {
 
 /// An unsecured JWS (`header.payload.`), as `alg: none` tokens look.
 pub fn unsigned(header: &Value, claims: &Value) -> Result<String> {
-    Ok(format!("{}.{}.", b64(to_json(header)?), b64(to_json(claims)?)))
+    Ok(format!(
+        "{}.{}.",
+        b64(to_json(header)?),
+        b64(to_json(claims)?)
+    ))
 }
 
 /// A JWS "signed" with HMAC-SHA256 under `secret` (the algorithm-confusion
@@ -60,7 +64,8 @@ pub fn decode_segment(token: &str, index: usize) -> Result<Value> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|e| TestkitError::Jwt(format!("segment {index} is not base64url: {e}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| TestkitError::Jwt(format!("segment {index} is not JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| TestkitError::Jwt(format!("segment {index} is not JSON: {e}")))
 }
 
 /// Verify a compact JWS against a JWKS document (`{"keys": [...]}`): the
@@ -69,8 +74,12 @@ pub fn decode_segment(token: &str, index: usize) -> Result<Value> {
 /// RS256.
 pub fn verify_jwt(token: &str, jwks: &Value) -> Result<(Value, Value)> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(TestkitError::Jwt("not a compact JWS (three segments)".into()));
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TestkitError::Jwt(
+            "not a compact JWS (three segments)".into(),
+        ));
     };
     let header = decode_segment(token, 0)?;
     let claims = decode_segment(token, 1)?;
@@ -89,7 +98,9 @@ pub fn verify_jwt(token: &str, jwks: &Value) -> Result<(Value, Value)> {
         .ok_or_else(|| TestkitError::Jwt(format!("no key with kid {kid:?} in the JWKS")))?;
     if let Some(key_alg) = jwk["alg"].as_str() {
         if key_alg != alg {
-            return Err(TestkitError::Jwt(format!("key {kid:?} is {key_alg}, token says {alg}")));
+            return Err(TestkitError::Jwt(format!(
+                "key {kid:?} is {key_alg}, token says {alg}"
+            )));
         }
     }
     let sig = URL_SAFE_NO_PAD
@@ -110,7 +121,12 @@ fn jwk_bytes(jwk: &Value, member: &str) -> Result<Vec<u8>> {
 
 /// Check one signature with one public JWK.
 pub fn verify_with_jwk(jwk: &Value, alg: &str, message: &[u8], sig: &[u8]) -> Result<()> {
-    let bad = || TestkitError::Jwt(format!("{alg} signature does not verify with key {}", jwk["kid"]));
+    let bad = || {
+        TestkitError::Jwt(format!(
+            "{alg} signature does not verify with key {}",
+            jwk["kid"]
+        ))
+    };
     match alg {
         "ES256" => {
             let mut point = vec![0x04];
@@ -129,7 +145,9 @@ pub fn verify_with_jwk(jwk: &Value, alg: &str, message: &[u8], sig: &[u8]) -> Re
         }
         .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, sig)
         .map_err(|_| bad()),
-        other => Err(TestkitError::Jwt(format!("algorithm {other:?} is not supported by the test verifier"))),
+        other => Err(TestkitError::Jwt(format!(
+            "algorithm {other:?} is not supported by the test verifier"
+        ))),
     }
 }
 
@@ -166,7 +184,9 @@ mod tests {
         assert_eq!(h.split('.').count(), 3);
         let key = TestKey::generate(KeyAlg::Es256).unwrap();
         let d = sign_raw(r#"{"alg":"ES256"}"#, r#"{"sub":"a","sub":"b"}"#, &key).unwrap();
-        let payload = URL_SAFE_NO_PAD.decode(d.split('.').nth(1).unwrap()).unwrap();
+        let payload = URL_SAFE_NO_PAD
+            .decode(d.split('.').nth(1).unwrap())
+            .unwrap();
         assert_eq!(payload, br#"{"sub":"a","sub":"b"}"#);
     }
 }

@@ -95,7 +95,8 @@ impl TestKey {
                 let der = private
                     .to_pkcs8_der()
                     .map_err(|e| TestkitError::Key(format!("RSA PKCS#8 encoding: {e}")))?;
-                let pair = RsaKeyPair::from_pkcs8(der.as_bytes()).map_err(|_| key_err("PKCS#8 rejected by ring"))?;
+                let pair = RsaKeyPair::from_pkcs8(der.as_bytes())
+                    .map_err(|_| key_err("PKCS#8 rejected by ring"))?;
                 let public = private.to_public_key();
                 let jwk = json!({
                     "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
@@ -119,8 +120,10 @@ impl TestKey {
             }
             KeyAlg::Es256 => {
                 let alg_id = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
-                let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg_id, &rng).map_err(|_| key_err("generation"))?;
-                let pair = EcdsaKeyPair::from_pkcs8(alg_id, pkcs8.as_ref(), &rng).map_err(|_| key_err("PKCS#8"))?;
+                let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg_id, &rng)
+                    .map_err(|_| key_err("generation"))?;
+                let pair = EcdsaKeyPair::from_pkcs8(alg_id, pkcs8.as_ref(), &rng)
+                    .map_err(|_| key_err("PKCS#8"))?;
                 // Uncompressed point: 0x04 || x (32) || y (32).
                 let point = pair.public_key().as_ref();
                 let (x, y) = match (point.get(1..33), point.get(33..65)) {
@@ -134,8 +137,10 @@ impl TestKey {
                 (Pair::Ecdsa(pair), jwk, None)
             }
             KeyAlg::EdDsa => {
-                let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| key_err("generation"))?;
-                let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| key_err("PKCS#8"))?;
+                let pkcs8 =
+                    Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| key_err("generation"))?;
+                let pair =
+                    Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| key_err("PKCS#8"))?;
                 let jwk = json!({
                     "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": kid,
                     "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
@@ -177,8 +182,13 @@ impl TestKey {
         match &self.0.pair {
             Pair::Rsa(pair) => {
                 let mut sig = vec![0u8; pair.public().modulus_len()];
-                pair.sign(&signature::RSA_PKCS1_SHA256, &self.0.rng, signing_input, &mut sig)
-                    .map_err(|_| failed())?;
+                pair.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &self.0.rng,
+                    signing_input,
+                    &mut sig,
+                )
+                .map_err(|_| failed())?;
                 Ok(sig)
             }
             Pair::Ecdsa(pair) => pair
@@ -249,7 +259,10 @@ impl rsa::rand_core::RngCore for SeededRng {
         }
     }
 
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> std::result::Result<(), rsa::rand_core::Error> {
+    fn try_fill_bytes(
+        &mut self,
+        dest: &mut [u8],
+    ) -> std::result::Result<(), rsa::rand_core::Error> {
         self.fill_bytes(dest);
         Ok(())
     }
@@ -280,6 +293,9 @@ mod tests {
         assert!(p.spki_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
         assert!(p.pkcs1_pem.starts_with("-----BEGIN RSA PUBLIC KEY-----"));
         assert!(p.spki_der.len() > 256);
-        assert!(TestKey::generate(KeyAlg::Es256).unwrap().rsa_public().is_none());
+        assert!(TestKey::generate(KeyAlg::Es256)
+            .unwrap()
+            .rsa_public()
+            .is_none());
     }
 }

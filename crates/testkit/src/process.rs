@@ -48,9 +48,9 @@ impl Peer {
     /// `Ok(None)` while running, the exit status once it has exited.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
         match &mut self.child {
-            Some(c) => c
-                .try_wait()
-                .map_err(|e| TestkitError::io(format!("checking whether {} is running", self.name), e)),
+            Some(c) => c.try_wait().map_err(|e| {
+                TestkitError::io(format!("checking whether {} is running", self.name), e)
+            }),
             None => Ok(None),
         }
     }
@@ -193,7 +193,11 @@ mod tests {
 
     #[test]
     fn drop_kills_the_child() {
-        let child = Command::new("sleep").arg("30").stdout(Stdio::null()).spawn().unwrap();
+        let child = Command::new("sleep")
+            .arg("30")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
         let pid = child.id();
         drop(Peer::new("sleep", child, vec![]));
         // Reaped, so /proc/<pid> is gone (pids are not reused this fast).
@@ -225,7 +229,10 @@ mod tests {
         // The child was already reaped by the explicit wait above, but
         // try_wait keeps reporting its status.
         let err = peer.ensure_running().unwrap_err().to_string();
-        assert!(err.contains("boom") && err.contains("exit status: 3"), "{err}");
+        assert!(
+            err.contains("boom") && err.contains("exit status: 3"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -234,11 +241,16 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, "a\nb\nc\nd\n").unwrap();
         assert_eq!(tail_of_file(&p, 2), "c\nd");
-        assert_eq!(tail_of_file(&dir.path().join("missing"), 2), "(no output file)");
+        assert_eq!(
+            tail_of_file(&dir.path().join("missing"), 2),
+            "(no output file)"
+        );
     }
 
     #[test]
     fn workspace_root_has_the_testbed() {
-        assert!(workspace_root().join("testbed/oidc-idp/oidc-idp.mjs").exists());
+        assert!(workspace_root()
+            .join("testbed/oidc-idp/oidc-idp.mjs")
+            .exists());
     }
 }

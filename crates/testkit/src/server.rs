@@ -80,10 +80,14 @@ impl IdmintServer {
             .tempdir()
             .map_err(|e| TestkitError::io("creating the server temp dir", e))?;
         write_root_key(&dir.path().join("root.key"))?;
-        let audit_file = spec.audit_file.clone().unwrap_or_else(|| dir.path().join("audit.jsonl"));
+        let audit_file = spec
+            .audit_file
+            .clone()
+            .unwrap_or_else(|| dir.path().join("audit.jsonl"));
         let port = free_port()?;
         let config_path = spec.write(dir.path(), port)?;
-        let mut server = Self::unstarted(bin, dir, config_path, port, audit_file, spec.env.clone())?;
+        let mut server =
+            Self::unstarted(bin, dir, config_path, port, audit_file, spec.env.clone())?;
         let mut attempt = 1;
         loop {
             match server.spawn_and_wait().await {
@@ -148,15 +152,27 @@ impl IdmintServer {
 
     async fn spawn_and_wait(&mut self) -> Result<()> {
         self.runs += 1;
-        let stdout = self.dir.path().join(format!("server.{}.stdout.log", self.runs));
-        let stderr = self.dir.path().join(format!("server.{}.stderr.log", self.runs));
-        let create = |p: &Path| std::fs::File::create(p).map_err(|e| TestkitError::io(format!("creating {}", p.display()), e));
+        let stdout = self
+            .dir
+            .path()
+            .join(format!("server.{}.stdout.log", self.runs));
+        let stderr = self
+            .dir
+            .path()
+            .join(format!("server.{}.stderr.log", self.runs));
+        let create = |p: &Path| {
+            std::fs::File::create(p)
+                .map_err(|e| TestkitError::io(format!("creating {}", p.display()), e))
+        };
         let mut cmd = Command::new(&self.bin);
         cmd.arg("server")
             .arg("--config")
             .arg(&self.config_path)
             .current_dir(self.dir.path())
-            .env("IDMINT_LOG", std::env::var("IDMINT_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "IDMINT_LOG",
+                std::env::var("IDMINT_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(create(&stdout)?)
@@ -167,7 +183,11 @@ impl IdmintServer {
         let child = cmd
             .spawn()
             .map_err(|e| TestkitError::io(format!("starting {}", self.bin.display()), e))?;
-        self.peer = Some(Peer::new(format!("idmint server on port {}", self.port), child, vec![stdout, stderr]));
+        self.peer = Some(Peer::new(
+            format!("idmint server on port {}", self.port),
+            child,
+            vec![stdout, stderr],
+        ));
         self.wait_healthy(START_LIMIT).await
     }
 
@@ -273,7 +293,10 @@ impl IdmintServer {
 
     /// The tail of the server's output (current run).
     pub fn log_tail(&self, lines: usize) -> String {
-        self.peer.as_ref().map(|p| p.log_tail(lines)).unwrap_or_default()
+        self.peer
+            .as_ref()
+            .map(|p| p.log_tail(lines))
+            .unwrap_or_default()
     }
 }
 

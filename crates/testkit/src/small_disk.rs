@@ -29,7 +29,13 @@ impl SmallDisk {
             .tempdir()
             .map_err(|e| TestkitError::io("creating the mount point", e))?;
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_kib}k,mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size_kib}k,mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .output()
             .map_err(|e| TestkitError::io("running mount", e))?;
@@ -87,7 +93,8 @@ impl SmallDisk {
     /// Delete the filler, freeing the space again.
     pub fn free(&self) -> Result<()> {
         let path = self.filler();
-        std::fs::remove_file(&path).map_err(|e| TestkitError::io(format!("removing {}", path.display()), e))
+        std::fs::remove_file(&path)
+            .map_err(|e| TestkitError::io(format!("removing {}", path.display()), e))
     }
 }
 
@@ -95,7 +102,10 @@ impl Drop for SmallDisk {
     fn drop(&mut self) {
         if self.mounted {
             // Lazy: a process may still hold a file open on it.
-            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
             self.mounted = false;
         }
     }
@@ -115,5 +125,4 @@ mod tests {
         disk.free().unwrap();
         std::fs::write(disk.path().join("more"), [0u8; 4096]).unwrap();
     }
-
 }

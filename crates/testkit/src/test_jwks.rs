@@ -62,7 +62,9 @@ pub struct TestJwks {
 
 impl std::fmt::Debug for TestJwks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestJwks").field("issuer", &self.shared.issuer).finish_non_exhaustive()
+        f.debug_struct("TestJwks")
+            .field("issuer", &self.shared.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,7 +175,12 @@ impl TestJwks {
         }
         let listener = tokio::net::TcpListener::bind(self.addr)
             .await
-            .map_err(|e| TestkitError::io(format!("rebinding the test JWKS issuer on {}", self.addr), e))?;
+            .map_err(|e| {
+                TestkitError::io(
+                    format!("rebinding the test JWKS issuer on {}", self.addr),
+                    e,
+                )
+            })?;
         self.serve(listener);
         Ok(())
     }
@@ -197,7 +204,10 @@ impl TestJwks {
 
     /// Kids currently published.
     pub fn published_kids(&self) -> Vec<String> {
-        lock(&self.shared.published).iter().map(|k| k.kid().to_string()).collect()
+        lock(&self.shared.published)
+            .iter()
+            .map(|k| k.kid().to_string())
+            .collect()
     }
 
     /// Make `key` the signing key (it is not published by this).
@@ -299,7 +309,13 @@ async fn apply_mode(shared: &Shared) -> Option<Response> {
     let mode = *lock(&shared.mode);
     match mode {
         JwksMode::Up => None,
-        JwksMode::Failing => Some((StatusCode::INTERNAL_SERVER_ERROR, "test issuer is failing on purpose").into_response()),
+        JwksMode::Failing => Some(
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "test issuer is failing on purpose",
+            )
+                .into_response(),
+        ),
         JwksMode::Slow(d) => {
             tokio::time::sleep(d).await;
             None
@@ -329,7 +345,10 @@ async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
     if let Some(r) = apply_mode(&shared).await {
         return r;
     }
-    let keys: Vec<Value> = lock(&shared.published).iter().map(TestKey::public_jwk).collect();
+    let keys: Vec<Value> = lock(&shared.published)
+        .iter()
+        .map(TestKey::public_jwk)
+        .collect();
     Json(json!({ "keys": keys })).into_response()
 }
 
@@ -348,27 +367,43 @@ mod tests {
 
     #[tokio::test]
     async fn serves_discovery_and_keys_and_counts() {
-        let idp = TestJwks::start_with_key(TestKey::generate(KeyAlg::Es256).unwrap()).await.unwrap();
-        let doc: Value = get(&format!("{}/.well-known/openid-configuration", idp.issuer()))
-            .await
-            .unwrap()
-            .json()
+        let idp = TestJwks::start_with_key(TestKey::generate(KeyAlg::Es256).unwrap())
             .await
             .unwrap();
+        let doc: Value = get(&format!(
+            "{}/.well-known/openid-configuration",
+            idp.issuer()
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
         assert_eq!(doc["issuer"], idp.issuer());
         assert_eq!(doc["jwks_uri"], idp.jwks_url());
         let set: Value = get(&idp.jwks_url()).await.unwrap().json().await.unwrap();
         let token = idp.valid_token().unwrap();
         let (_, claims) = jws::verify_jwt(&token, &set).unwrap();
         assert_eq!(claims["iss"], idp.issuer());
-        assert_eq!((idp.jwks_fetches(), idp.discovery_fetches(), idp.requests()), (1, 1, 2));
-        assert_eq!(get(&format!("{}/x5u", idp.issuer())).await.unwrap().status(), 404);
+        assert_eq!(
+            (idp.jwks_fetches(), idp.discovery_fetches(), idp.requests()),
+            (1, 1, 2)
+        );
+        assert_eq!(
+            get(&format!("{}/x5u", idp.issuer()))
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
         assert_eq!(idp.requests(), 3);
     }
 
     #[tokio::test]
     async fn rotates_fails_and_goes_offline() {
-        let mut idp = TestJwks::start_with_key(TestKey::generate(KeyAlg::EdDsa).unwrap()).await.unwrap();
+        let mut idp = TestJwks::start_with_key(TestKey::generate(KeyAlg::EdDsa).unwrap())
+            .await
+            .unwrap();
         let old = idp.signing_key();
         let new = idp.rotate(KeyAlg::Es256, true).unwrap();
         assert_eq!(idp.published_kids(), vec![new.kid().to_string()]);
@@ -384,8 +419,14 @@ mod tests {
 
         idp.go_offline().await.unwrap();
         let fresh = reqwest::Client::new();
-        assert!(fresh.get(idp.jwks_url()).send().await.is_err(), "connection must be refused");
+        assert!(
+            fresh.get(idp.jwks_url()).send().await.is_err(),
+            "connection must be refused"
+        );
         idp.go_online().await.unwrap();
-        assert_eq!(fresh.get(idp.jwks_url()).send().await.unwrap().status(), 200);
+        assert_eq!(
+            fresh.get(idp.jwks_url()).send().await.unwrap().status(),
+            200
+        );
     }
 }

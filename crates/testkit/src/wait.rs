@@ -34,7 +34,12 @@ where
 }
 
 /// [`poll_until`] with an explicit poll period.
-pub async fn poll_every<T, F, Fut>(what: &str, limit: Duration, every: Duration, check: &mut F) -> Result<T>
+pub async fn poll_every<T, F, Fut>(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    check: &mut F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>>>,
@@ -68,10 +73,15 @@ mod tests {
     #[tokio::test]
     async fn returns_once_the_condition_holds() {
         let n = AtomicU32::new(0);
-        let v = poll_every("n to reach 3", Duration::from_secs(5), Duration::from_millis(1), &mut || async {
-            let v = n.fetch_add(1, Ordering::SeqCst) + 1;
-            Ok((v >= 3).then_some(v))
-        })
+        let v = poll_every(
+            "n to reach 3",
+            Duration::from_secs(5),
+            Duration::from_millis(1),
+            &mut || async {
+                let v = n.fetch_add(1, Ordering::SeqCst) + 1;
+                Ok((v >= 3).then_some(v))
+            },
+        )
         .await
         .unwrap();
         assert_eq!(v, 3);
@@ -79,12 +89,18 @@ mod tests {
 
     #[tokio::test]
     async fn times_out_with_the_last_error() {
-        let err = poll_every::<(), _, _>("never", Duration::from_millis(30), Duration::from_millis(5), &mut || async {
-            Err(TestkitError::Jwt("still broken".into()))
-        })
+        let err = poll_every::<(), _, _>(
+            "never",
+            Duration::from_millis(30),
+            Duration::from_millis(5),
+            &mut || async { Err(TestkitError::Jwt("still broken".into())) },
+        )
         .await
         .unwrap_err()
         .to_string();
-        assert!(err.contains("never") && err.contains("still broken"), "{err}");
+        assert!(
+            err.contains("never") && err.contains("still broken"),
+            "{err}"
+        );
     }
 }

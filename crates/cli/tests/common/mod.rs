@@ -5,7 +5,7 @@
 
 use idmint_client::proto::{LoginRequest, LoginResponse};
 use idmint_client::IdmintClient;
-use idmint_testkit::{Idp, IdmintServer, OidcSpec, ServerSpec};
+use idmint_testkit::{IdmintServer, Idp, OidcSpec, ServerSpec};
 use serde_json::Value;
 use std::path::Path;
 
@@ -24,18 +24,27 @@ pub fn github_oidc(issuer: &str) -> OidcSpec {
 /// A server trusting `idp` with the GitHub Actions preset and the test kit's
 /// fixture policy.
 pub async fn server_for(idp: &Idp) -> anyhow::Result<IdmintServer> {
-    Ok(IdmintServer::start(bin(), ServerSpec::with_oidc(vec![github_oidc(idp.issuer())])).await?)
+    Ok(IdmintServer::start(
+        bin(),
+        ServerSpec::with_oidc(vec![github_oidc(idp.issuer())]),
+    )
+    .await?)
 }
 
 /// A GitHub-style token from the real IdP with the default job claims plus
 /// `overrides`, audience `idmint`.
 pub async fn job_token(idp: &Idp, overrides: Value) -> anyhow::Result<String> {
-    Ok(idp.github_token("idmint", &Idp::github_claims(&overrides)).await?)
+    Ok(idp
+        .github_token("idmint", &Idp::github_claims(&overrides))
+        .await?)
 }
 
 /// Log in through the client library; returns the response and a client
 /// holding the session.
-pub async fn login(server: &IdmintServer, token: &str) -> anyhow::Result<(LoginResponse, IdmintClient)> {
+pub async fn login(
+    server: &IdmintServer,
+    token: &str,
+) -> anyhow::Result<(LoginResponse, IdmintClient)> {
     let client = server.client()?;
     let resp = client
         .login(&LoginRequest {

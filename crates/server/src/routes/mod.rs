@@ -44,6 +44,13 @@ impl IntoResponseWith for ApiError {
 
 /// Turns axum's JSON rejection into our error format with a useful message.
 pub fn json_error(e: JsonRejection) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            "the request body is larger than this server accepts ([server] max_body_bytes); tokens and requests are small, check what is being sent",
+        );
+    }
     ApiError::bad_request(
         "invalid_request",
         format!("request body is not valid JSON for this endpoint: {}", e.body_text()),

@@ -1,5 +1,7 @@
 //! The embedded SQLite backend: one file, WAL mode, a dedicated writer
-//! thread with group commit and a pool of readers.
+//! thread with group commit ([`writer`]), a pool of readers ([`readers`])
+//! and a background checkpoint thread ([`checkpoint`]), so no query ever
+//! runs on a tokio worker thread.
 //!
 //! Durability choice: `synchronous = FULL`. In WAL mode `NORMAL` already
 //! survives a *process* crash, but a power loss or kernel crash can drop the
@@ -10,6 +12,7 @@
 //! shares that fsync across every write queued at the time, so the price is
 //! latency under light load, not throughput under heavy load.
 
+mod checkpoint;
 mod readers;
 mod rows;
 mod schema;
@@ -20,6 +23,7 @@ mod writer;
 
 use crate::error::StoreError;
 use crate::store::{LeaseFilter, Store, StoredBundle, MAX_DUE_LIMIT};
+use checkpoint::Checkpointer;
 use idmint_core::policy::SourceFile;
 use idmint_core::{Lease, LeaseId, LeaseState, UnixTime};
 use readers::Readers;
@@ -41,12 +45,25 @@ const READERS: usize = 4;
 /// Prepared statements kept per connection; above the number of distinct
 /// statements the store runs, so none is ever re-parsed.
 const STATEMENT_CACHE: usize = 64;
+/// Page cache of the write connection, in KiB (negative `cache_size` in
+/// SQLite's units): keeps the hot part of the lease indexes in memory so
+/// group commits do not re-read them.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// WAL size (pages) at which the writer checkpoints inline. Only a safety
+/// net for when the checkpoint thread falls behind; see [`checkpoint`].
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 20_000;
+/// After a checkpoint resets the WAL, truncate the file back to this size so
+/// a burst does not leave a huge WAL on disk forever.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 
 /// [`Store`] backed by one SQLite file.
 pub struct SqliteStore {
     path: PathBuf,
-    // Field order matters for drop: the writer joins its thread first.
+    // Field order matters for drop: the writer finishes its queued jobs
+    // first, then the checkpointer stops.
     writer: Writer,
+    /// Held for its `Drop`, which stops the checkpoint thread.
+    _checkpointer: Checkpointer,
     readers: Readers,
 }
 
@@ -62,11 +79,13 @@ impl SqliteStore {
         configure_writer(&conn, path)?;
         schema::migrate(&mut conn, path)?;
         let readers = Readers::open(path, READERS)?;
+        let checkpointer = Checkpointer::start(open_connection(path)?)?;
         let writer = Writer::start(conn)?;
         tracing::debug!(database = %path.display(), "opened SQLite store");
         Ok(Self {
             path: path.to_path_buf(),
             writer,
+            _checkpointer: checkpointer,
             readers,
         })
     }
@@ -79,12 +98,22 @@ impl SqliteStore {
         self.readers.run(op).await
     }
 
+    /// Runs `op` (at most one write statement) in the next group commit.
     async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.writer.submit(op).await
+    }
+
+    /// Runs `op` (several writes, all or nothing) in the next group commit.
+    async fn write_atomic<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.submit_atomic(op).await
     }
 }
 
@@ -175,8 +204,16 @@ fn configure_writer(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             "database {shown}: cannot enable WAL mode (journal mode is {mode}); the file must be on a local filesystem"
         )));
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;")
-        .map_err(fail)?;
+    // temp_store = MEMORY keeps savepoint sub-journals off the disk.
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -{WRITER_CACHE_KIB};
+         PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};
+         PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
+    ))
+    .map_err(fail)?;
     Ok(())
 }
 
@@ -221,7 +258,7 @@ impl Store for SqliteStore {
     async fn put_blob_if_absent(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
         let name = name.to_owned();
         let value = value.to_vec();
-        self.write(move |conn| {
+        self.write_atomic(move |conn| {
             let context = || format!("storing blob {name}");
             conn.prepare_cached(sql::INSERT_BLOB_IF_ABSENT)
                 .and_then(|mut s| s.execute(params![name, value, UnixTime::now().0]))
@@ -255,7 +292,7 @@ impl Store for SqliteStore {
         })?;
         let author = author.to_owned();
         let comment = comment.to_owned();
-        self.write(move |conn| {
+        self.write_atomic(move |conn| {
             let context = "activating a policy bundle";
             let version: i64 = conn
                 .prepare_cached(sql::NEXT_BUNDLE_VERSION)

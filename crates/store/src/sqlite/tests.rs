@@ -293,3 +293,39 @@ fn query_plans_use_indexes() {
     let get = plan(&sql::GET_LEASE.replace("?1", "'lse_x'")).join(" | ");
     assert!(get.contains("sqlite_autoindex_leases_1"), "{get}");
 }
+
+/// The checkpoint thread folds the WAL back into the database file without
+/// any help from the writer (whose own auto-checkpoint threshold is far
+/// above what this test writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_checkpoints_copy_the_wal_into_the_database_file() {
+    let (_dir, path, store) = temp_store();
+    let before = std::fs::metadata(&path).unwrap().len();
+    let store = Arc::new(store);
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..20 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            for i in 0..100 {
+                let lease = sample_lease(&format!("ckpt:{task}"), "r", i, i + 60);
+                store.insert_lease(&lease).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let size = std::fs::metadata(&path).unwrap().len();
+        if size >= before + 256 * 1024 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "database file is still {size} bytes: the WAL was never checkpointed"
+        );
+        tokio::time::sleep(checkpoint::INTERVAL).await;
+    }
+    assert_eq!(store.count_leases(false).await.unwrap(), 2000);
+}

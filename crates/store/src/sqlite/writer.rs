@@ -8,12 +8,19 @@
 //! write commits immediately. Callers get their result only after the
 //! commit, so `Ok` always means durable.
 //!
-//! Each job runs inside its own savepoint, so a failing job (a duplicate
-//! lease id) is rolled back alone and does not fail its batch neighbours.
+//! A failing job (a duplicate lease id) is rolled back alone and does not
+//! fail its batch neighbours: a job made of one write statement relies on
+//! SQLite's statement-level rollback (an aborted statement leaves no trace
+//! and the transaction stays open); a job with several writes is submitted
+//! with [`Writer::submit_atomic`] and runs inside its own savepoint. The
+//! savepoint is not used for every job because each page first modified
+//! under a savepoint is copied to a sub-journal, a measurable cost on the
+//! lease hot path.
 
 use super::rows::sql_error;
 use crate::error::StoreError;
 use rusqlite::Connection;
+use std::panic::AssertUnwindSafe;
 use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,6 +33,9 @@ const QUEUE_DEPTH: usize = 8192;
 
 /// One write operation queued for the writer thread.
 trait WriteJob: Send {
+    /// Whether the job must run inside its own savepoint (it writes more
+    /// than once, so a failure could leave half of it applied).
+    fn needs_savepoint(&self) -> bool;
     /// Runs the operation inside the batch transaction. Returns whether it
     /// succeeded; on failure the writer rolls back its savepoint.
     fn apply(&mut self, conn: &Connection) -> bool;
@@ -34,6 +44,7 @@ trait WriteJob: Send {
 }
 
 struct Job<T, F> {
+    atomic: bool,
     op: Option<F>,
     outcome: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
@@ -44,6 +55,10 @@ where
     T: Send,
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
 {
+    fn needs_savepoint(&self) -> bool {
+        self.atomic
+    }
+
     fn apply(&mut self, conn: &Connection) -> bool {
         let outcome = match self.op.take() {
             Some(op) => op(conn),
@@ -97,10 +112,29 @@ impl Writer {
         })
     }
 
-    /// Runs `op` in the next group-commit batch and returns its result once
-    /// the batch is committed. `op` must only touch the connection it is
-    /// given and must not start or end transactions itself.
+    /// Runs `op`, which must execute at most one write statement, in the
+    /// next group-commit batch and returns its result once the batch is
+    /// committed. `op` must only touch the connection it is given and must
+    /// not start or end transactions itself.
     pub(crate) async fn submit<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.enqueue(false, op).await
+    }
+
+    /// Like [`Writer::submit`], for an `op` that writes several times: it
+    /// runs in its own savepoint, so it applies entirely or not at all.
+    pub(crate) async fn submit_atomic<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.enqueue(true, op).await
+    }
+
+    async fn enqueue<T, F>(&self, atomic: bool, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -109,6 +143,7 @@ impl Writer {
         let queue = self.queue.as_ref().ok_or_else(stopped)?;
         let (reply, result) = oneshot::channel();
         let job: Box<dyn WriteJob> = Box::new(Job {
+            atomic,
             op: Some(op),
             outcome: None,
             reply,
@@ -166,25 +201,40 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), S
 fn apply_and_commit(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), StoreError> {
     exec(conn, "BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
-        exec(conn, "SAVEPOINT job")?;
-        if job.apply(conn) {
-            exec(conn, "RELEASE job")?;
-        } else if conn.is_autocommit() {
+        let savepoint = job.needs_savepoint();
+        if savepoint {
+            exec(conn, "SAVEPOINT job")?;
+        }
+        // A panic must not kill the writer thread (every later write would
+        // fail); it fails this batch instead, whose transaction state is
+        // unknown and is rolled back by the caller.
+        let ok = std::panic::catch_unwind(AssertUnwindSafe(|| job.apply(conn))).map_err(|_| {
+            StoreError::Backend(
+                "internal error: a write operation panicked; its batch was rolled back".into(),
+            )
+        })?;
+        if !ok && conn.is_autocommit() {
             // Some errors (disk full, I/O error) make SQLite roll back the
             // whole transaction: the jobs before this one are gone too.
             return Err(StoreError::Backend(
                 "SQLite rolled back the write transaction after an error; no write in this batch was saved".into(),
             ));
-        } else {
-            exec(conn, "ROLLBACK TO job")?;
-            exec(conn, "RELEASE job")?;
+        }
+        match (savepoint, ok) {
+            (true, true) => exec(conn, "RELEASE job")?,
+            (true, false) => {
+                exec(conn, "ROLLBACK TO job")?;
+                exec(conn, "RELEASE job")?;
+            }
+            // A single failed statement was already undone by SQLite.
+            (false, _) => {}
         }
     }
     exec(conn, "COMMIT")
 }
 
-/// Runs a transaction-control statement through the statement cache, so the
-/// per-job savepoint costs no SQL parsing.
+/// Runs a transaction-control statement through the statement cache, so
+/// batches and savepoints cost no SQL parsing.
 fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
     conn.prepare_cached(sql)
         .and_then(|mut stmt| stmt.execute([]))

@@ -1,0 +1,172 @@
+//! Command-line arguments.
+
+use crate::fixture::{IncomingAlg, SignAlg};
+use crate::scenario::Scenario;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "idmint-bench",
+    about = "Load benchmark for idmint: login, RFC 8693 token exchange, credentials, memory",
+    after_help = "Build first (the bench never builds the server):\n  \
+                  cargo build --release -p idmint -p idmint-bench\n\n\
+                  Examples:\n  \
+                  target/release/idmint-bench login-exchange --duration 10s --concurrency 16,64\n  \
+                  target/release/idmint-bench login-exchange --alg rs256,es256 --sign-alg es256,rs256 --output json\n  \
+                  target/release/idmint-bench memory --logins 1000000"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The throughput/latency suite: healthz (generator ceiling), login,
+    /// exchange and creds at each concurrency.
+    LoginExchange(SuiteArgs),
+    /// A million logins, sampling the server's RSS every batch.
+    Memory(MemoryArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The table on stdout.
+    Table,
+    /// The table on stdout and the results as JSON in
+    /// `target/bench/results.json` (or --json-path).
+    Json,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// The idmint binary; default: `idmint` next to this executable
+    /// (target/release/idmint).
+    #[arg(long, value_name = "PATH")]
+    pub idmint_bin: Option<PathBuf>,
+    /// Turn on `replay_protection` (single-use `jti`) in the server's OIDC
+    /// config.
+    #[arg(long)]
+    pub replay_protection: bool,
+    /// `exp - iat` of the minted CI tokens.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub token_lifetime: Duration,
+    /// Runtime threads of the load generator. It shares the machine's cores
+    /// with the server; one thread caps its share at one core.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub client_threads: usize,
+    /// Threads that mint tokens before a run (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub mint_threads: Option<usize>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+    /// Where `--output json` writes (default target/bench/results.json).
+    #[arg(long, value_name = "PATH")]
+    pub json_path: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SuiteArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Measured time per run (after the warm-up).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Unmeasured time at the start of each run.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Concurrent connections, one request in flight each; a list runs each.
+    #[arg(long, value_name = "N,..", value_delimiter = ',', default_value = "16,64")]
+    pub concurrency: Vec<usize>,
+    /// Scenarios to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "healthz,login,exchange,creds")]
+    pub scenarios: Vec<Scenario>,
+    /// Algorithm of the incoming CI tokens; a list runs login and exchange
+    /// with each.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "es256")]
+    pub alg: Vec<IncomingAlg>,
+    /// `[[issuer.oauth]] algorithm`; a list restarts the server with each
+    /// and reruns exchange and creds.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "es256")]
+    pub sign_alg: Vec<SignAlg>,
+    /// Unused tokens kept ready before each login/exchange run (one per
+    /// request; a run that exhausts them ends early and is marked `*`).
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub tokens: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Total logins.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub logins: u64,
+    /// Logins per batch: tokens are minted one batch at a time (so the
+    /// generator's memory stays bounded) and RSS is sampled after each.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub batch: u64,
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub concurrency: usize,
+    #[arg(long, value_enum, default_value = "es256")]
+    pub alg: IncomingAlg,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 10s, 2m or 1h: {e}"))?;
+    if d.is_zero() {
+        return Err("the duration must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lists_and_durations() {
+        let cli = Cli::try_parse_from([
+            "idmint-bench",
+            "login-exchange",
+            "--duration",
+            "5s",
+            "--concurrency",
+            "16,64",
+            "--alg",
+            "rs256,es256",
+            "--sign-alg",
+            "eddsa",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        let Command::LoginExchange(a) = cli.command else { panic!("expected login-exchange") };
+        assert_eq!(a.duration, Duration::from_secs(5));
+        assert_eq!(a.concurrency, vec![16, 64]);
+        assert_eq!(a.alg, vec![IncomingAlg::Rs256, IncomingAlg::Es256]);
+        assert_eq!(a.sign_alg, vec![SignAlg::Eddsa]);
+        assert_eq!(a.scenarios, vec![Scenario::Healthz, Scenario::Login, Scenario::Exchange, Scenario::Creds]);
+        assert_eq!(a.common.output, OutputFormat::Json);
+        assert_eq!(a.common.token_lifetime, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn memory_defaults_to_a_million_logins() {
+        let cli = Cli::try_parse_from(["idmint-bench", "memory"]).unwrap();
+        let Command::Memory(m) = cli.command else { panic!("expected memory") };
+        assert_eq!((m.logins, m.batch, m.concurrency), (1_000_000, 100_000, 64));
+    }
+
+    #[test]
+    fn refuses_bad_durations() {
+        assert!(Cli::try_parse_from(["idmint-bench", "login-exchange", "--duration", "0s"]).is_err());
+        assert!(Cli::try_parse_from(["idmint-bench", "login-exchange", "--duration", "ten"]).is_err());
+    }
+}
