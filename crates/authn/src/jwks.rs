@@ -6,8 +6,9 @@
 //!   nothing is allocated per request.
 //! - At most one fetch is in flight per cache (`fetch_gate`), and fetches
 //!   triggered by requests (unknown `kid`, missing or expired keys) happen at
-//!   most once per `refetch_interval`: a flood of tokens with random `kid`s
-//!   costs the IdP at most one request per interval. Requests that arrive
+//!   most once per `refetch_interval` (once per second until the first
+//!   success): a flood of tokens with random `kid`s costs the IdP at most
+//!   one request per interval. Requests that arrive
 //!   while a fetch is running wait for it and use its result.
 //! - A failed fetch never discards keys: the last good keys stay usable for
 //!   `stale_max_age` after they were fetched, so an IdP outage does not stop
@@ -34,6 +35,8 @@ pub(crate) const MAX_KEYS: usize = 100;
 /// (or its `kid` is shared by several keys).
 const MAX_CANDIDATES: usize = 4;
 const NEVER: u64 = u64::MAX;
+/// Request-triggered retry interval while no keys were ever fetched.
+const FIRST_LOAD_RETRY: Duration = Duration::from_secs(1);
 
 /// Counters for metrics and health checks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -119,6 +122,8 @@ pub(crate) struct JwksCache {
     /// Held for the duration of a fetch: the single-flight lock.
     fetch_gate: tokio::sync::Mutex<()>,
     in_flight: AtomicBool,
+    /// Set after the first successful fetch.
+    loaded: AtomicBool,
     /// Monotonic milliseconds of the start of the last attempt, or [`NEVER`].
     last_attempt_ms: AtomicU64,
     /// `jwks_uri` learned from discovery, reused by request-triggered fetches.
@@ -146,6 +151,7 @@ impl JwksCache {
             generation: AtomicU64::new(0),
             fetch_gate: tokio::sync::Mutex::new(()),
             in_flight: AtomicBool::new(false),
+            loaded: AtomicBool::new(false),
             last_attempt_ms: AtomicU64::new(NEVER),
             discovered_jwks_url: Mutex::new(None),
             last_failure: Mutex::new(None),
@@ -276,9 +282,18 @@ impl JwksCache {
         u64::try_from(self.clock.monotonic().as_millis()).unwrap_or(NEVER - 1)
     }
 
+    /// Whether a request-triggered fetch must wait. The interval is
+    /// `refetch_interval`, except before the first successful fetch, when it
+    /// is at most [`FIRST_LOAD_RETRY`]: with no keys at all every login
+    /// fails, so an IdP that was briefly unreachable at start-up (or is this
+    /// very server, not yet listening) should be retried soon.
     fn attempted_recently(&self) -> bool {
         let last = self.last_attempt_ms.load(Ordering::Acquire);
-        let interval = u64::try_from(self.settings.refetch_interval.as_millis()).unwrap_or(NEVER);
+        let mut interval = self.settings.refetch_interval;
+        if !self.loaded.load(Ordering::Acquire) {
+            interval = interval.min(FIRST_LOAD_RETRY);
+        }
+        let interval = u64::try_from(interval.as_millis()).unwrap_or(NEVER);
         last != NEVER && self.now_ms().saturating_sub(last) < interval
     }
 
@@ -333,6 +348,7 @@ impl JwksCache {
                     fetched_at: Some(self.clock.monotonic()),
                 });
                 *self.keys.write().unwrap_or_else(PoisonError::into_inner) = set;
+                self.loaded.store(true, Ordering::Release);
                 *self
                     .last_failure
                     .lock()

@@ -168,6 +168,14 @@ async fn idp_down_from_the_start_is_unavailable_not_invalid() {
     assert_eq!(err.code(), "idp_unavailable", "{err}");
     assert!(err.to_string().contains("could not be fetched"), "{err}");
     assert_eq!(verifier.jwks_stats().keys, 0);
+    assert_eq!(idp.total_hits(), 1, "retried at most once per second");
+
+    // Before the first success, requests retry after a second (not after
+    // the full refetch interval): logins recover quickly after start-up.
+    idp.set_mode(Mode::Normal);
+    clock.advance(Duration::from_millis(1500));
+    let identity = verifier.verify(&key.sign(&claims(&idp, clock.now()))).await;
+    assert!(identity.is_ok(), "{identity:?}");
 }
 
 #[tokio::test]

@@ -150,8 +150,11 @@ pub async fn build(cfg: &IdmintConfig, dev: bool, demo: Option<DemoIdp>) -> Resu
     let bundle = PolicyBundle::from_sources(stored.version, stored.sources).map_err(|e| ServerError::Startup(format!("active policy bundle v{}: {e}", stored.version)))?;
     check_bundle(&bundle, &issuer_names(cfg)).map_err(|e| ServerError::Startup(format!("active policy bundle v{}: {e}", bundle.version)))?;
 
+    // IdP discovery/JWKS client: few redirects, never to plain http (the
+    // JWKS cache checks the final URL).
     let http = reqwest::Client::builder()
         .user_agent(concat!("idmint/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::limited(3))
         .build()
         .map_err(startup)?;
     let mut verifiers = vec![];
