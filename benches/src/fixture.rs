@@ -199,9 +199,15 @@ impl Server {
                 return Ok(());
             }
             Scenario::Exchange => serde_json::from_slice::<TokenExchangeResponse>(&answer.body)?.access_token,
-            Scenario::Creds => match serde_json::from_slice::<CredsResponse>(&answer.body)?.credential {
-                idmint_proto::Credential::OauthToken { access_token, .. } => access_token,
-            },
+            Scenario::Creds => {
+                let creds: CredsResponse = serde_json::from_slice(&answer.body)?;
+                if creds.role != scenario::ROLE {
+                    return Err(fail(format!("credentials for role {:?}, expected {:?}", creds.role, scenario::ROLE)));
+                }
+                match creds.credential {
+                    idmint_proto::Credential::OauthToken { access_token, .. } => access_token,
+                }
+            }
         };
         let header = idmint_testkit::jws::decode_segment(&signed_token, 0)
             .map_err(|e| fail(format!("the issued token is not a JWS: {e}")))?;

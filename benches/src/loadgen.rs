@@ -10,7 +10,7 @@
 
 use crate::error::Result;
 use crate::http::Connection;
-use crate::procstat::ProcSample;
+use crate::procstat::{ProcSample, SystemSample};
 use crate::scenario::{open_session, RequestSource, Scenario};
 use crate::tokens::TokenPool;
 use hdrhistogram::Histogram;
@@ -125,6 +125,10 @@ pub struct LoadOutcome {
     pub server_after: Option<ProcSample>,
     pub client_before: Option<ProcSample>,
     pub client_after: Option<ProcSample>,
+    pub system_before: Option<SystemSample>,
+    pub system_after: Option<SystemSample>,
+    /// Wall time between the `_before` and `_after` samples.
+    pub sampled: Duration,
 }
 
 impl LoadOutcome {
@@ -181,6 +185,8 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
     tokio::time::sleep_until(window.measure_from.into()).await;
     let server_before = plan.server_pid.and_then(|pid| ProcSample::read(pid, plan.clock_ticks));
     let client_before = ProcSample::read_self(plan.clock_ticks);
+    let system_before = SystemSample::read(plan.clock_ticks);
+    let sampled_from = Instant::now();
 
     let mut merged = TaskTally::new()?;
     let mut failures = Vec::new();
@@ -209,6 +215,8 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
     }
     let server_after = plan.server_pid.and_then(|pid| ProcSample::read(pid, plan.clock_ticks));
     let client_after = ProcSample::read_self(plan.clock_ticks);
+    let system_after = SystemSample::read(plan.clock_ticks);
+    let sampled = sampled_from.elapsed();
     ticker.abort();
 
     let end = match (window.until, merged.last_done) {
@@ -231,6 +239,9 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
         server_after,
         client_before,
         client_after,
+        system_before,
+        system_after,
+        sampled,
     })
 }
 

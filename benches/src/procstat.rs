@@ -43,6 +43,40 @@ impl ProcSample {
     }
 }
 
+/// Machine-wide CPU time from `/proc/stat`, to see how much of the shared
+/// cores went to neither the server nor the generator (other processes,
+/// interrupts) and how much was idle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SystemSample {
+    /// Busy CPU time summed over all cores, in seconds.
+    pub busy_seconds: f64,
+    /// Busy + idle CPU time summed over all cores, in seconds.
+    pub total_seconds: f64,
+}
+
+impl SystemSample {
+    pub fn read(ticks_per_second: u64) -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let (busy, total) = system_ticks(&stat)?;
+        let tps = ticks_per_second.max(1) as f64;
+        Some(Self { busy_seconds: busy as f64 / tps, total_seconds: total as f64 / tps })
+    }
+}
+
+/// `(busy, total)` ticks from the aggregate `cpu` line of `/proc/stat`:
+/// user nice system idle iowait irq softirq steal (guest time is already
+/// counted in user). Idle and iowait are not busy.
+pub fn system_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let values: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|v| v.parse().ok()).collect::<Option<_>>()?;
+    if values.len() < 5 {
+        return None;
+    }
+    let total: u64 = values.iter().sum();
+    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
+}
+
 /// `utime + stime` from the text of `/proc/<pid>/stat`. The command name
 /// (field 2) is in parentheses and may itself contain spaces and
 /// parentheses, so fields are counted from the last `)`.
@@ -92,6 +126,15 @@ mod tests {
         assert_eq!(cpu_ticks(stat), Some(325));
         assert_eq!(cpu_ticks("1234 (x) S 1 2"), None);
         assert_eq!(cpu_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn parses_the_aggregate_cpu_line() {
+        let stat = "cpu  100 5 50 1000 20 3 7 0 0 0\ncpu0 50 2 25 500 10 1 3 0 0 0\nintr 1 2\n";
+        assert_eq!(system_ticks(stat), Some((165, 1185)));
+        assert_eq!(system_ticks("cpu0 1 2 3\n"), None);
+        assert_eq!(system_ticks("cpu  1 x 3 4 5\n"), None);
+        assert!(SystemSample::read(clock_ticks()).is_some_and(|s| s.total_seconds >= s.busy_seconds));
     }
 
     #[test]

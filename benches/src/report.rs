@@ -81,6 +81,12 @@ pub struct RunRecord {
     /// The load generator's own CPU: what it took from the shared cores.
     pub generator_cpu_s_per_1k: Option<f64>,
     pub generator_cores: Option<f64>,
+    /// Cores busy in anything else (other processes, interrupts) during
+    /// the window: if this is not near zero, the machine was not quiet.
+    pub other_cores: Option<f64>,
+    /// Cores idle on average during the window: the server was waiting
+    /// (I/O, locks, the generator) rather than computing.
+    pub idle_cores: Option<f64>,
     /// Server resident memory right after the run.
     pub server_rss_mb: Option<f64>,
     /// The token pool ran out and the window was shortened.
@@ -103,9 +109,25 @@ impl RunRecord {
     ) -> Self {
         let seconds = out.measured.as_secs_f64();
         let per_1k = |cpu: Option<f64>| cpu.filter(|_| out.ok > 0).map(|c| c / (out.ok as f64 / 1000.0));
-        let cores = |cpu: Option<f64>| cpu.filter(|_| seconds > 0.0).map(|c| c / seconds);
+        // CPU samples span from the start of the window until every task
+        // ended: divide by that span, not by the (possibly shortened)
+        // measurement window.
+        let sampled = out.sampled.as_secs_f64();
+        let cores = |cpu: Option<f64>| cpu.filter(|_| sampled > 0.0).map(|c| c / sampled);
         let server_cpu = cpu_delta(out.server_before, out.server_after);
         let client_cpu = cpu_delta(out.client_before, out.client_after);
+        let (busy, total) = match (out.system_before, out.system_after) {
+            (Some(b), Some(a)) => (Some((a.busy_seconds - b.busy_seconds).max(0.0)), Some((a.total_seconds - b.total_seconds).max(0.0))),
+            _ => (None, None),
+        };
+        let other = match (busy, server_cpu, client_cpu) {
+            (Some(b), Some(s), Some(c)) => Some((b - s - c).max(0.0)),
+            _ => None,
+        };
+        let idle = match (busy, total) {
+            (Some(b), Some(t)) => Some((t - b).max(0.0)),
+            _ => None,
+        };
         Self {
             scenario,
             incoming_alg,
@@ -125,6 +147,8 @@ impl RunRecord {
             server_cores: cores(server_cpu),
             generator_cpu_s_per_1k: per_1k(client_cpu),
             generator_cores: cores(client_cpu),
+            other_cores: cores(other),
+            idle_cores: cores(idle),
             server_rss_mb: out.server_after.map(|s| s.rss_bytes as f64 / MIB),
             tokens_ran_out: out.pool_exhausted,
             failures: out.failures.clone(),
@@ -204,7 +228,7 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 pub fn runs_table(records: &[RunRecord]) -> String {
     let mut table = Table::new(&[
         "scenario", "in", "sign", "conc", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "CPU-s/1k",
-        "srv cores", "gen cores", "RSS MB",
+        "srv cores", "gen cores", "other", "idle", "RSS MB",
     ]);
     for r in records {
         let name = if r.scenario == Scenario::Healthz { "healthz (ceiling)".to_string() } else { r.scenario.as_str().to_string() };
@@ -222,6 +246,8 @@ pub fn runs_table(records: &[RunRecord]) -> String {
             opt(r.server_cpu_s_per_1k, 3),
             opt(r.server_cores, 2),
             opt(r.generator_cores, 2),
+            opt(r.other_cores, 2),
+            opt(r.idle_cores, 2),
             opt(r.server_rss_mb, 1),
         ]);
     }

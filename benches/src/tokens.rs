@@ -155,8 +155,13 @@ fn random_hex(bytes: usize) -> Result<String> {
     idmint_testkit::keys::random_hex(bytes).map_err(|e| BenchError::Mint(e.to_string()))
 }
 
+/// Batches smaller than this (preflight, creds sessions) are minted without
+/// progress output.
+const REPORTED_BATCH: usize = 1000;
+
 /// Mints with a progress bar and prints how long it took.
 pub fn mint_reported(spec: &MintSpec, serial: u64, count: usize, threads: usize, quiet: bool) -> Result<Vec<String>> {
+    let quiet = quiet || count < REPORTED_BATCH;
     let bar = crate::progress::counter(count as u64, &format!("minting {count} {} tokens", spec.key.alg().as_str()), quiet);
     let started = Instant::now();
     let tokens = mint(spec, serial, count, threads, &bar)?;
@@ -187,11 +192,6 @@ impl TokenPool {
     pub fn take(&self) -> Option<&str> {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
         self.tokens.get(i).map(String::as_str)
-    }
-
-    /// Tokens not handed out yet.
-    pub fn remaining(&self) -> usize {
-        self.tokens.len().saturating_sub(self.next.load(Ordering::Relaxed))
     }
 
     /// The unused tokens, for the next run.
@@ -238,14 +238,12 @@ mod tests {
         let pool = TokenPool::new((0..5).map(|i| i.to_string()).collect());
         assert_eq!(pool.take(), Some("0"));
         assert_eq!(pool.take(), Some("1"));
-        assert_eq!(pool.remaining(), 3);
         assert_eq!(pool.into_unused(), vec!["2", "3", "4"]);
 
         let pool = TokenPool::new(vec!["a".into()]);
         assert_eq!(pool.take(), Some("a"));
         assert_eq!(pool.take(), None);
         assert_eq!(pool.take(), None);
-        assert_eq!(pool.remaining(), 0);
         assert!(pool.into_unused().is_empty());
     }
 }

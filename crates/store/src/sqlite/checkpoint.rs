@@ -16,7 +16,7 @@ use std::time::Duration;
 /// How often the WAL is folded back into the database file. Short enough
 /// that the WAL stays small under sustained load (it is reused from the
 /// start once fully checkpointed), long enough to cost nothing when idle.
-pub(crate) const INTERVAL: Duration = Duration::from_millis(2000000);
+pub(crate) const INTERVAL: Duration = Duration::from_millis(200);
 
 /// Handle to the checkpoint thread; dropping it stops the thread and waits.
 pub(crate) struct Checkpointer {

@@ -57,6 +57,11 @@ const WRITER_AUTOCHECKPOINT_PAGES: i64 = 20_000;
 const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 
 /// [`Store`] backed by one SQLite file.
+///
+/// `open` is blocking (run it at start, or in `spawn_blocking`). Dropping the
+/// store lets every write already queued commit and joins its threads, so it
+/// blocks the dropping thread for at most one group commit; once dropped,
+/// the file can be reopened at once.
 pub struct SqliteStore {
     path: PathBuf,
     // Field order matters for drop: the writer finishes its queued jobs
