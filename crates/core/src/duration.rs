@@ -40,7 +40,13 @@ impl Ttl {
     /// failing, so it can never panic.
     pub const fn clamped(secs: u64) -> Self {
         let max = MAX_TTL.as_secs();
-        let s = if secs == 0 { 1 } else if secs > max { max } else { secs };
+        let s = if secs == 0 {
+            1
+        } else if secs > max {
+            max
+        } else {
+            secs
+        };
         Ttl(Duration::from_secs(s))
     }
     pub fn as_duration(self) -> Duration {

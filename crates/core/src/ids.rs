@@ -70,9 +70,21 @@ macro_rules! prefixed_id {
     };
 }
 
-prefixed_id!(LeaseId, "lse_", "Identifies one minted credential and its lifetime.");
-prefixed_id!(RequestId, "req_", "Identifies one API request across audit events.");
-prefixed_id!(TokenId, "tok_", "The `jti` of a token idmint signed or sealed.");
+prefixed_id!(
+    LeaseId,
+    "lse_",
+    "Identifies one minted credential and its lifetime."
+);
+prefixed_id!(
+    RequestId,
+    "req_",
+    "Identifies one API request across audit events."
+);
+prefixed_id!(
+    TokenId,
+    "tok_",
+    "The `jti` of a token idmint signed or sealed."
+);
 
 #[cfg(test)]
 mod tests {

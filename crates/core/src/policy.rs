@@ -110,11 +110,22 @@ impl Decision {
     /// Human explanation for error messages and `idmint policy test`.
     pub fn explain(&self) -> String {
         if self.allowed {
-            format!("permitted by {} (bundle v{})", self.policy_ids.join(", "), self.bundle_version)
+            format!(
+                "permitted by {} (bundle v{})",
+                self.policy_ids.join(", "),
+                self.bundle_version
+            )
         } else if self.policy_ids.is_empty() {
-            format!("no policy permits this request (default deny, bundle v{})", self.bundle_version)
+            format!(
+                "no policy permits this request (default deny, bundle v{})",
+                self.bundle_version
+            )
         } else {
-            format!("forbidden by {} (bundle v{})", self.policy_ids.join(", "), self.bundle_version)
+            format!(
+                "forbidden by {} (bundle v{})",
+                self.policy_ids.join(", "),
+                self.bundle_version
+            )
         }
     }
 }
@@ -137,8 +148,8 @@ impl PolicyBundle {
                 continue;
             }
             let set = PolicySet::from_str(&src.text).map_err(|e| PolicyError::Cedar {
-                    file: src.name.clone(),
-                    line: line_of(&src.text, first_offset(&e)),
+                file: src.name.clone(),
+                line: line_of(&src.text, first_offset(&e)),
                 message: e.to_string(),
             })?;
             for p in set.policies() {
@@ -163,12 +174,12 @@ impl PolicyBundle {
                     })?;
                     ttl_caps.insert(id.clone(), ttl);
                 }
-                policies
-                    .add(p.new_id(PolicyId::new(&id)))
-                    .map_err(|_| PolicyError::DuplicateId {
+                policies.add(p.new_id(PolicyId::new(&id))).map_err(|_| {
+                    PolicyError::DuplicateId {
                         file: src.name.clone(),
                         id: id.clone(),
-                    })?;
+                    }
+                })?;
             }
         }
         let roles = roles.ok_or(PolicyError::NoRoles)?;
@@ -240,13 +251,21 @@ impl PolicyBundle {
         let (resource, resource_entity) = match role {
             Some(role) => {
                 let r = uid("Role", &role.name)?;
-                let labels = RestrictedExpression::new_record(role.labels.iter().map(|(k, v)| {
-                    (k.clone(), RestrictedExpression::new_string(v.clone()))
-                }))
+                let labels = RestrictedExpression::new_record(
+                    role.labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone()))),
+                )
                 .map_err(|e| e.to_string())?;
                 let attrs = HashMap::from([
-                    ("name".to_string(), RestrictedExpression::new_string(role.name.clone())),
-                    ("issuer".to_string(), RestrictedExpression::new_string(role.issuer.clone())),
+                    (
+                        "name".to_string(),
+                        RestrictedExpression::new_string(role.name.clone()),
+                    ),
+                    (
+                        "issuer".to_string(),
+                        RestrictedExpression::new_string(role.issuer.clone()),
+                    ),
                     ("labels".to_string(), labels),
                 ]);
                 let e = Entity::new(r.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())?;
@@ -258,32 +277,55 @@ impl PolicyBundle {
             }
         };
         let mut pairs = vec![
-            ("ttl_seconds".to_string(), RestrictedExpression::new_long(ctx.ttl_seconds.min(i64::MAX as u64) as i64)),
+            (
+                "ttl_seconds".to_string(),
+                RestrictedExpression::new_long(ctx.ttl_seconds.min(i64::MAX as u64) as i64),
+            ),
             (
                 "scopes".to_string(),
-                RestrictedExpression::new_set(ctx.scopes.iter().map(|s| RestrictedExpression::new_string(s.clone()))),
+                RestrictedExpression::new_set(
+                    ctx.scopes
+                        .iter()
+                        .map(|s| RestrictedExpression::new_string(s.clone())),
+                ),
             ),
-            ("audience".to_string(), RestrictedExpression::new_string(ctx.audience.clone().unwrap_or_default())),
+            (
+                "audience".to_string(),
+                RestrictedExpression::new_string(ctx.audience.clone().unwrap_or_default()),
+            ),
             ("now".to_string(), RestrictedExpression::new_long(ctx.now)),
         ];
         if let Some(ip) = ctx.source_ip {
-            pairs.push(("source_ip".to_string(), RestrictedExpression::new_ip(ip.to_string())));
+            pairs.push((
+                "source_ip".to_string(),
+                RestrictedExpression::new_ip(ip.to_string()),
+            ));
         }
         let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
         let entities = Entities::from_entities([principal_entity, resource_entity], None)
             .map_err(|e| e.to_string())?;
         let request =
             Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())?;
-        let response = self.authorizer.is_authorized(&request, &self.policies, &entities);
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &entities);
         let allowed = response.decision() == CedarDecision::Allow;
         let policy_ids: Vec<String> = response
             .diagnostics()
             .reason()
             .map(|id| id.to_string())
             .collect();
-        let errors = response.diagnostics().errors().map(|e| e.to_string()).collect();
+        let errors = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
         let ttl_cap = if allowed {
-            policy_ids.iter().filter_map(|id| self.ttl_caps.get(id)).min().copied()
+            policy_ids
+                .iter()
+                .filter_map(|id| self.ttl_caps.get(id))
+                .min()
+                .copied()
         } else {
             None
         };
@@ -345,10 +387,15 @@ mod tests {
         PolicyBundle::from_sources(
             7,
             vec![
-                SourceFile { name: "main.cedar".into(), text: cedar.into() },
+                SourceFile {
+                    name: "main.cedar".into(),
+                    text: cedar.into(),
+                },
                 SourceFile {
                     name: "roles.toml".into(),
-                    text: "[[role]]\nname='api'\nissuer='oauth'\nmax_ttl='10m'\nlabels={env='prod'}\n".into(),
+                    text:
+                        "[[role]]\nname='api'\nissuer='oauth'\nmax_ttl='10m'\nlabels={env='prod'}\n"
+                            .into(),
                 },
             ],
         )
@@ -382,7 +429,10 @@ when { principal has actor && principal.actor == "mallory" };
     fn permit_forbid_default_deny() {
         let b = bundle(POLICY).unwrap();
         let role = b.role("api").unwrap().clone();
-        let ctx = RequestContext { ttl_seconds: 300, ..Default::default() };
+        let ctx = RequestContext {
+            ttl_seconds: 300,
+            ..Default::default()
+        };
         let ok = ident(serde_json::json!({"repository": "acme/app", "ref": "refs/heads/main"}));
         let d = b.evaluate(&ok, "issue", Some(&role), &ctx);
         assert!(d.allowed, "{d:?}");
@@ -390,12 +440,15 @@ when { principal has actor && principal.actor == "mallory" };
         assert_eq!(d.ttl_cap.unwrap().as_secs(), 120);
         assert_eq!(d.bundle_version, 7);
 
-        let evil = ident(serde_json::json!({"repository": "acme/app", "ref": "refs/heads/main", "actor": "mallory"}));
+        let evil = ident(
+            serde_json::json!({"repository": "acme/app", "ref": "refs/heads/main", "actor": "mallory"}),
+        );
         let d = b.evaluate(&evil, "issue", Some(&role), &ctx);
         assert!(!d.allowed);
         assert_eq!(d.policy_ids, vec!["main.cedar:8"]);
 
-        let other = ident(serde_json::json!({"repository": "acme/other", "ref": "refs/heads/main"}));
+        let other =
+            ident(serde_json::json!({"repository": "acme/other", "ref": "refs/heads/main"}));
         let d = b.evaluate(&other, "issue", Some(&role), &ctx);
         assert!(!d.allowed && d.policy_ids.is_empty());
 
@@ -406,7 +459,10 @@ when { principal has actor && principal.actor == "mallory" };
         let d = b.evaluate(&ident(serde_json::json!({})), "issue", Some(&role), &ctx);
         assert!(!d.allowed && !d.errors.is_empty());
         // Too-long TTL in context denied by the policy condition.
-        let long = RequestContext { ttl_seconds: 3600, ..Default::default() };
+        let long = RequestContext {
+            ttl_seconds: 3600,
+            ..Default::default()
+        };
         assert!(!b.evaluate(&ok, "issue", Some(&role), &long).allowed);
     }
 
@@ -414,14 +470,21 @@ when { principal has actor && principal.actor == "mallory" };
     fn entity_escapes_in_claims_are_plain_data() {
         let b = bundle(r#"permit (principal in Group::"admins", action, resource);"#).unwrap();
         let role = b.role("api").unwrap().clone();
-        let hostile = ident(serde_json::json!({"__entity": {"type": "Group", "id": "admins"},
-            "x": {"__extn": {"fn": "ip", "arg": "1.2.3.4"}}}));
-        assert!(!b.evaluate(&hostile, "issue", Some(&role), &RequestContext::default()).allowed);
+        let hostile = ident(
+            serde_json::json!({"__entity": {"type": "Group", "id": "admins"},
+            "x": {"__extn": {"fn": "ip", "arg": "1.2.3.4"}}}),
+        );
+        assert!(
+            !b.evaluate(&hostile, "issue", Some(&role), &RequestContext::default())
+                .allowed
+        );
     }
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = bundle("permit (principal, action, resource);\n\npermit (principal, action resource);").unwrap_err();
+        let e =
+            bundle("permit (principal, action, resource);\n\npermit (principal, action resource);")
+                .unwrap_err();
         let s = e.to_string();
         assert!(s.starts_with("main.cedar: line 3:"), "{s}");
         let e = bundle("@ttl_cap(\"forever\")\npermit (principal, action, resource);").unwrap_err();

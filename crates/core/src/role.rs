@@ -136,13 +136,21 @@ impl Role {
     /// outside the template is *refused*, because silently dropping a scope
     /// the caller relies on would fail later and far from the cause.
     /// `policy_cap` is the tightest `@ttl_cap` of the policies that permitted.
-    pub fn narrow(&self, req: &GrantRequest, policy_cap: Option<Ttl>) -> Result<Grant, NarrowError> {
+    pub fn narrow(
+        &self,
+        req: &GrantRequest,
+        policy_cap: Option<Ttl>,
+    ) -> Result<Grant, NarrowError> {
         let cap = match policy_cap {
             Some(p) if p < self.max_ttl => p,
             _ => self.max_ttl,
         };
         let wanted = req.ttl.unwrap_or_else(|| self.default_ttl());
-        let (ttl, ttl_clamped) = if wanted > cap { (cap, req.ttl.is_some()) } else { (wanted, false) };
+        let (ttl, ttl_clamped) = if wanted > cap {
+            (cap, req.ttl.is_some())
+        } else {
+            (wanted, false)
+        };
         let scopes = match &req.scopes {
             None => self.scopes.clone(),
             Some(asked) => {
@@ -199,7 +207,10 @@ scopes = ["orders:read", "orders:write"]
 "#;
 
     fn role() -> Role {
-        Role::parse_file("roles.toml", ROLES).unwrap().remove("orders-api").unwrap()
+        Role::parse_file("roles.toml", ROLES)
+            .unwrap()
+            .remove("orders-api")
+            .unwrap()
     }
 
     #[test]
@@ -221,20 +232,44 @@ scopes = ["orders:read", "orders:write"]
         let g = r.narrow(&req, Some("2m".parse().unwrap())).unwrap();
         assert_eq!(g.ttl.as_secs(), 120);
 
-        let wide = GrantRequest { scopes: Some(vec!["orders:admin".into()]), ..Default::default() };
-        assert!(matches!(r.narrow(&wide, None), Err(NarrowError::ScopeNotAllowed(..))));
-        let aud = GrantRequest { audience: Some("https://evil".into()), ..Default::default() };
-        assert!(matches!(r.narrow(&aud, None), Err(NarrowError::AudienceNotAllowed(..))));
+        let wide = GrantRequest {
+            scopes: Some(vec!["orders:admin".into()]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            r.narrow(&wide, None),
+            Err(NarrowError::ScopeNotAllowed(..))
+        ));
+        let aud = GrantRequest {
+            audience: Some("https://evil".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            r.narrow(&aud, None),
+            Err(NarrowError::AudienceNotAllowed(..))
+        ));
     }
 
     #[test]
     fn rejects_bad_files() {
-        let e = Role::parse_file("r.toml", "[[role]]\nname='x'\nissuer='oauth'\nmax_ttl='5m'\nbogus=1\n").unwrap_err();
+        let e = Role::parse_file(
+            "r.toml",
+            "[[role]]\nname='x'\nissuer='oauth'\nmax_ttl='5m'\nbogus=1\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
         assert!(e.to_string().contains("line"), "{e}");
-        let e = Role::parse_file("r.toml", "[[role]]\nname='x'\nissuer='oauth'\nmax_ttl='5m'\ndefault_ttl='1h'\n").unwrap_err();
+        let e = Role::parse_file(
+            "r.toml",
+            "[[role]]\nname='x'\nissuer='oauth'\nmax_ttl='5m'\ndefault_ttl='1h'\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("exceeds max_ttl"), "{e}");
-        let e = Role::parse_file("r.toml", "[[role]]\nname='a b'\nissuer='oauth'\nmax_ttl='5m'\n").unwrap_err();
+        let e = Role::parse_file(
+            "r.toml",
+            "[[role]]\nname='a b'\nissuer='oauth'\nmax_ttl='5m'\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("name must be"), "{e}");
     }
 }

@@ -47,7 +47,8 @@ impl SealKey {
 
     pub fn generate() -> Result<Self, SealError> {
         let mut raw = Zeroizing::new([0u8; 32]);
-        random_bytes(raw.as_mut()).map_err(|_| SealError::Seal("random number generator failed"))?;
+        random_bytes(raw.as_mut())
+            .map_err(|_| SealError::Seal("random number generator failed"))?;
         Self::from_bytes(raw.as_ref())
     }
 

@@ -18,7 +18,10 @@ impl UnixTime {
         UnixTime(secs)
     }
     pub fn plus(self, d: Duration) -> Self {
-        UnixTime(self.0.saturating_add(d.as_secs().min(i64::MAX as u64) as i64))
+        UnixTime(
+            self.0
+                .saturating_add(d.as_secs().min(i64::MAX as u64) as i64),
+        )
     }
     pub fn secs(self) -> i64 {
         self.0

@@ -20,22 +20,34 @@ pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Rou
         .route("/api/v1/leases/{id}/revoke", post(leases::revoke))
         .route("/api/v1/audit/trace/{reference}", get(leases::trace))
         .route("/oauth/token", post(oauth::token))
-        .route("/.well-known/openid-configuration", get(wellknown::discovery))
+        .route(
+            "/.well-known/openid-configuration",
+            get(wellknown::discovery),
+        )
         .route("/.well-known/jwks.json", get(wellknown::jwks))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics));
     if state.demo_idp.is_some() {
         app = app
-            .route(&format!("{}/.well-known/openid-configuration", demo_idp::PATH), get(demo_idp::discovery))
+            .route(
+                &format!("{}/.well-known/openid-configuration", demo_idp::PATH),
+                get(demo_idp::discovery),
+            )
             .route(&format!("{}/jwks", demo_idp::PATH), get(demo_idp::jwks))
             .route(&format!("{}/token", demo_idp::PATH), post(demo_idp::token));
     }
     app.fallback(|| async {
-        ApiError::not_found("not_found", "no such endpoint; see the API reference in docs/api.md")
+        ApiError::not_found(
+            "not_found",
+            "no such endpoint; see the API reference in docs/api.md",
+        )
     })
     .layer(axum::middleware::from_fn(routes::request_id_layer))
     .layer(DefaultBodyLimit::max(body_limit))
-    .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        timeout,
+    ))
     .with_state(state)
 }

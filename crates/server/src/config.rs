@@ -280,10 +280,17 @@ impl IdmintConfig {
         }
         match (&self.seal.key_file, &self.seal.key_env) {
             (None, None) => {
-                return Err(err(None, "[seal]: set key_file or key_env (the root key that seals secrets at rest)".into()))
+                return Err(err(
+                    None,
+                    "[seal]: set key_file or key_env (the root key that seals secrets at rest)"
+                        .into(),
+                ))
             }
             (Some(_), Some(_)) => {
-                return Err(err(None, "[seal]: set only one of key_file and key_env".into()))
+                return Err(err(
+                    None,
+                    "[seal]: set only one of key_file and key_env".into(),
+                ))
             }
             _ => {}
         }
@@ -299,11 +306,17 @@ impl IdmintConfig {
             let parsed = url::Url::parse(url)
                 .map_err(|e| err(None, format!("[server] public_url {url:?}: {e}")))?;
             if parsed.scheme() != "https" && !self.server.insecure_http {
-                return Err(err(None, format!("[server] public_url {url:?} must be https")));
+                return Err(err(
+                    None,
+                    format!("[server] public_url {url:?} must be https"),
+                ));
             }
         }
         if self.server.max_body_bytes < 1024 {
-            return Err(err(None, "[server] max_body_bytes must be at least 1024".into()));
+            return Err(err(
+                None,
+                "[server] max_body_bytes must be at least 1024".into(),
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for entry in &self.auth.oidc {
@@ -311,14 +324,23 @@ impl IdmintConfig {
             let cfg = entry.get_ref();
             cfg.validate().map_err(|e| err(line, e.to_string()))?;
             if !names.insert(cfg.name.clone()) {
-                return Err(err(line, format!("[[auth.oidc]] name {:?} is used twice", cfg.name)));
+                return Err(err(
+                    line,
+                    format!("[[auth.oidc]] name {:?} is used twice", cfg.name),
+                ));
             }
         }
         let mut issuers = std::collections::HashSet::new();
         for entry in &self.issuer.oauth {
             let line = Some(line_at(text, entry.span().start));
             if !issuers.insert(entry.get_ref().name.clone()) {
-                return Err(err(line, format!("[[issuer.oauth]] name {:?} is used twice", entry.get_ref().name)));
+                return Err(err(
+                    line,
+                    format!(
+                        "[[issuer.oauth]] name {:?} is used twice",
+                        entry.get_ref().name
+                    ),
+                ));
             }
         }
         if self.reaper.max_attempts == 0 {
@@ -345,7 +367,9 @@ file = { path = "audit.jsonl" }
 "#;
 
     fn err(extra: &str) -> String {
-        IdmintConfig::parse("idmint.toml", &format!("{BASE}{extra}")).unwrap_err().to_string()
+        IdmintConfig::parse("idmint.toml", &format!("{BASE}{extra}"))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -369,25 +393,36 @@ file = { path = "audit.jsonl" }
         assert!(e.contains("audiences"), "{e}");
         let two = "[[auth.oidc]]\nname = \"gh\"\nissuer = \"https://x\"\naudiences = [\"a\"]\n";
         let e = err(&format!("{two}{two}"));
-        assert!(e.contains("used twice") && e.starts_with("idmint.toml: line 15"), "{e}");
+        assert!(
+            e.contains("used twice") && e.starts_with("idmint.toml: line 15"),
+            "{e}"
+        );
     }
 
     #[test]
     fn plain_http_needs_loopback_and_opt_in() {
         let text = BASE.replace("insecure_http = true\n", "");
-        let e = IdmintConfig::parse("idmint.toml", &text).unwrap_err().to_string();
+        let e = IdmintConfig::parse("idmint.toml", &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("tls = { cert, key } is required"), "{e}");
         let text = BASE.replace("127.0.0.1:8443", "0.0.0.0:8443");
-        let e = IdmintConfig::parse("idmint.toml", &text).unwrap_err().to_string();
+        let e = IdmintConfig::parse("idmint.toml", &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("refusing plain HTTP"), "{e}");
     }
 
     #[test]
     fn seal_and_storage_required() {
         let text = BASE.replace("key_file = \"root.key\"", "");
-        let e = IdmintConfig::parse("idmint.toml", &text).unwrap_err().to_string();
+        let e = IdmintConfig::parse("idmint.toml", &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[seal]"), "{e}");
-        let e = IdmintConfig::parse("idmint.toml", "policy_dir = 1").unwrap_err().to_string();
+        let e = IdmintConfig::parse("idmint.toml", "policy_dir = 1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 1"), "{e}");
     }
 

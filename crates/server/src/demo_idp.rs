@@ -40,7 +40,10 @@ pub struct DemoTokenRequest {
 impl DemoIdp {
     pub fn new(base_url: &str) -> Result<Self, idmint_issuers::IssueError> {
         let (key, _pkcs8) = SigningKey::generate(SigningAlg::ES256)?;
-        Ok(Self { issuer: format!("{base_url}{PATH}"), key })
+        Ok(Self {
+            issuer: format!("{base_url}{PATH}"),
+            key,
+        })
     }
 
     /// Claims of a GitHub Actions job on `acme/app` main, overridable.
@@ -61,29 +64,48 @@ impl DemoIdp {
             "run_id": "1",
             "environment": "dev",
         });
-        let obj = claims.as_object_mut().ok_or_else(|| ApiError::internal("claims"))?;
+        let obj = claims
+            .as_object_mut()
+            .ok_or_else(|| ApiError::internal("claims"))?;
         for (k, v) in req.claims {
             obj.insert(k, v);
         }
-        let repo = obj.get("repository").and_then(Value::as_str).unwrap_or("acme/app").to_string();
-        let git_ref = obj.get("ref").and_then(Value::as_str).unwrap_or("refs/heads/main").to_string();
-        let subject = req.subject.unwrap_or_else(|| format!("repo:{repo}:ref:{git_ref}"));
+        let repo = obj
+            .get("repository")
+            .and_then(Value::as_str)
+            .unwrap_or("acme/app")
+            .to_string();
+        let git_ref = obj
+            .get("ref")
+            .and_then(Value::as_str)
+            .unwrap_or("refs/heads/main")
+            .to_string();
+        let subject = req
+            .subject
+            .unwrap_or_else(|| format!("repo:{repo}:ref:{git_ref}"));
         obj.insert("iss".into(), self.issuer.clone().into());
         obj.insert("sub".into(), subject.into());
-        obj.insert("aud".into(), req.audience.unwrap_or_else(|| "idmint".into()).into());
+        obj.insert(
+            "aud".into(),
+            req.audience.unwrap_or_else(|| "idmint".into()).into(),
+        );
         obj.insert("iat".into(), now.into());
         obj.insert("nbf".into(), now.into());
         obj.insert("exp".into(), (now + ttl).into());
         obj.insert("jti".into(), jti.to_string().into());
-        self.key.sign_jwt(&claims).map_err(|e| ApiError::internal(e.to_string()))
+        self.key
+            .sign_jwt(&claims)
+            .map_err(|e| ApiError::internal(e.to_string()))
     }
 }
 
 fn demo(state: &AppState) -> Result<&DemoIdp, ApiError> {
-    state
-        .demo_idp
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("not_found", "the demo IdP only exists in `idmint server --dev`"))
+    state.demo_idp.as_ref().ok_or_else(|| {
+        ApiError::not_found(
+            "not_found",
+            "the demo IdP only exists in `idmint server --dev`",
+        )
+    })
 }
 
 pub async fn discovery(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {

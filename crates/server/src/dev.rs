@@ -52,7 +52,8 @@ pub fn prepare(data_dir: &Path, addr: SocketAddr) -> Result<PathBuf, String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(e, data_dir))?;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io(e, data_dir))?;
     }
     for (name, text) in [("roles.toml", SAMPLE_ROLES), ("demo.cedar", SAMPLE_POLICY)] {
         let p = data_dir.join("policy").join(name);

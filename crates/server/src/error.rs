@@ -48,7 +48,10 @@ impl ApiError {
         )
     }
     pub fn store_unavailable(e: impl std::fmt::Display) -> Self {
-        Self::unavailable("store_unavailable", format!("the idmint store failed: {e}; retry later"))
+        Self::unavailable(
+            "store_unavailable",
+            format!("the idmint store failed: {e}; retry later"),
+        )
     }
     pub fn with_request_id(mut self, id: &str) -> Self {
         self.request_id = Some(id.to_string());

@@ -9,7 +9,9 @@ use crate::audit_events::{audit_identity, decision_of};
 use crate::state::AppState;
 use idmint_audit::{AuditErrorInfo, AuditEvent};
 use idmint_core::role::{Grant, GrantRequest, NarrowError};
-use idmint_core::{Decision, Identity, Lease, LeaseId, LeaseState, RequestContext, RequestId, UnixTime};
+use idmint_core::{
+    Decision, Identity, Lease, LeaseId, LeaseState, RequestContext, RequestId, UnixTime,
+};
 use idmint_issuers::{IssueError, IssueRequest, Minted};
 use std::net::IpAddr;
 use std::time::Instant;
@@ -107,8 +109,16 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
     };
 
     let ctx = RequestContext {
-        ttl_seconds: input.request.ttl.unwrap_or_else(|| role.default_ttl()).as_secs(),
-        scopes: input.request.scopes.clone().unwrap_or_else(|| role.scopes.clone()),
+        ttl_seconds: input
+            .request
+            .ttl
+            .unwrap_or_else(|| role.default_ttl())
+            .as_secs(),
+        scopes: input
+            .request
+            .scopes
+            .clone()
+            .unwrap_or_else(|| role.scopes.clone()),
         audience: input
             .request
             .audience
@@ -152,7 +162,9 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
     if revocation.kind == "token_id" {
         base.token_id = Some(revocation.value.clone());
     }
-    let expires_at = now.plus(grant.ttl.as_duration()).min(input.identity.expires_at);
+    let expires_at = now
+        .plus(grant.ttl.as_duration())
+        .min(input.identity.expires_at);
     let mut lease = Lease {
         id: lease_id.clone(),
         request_id: input.request_id.clone(),
@@ -198,7 +210,13 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
             if write_ahead && issuer.revoke(&revocation).await.is_ok() {
                 let _ = state
                     .store
-                    .transition_lease(&lease_id, LeaseState::Pending, LeaseState::Revoked, None, Some(&e.to_string()))
+                    .transition_lease(
+                        &lease_id,
+                        LeaseState::Pending,
+                        LeaseState::Revoked,
+                        None,
+                        Some(&e.to_string()),
+                    )
                     .await;
             }
             let f = IssueFailure::Issuer(e);
@@ -206,7 +224,9 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
             return Err(f);
         }
     };
-    let fingerprint = state.fingerprints.fingerprint(minted.secret_material.expose());
+    let fingerprint = state
+        .fingerprints
+        .fingerprint(minted.secret_material.expose());
     lease.fingerprint = Some(fingerprint.clone());
     if !write_ahead {
         // Nothing exists outside this process yet: record the lease, already
@@ -231,26 +251,42 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
         let _ = issuer.revoke(&revocation).await;
         let _ = state
             .store
-            .transition_lease(&lease_id, lease.state, LeaseState::Revoked, None, Some("audit log unavailable at issuance"))
+            .transition_lease(
+                &lease_id,
+                lease.state,
+                LeaseState::Revoked,
+                None,
+                Some("audit log unavailable at issuance"),
+            )
             .await;
         return Err(IssueFailure::Audit);
     }
     if write_ahead {
         match state
             .store
-            .transition_lease(&lease_id, LeaseState::Pending, LeaseState::Active, Some(&fingerprint), None)
+            .transition_lease(
+                &lease_id,
+                LeaseState::Pending,
+                LeaseState::Active,
+                Some(&fingerprint),
+                None,
+            )
             .await
         {
             Ok(_) => lease.state = LeaseState::Active,
             // The credential is audited and its lease row exists (pending),
             // so the reaper still revokes it at expiry: hand it out.
-            Err(e) => tracing::warn!(lease = %lease_id, error = %e, "lease activation failed; it stays pending and is reaped at expiry"),
+            Err(e) => {
+                tracing::warn!(lease = %lease_id, error = %e, "lease activation failed; it stays pending and is reaped at expiry")
+            }
         }
     }
     state
         .metrics
         .issuance_seconds
-        .get_or_create(&crate::metrics::IssuerLabel { issuer: role.issuer.clone() })
+        .get_or_create(&crate::metrics::IssuerLabel {
+            issuer: role.issuer.clone(),
+        })
         .observe(started.elapsed().as_secs_f64());
     Ok(IssueOutcome {
         lease,
@@ -271,12 +307,21 @@ async fn audit_failure(
 ) -> Result<(), IssueFailure> {
     let mut ev = base.clone();
     if ev.event == "credential_issued" {
-        ev.event = if matches!(failure, IssueFailure::Denied(_)) { "decision".into() } else { "issue_failed".into() };
+        ev.event = if matches!(failure, IssueFailure::Denied(_)) {
+            "decision".into()
+        } else {
+            "issue_failed".into()
+        };
     }
     ev.outcome = outcome.to_string();
     ev.error = Some(AuditErrorInfo {
         code: failure.code().to_string(),
         message: failure.message(),
     });
-    state.audit.append(ev).await.map(|_| ()).map_err(|_| IssueFailure::Audit)
+    state
+        .audit
+        .append(ev)
+        .await
+        .map(|_| ())
+        .map_err(|_| IssueFailure::Audit)
 }

@@ -79,9 +79,12 @@ pub async fn serve(
         }
         let data_dir = opts.data_dir.clone().unwrap_or_else(dev::default_data_dir);
         let listener = bind(listen).await?;
-        let addr = listener.local_addr().map_err(|e| ServerError::Startup(e.to_string()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServerError::Startup(e.to_string()))?;
         let cfg_path = dev::prepare(&data_dir, addr).map_err(ServerError::Startup)?;
-        let (mut cfg, _) = config::IdmintConfig::load(&cfg_path).map_err(|e| ServerError::Config(e.to_string()))?;
+        let (mut cfg, _) = config::IdmintConfig::load(&cfg_path)
+            .map_err(|e| ServerError::Config(e.to_string()))?;
         cfg.resolve_paths(&data_dir);
         let demo = demo_idp::DemoIdp::new(&format!("http://{addr}"))
             .map_err(|e| ServerError::Startup(e.to_string()))?;
@@ -96,7 +99,9 @@ pub async fn serve(
             cfg.server.listen = l;
         }
     }
-    let addr = listener.local_addr().map_err(|e| ServerError::Startup(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Startup(e.to_string()))?;
     let tls = match &cfg.server.tls {
         Some(t) => Some(tls::server_config(&t.cert, &t.key).map_err(ServerError::Config)?),
         None => None,
@@ -146,10 +151,11 @@ pub async fn serve(
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending::<()>().await,
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return std::future::pending::<()>().await,
+                };
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]
@@ -159,15 +165,22 @@ pub async fn serve(
     };
     let result = match tls {
         Some(tls_cfg) => {
-            let l = tls::TlsListener::new(listener, tls_cfg).map_err(|e| ServerError::Startup(e.to_string()))?;
-            axum::serve(l, router.into_make_service_with_connect_info::<routes::PeerAddr>())
-                .with_graceful_shutdown(shutdown)
-                .await
+            let l = tls::TlsListener::new(listener, tls_cfg)
+                .map_err(|e| ServerError::Startup(e.to_string()))?;
+            axum::serve(
+                l,
+                router.into_make_service_with_connect_info::<routes::PeerAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
         }
         None => {
-            axum::serve(listener, router.into_make_service_with_connect_info::<routes::PeerAddr>())
-                .with_graceful_shutdown(shutdown)
-                .await
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<routes::PeerAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
         }
     };
     if let Err(e) = state.audit.close().await {
@@ -188,10 +201,17 @@ fn load_config(opts: &ServeOptions) -> Result<(config::IdmintConfig, PathBuf), S
     let path = opts.config.as_ref().ok_or_else(|| {
         ServerError::Config("no configuration: pass --config idmint.toml, or --dev to try idmint with generated defaults".into())
     })?;
-    let (mut cfg, _) = config::IdmintConfig::load(path).map_err(|e| ServerError::Config(e.to_string()))?;
+    let (mut cfg, _) =
+        config::IdmintConfig::load(path).map_err(|e| ServerError::Config(e.to_string()))?;
     let base = path
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        })
         .unwrap_or_else(|| PathBuf::from("."));
     cfg.resolve_paths(&base);
     Ok((cfg, base))
@@ -207,18 +227,52 @@ pub fn check_config(opts: &ServeOptions) -> Result<String, ServerError> {
         tls::server_config(&t.cert, &t.key).map_err(ServerError::Config)?;
     }
     if let Some(k) = &cfg.seal.key_file {
-        idmint_store::Envelope::load_root_key_file(k).map_err(|e| ServerError::Config(format!("[seal] key_file: {e}")))?;
+        idmint_store::Envelope::load_root_key_file(k)
+            .map_err(|e| ServerError::Config(format!("[seal] key_file: {e}")))?;
     }
     if let Some(var) = &cfg.seal.key_env {
-        let v = std::env::var(var).map_err(|_| ServerError::Config(format!("[seal] key_env: environment variable {var} is not set")))?;
-        idmint_store::Envelope::root_key_from_env(&v).map_err(|e| ServerError::Config(format!("[seal] key_env {var}: {e}")))?;
+        let v = std::env::var(var).map_err(|_| {
+            ServerError::Config(format!(
+                "[seal] key_env: environment variable {var} is not set"
+            ))
+        })?;
+        idmint_store::Envelope::root_key_from_env(&v)
+            .map_err(|e| ServerError::Config(format!("[seal] key_env {var}: {e}")))?;
     }
     let mut out = String::new();
     use std::fmt::Write;
     let _ = writeln!(out, "configuration OK");
-    let _ = writeln!(out, "  listen:       {} ({})", cfg.server.listen, if cfg.server.tls.is_some() { "TLS" } else { "plain HTTP, loopback" });
-    let _ = writeln!(out, "  auth.oidc:    {}", cfg.auth.oidc.iter().map(|o| o.get_ref().name.clone()).collect::<Vec<_>>().join(", "));
-    let _ = writeln!(out, "  issuers:      {}", startup::issuer_names(&cfg).join(", "));
-    let _ = writeln!(out, "  policy:       {} roles, {} Cedar policies from {}", bundle.roles.len(), bundle.policy_count(), cfg.policy_dir.display());
+    let _ = writeln!(
+        out,
+        "  listen:       {} ({})",
+        cfg.server.listen,
+        if cfg.server.tls.is_some() {
+            "TLS"
+        } else {
+            "plain HTTP, loopback"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  auth.oidc:    {}",
+        cfg.auth
+            .oidc
+            .iter()
+            .map(|o| o.get_ref().name.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "  issuers:      {}",
+        startup::issuer_names(&cfg).join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "  policy:       {} roles, {} Cedar policies from {}",
+        bundle.roles.len(),
+        bundle.policy_count(),
+        cfg.policy_dir.display()
+    );
     Ok(out)
 }

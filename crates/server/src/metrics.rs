@@ -54,8 +54,9 @@ impl Metrics {
         let logins = Family::<OutcomeLabel, Counter>::default();
         let decisions = Family::<OutcomeLabel, Counter>::default();
         let token_exchanges = Family::<OutcomeLabel, Counter>::default();
-        let issuance_seconds =
-            Family::<IssuerLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let issuance_seconds = Family::<IssuerLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let revocations = Family::<OutcomeLabel, Counter>::default();
         let jwks_fetches = Family::<AuthLabel, Gauge>::default();
         let jwks_fetch_failures = Family::<AuthLabel, Gauge>::default();
@@ -65,21 +66,61 @@ impl Metrics {
         let audit_failures = Gauge::default();
         let policy_version = Gauge::default();
         registry.register("logins", "Login attempts by outcome", logins.clone());
-        registry.register("decisions", "Policy decisions by outcome", decisions.clone());
-        registry.register("token_exchanges", "RFC 8693 token exchanges by outcome", token_exchanges.clone());
+        registry.register(
+            "decisions",
+            "Policy decisions by outcome",
+            decisions.clone(),
+        );
+        registry.register(
+            "token_exchanges",
+            "RFC 8693 token exchanges by outcome",
+            token_exchanges.clone(),
+        );
         registry.register(
             "issuance_seconds",
             "Credential issuance latency (policy + mint + lease + audit)",
             issuance_seconds.clone(),
         );
-        registry.register("revocations", "Lease revocations by outcome", revocations.clone());
-        registry.register("jwks_fetches", "JWKS fetches per auth config", jwks_fetches.clone());
-        registry.register("jwks_fetch_failures", "Failed JWKS fetches per auth config", jwks_fetch_failures.clone());
-        registry.register("jwks_stale", "1 when an auth config is serving stale keys", jwks_stale.clone());
-        registry.register("audit_queue_depth", "Audit events waiting to be made durable", audit_queue.clone());
-        registry.register("audit_events_written", "Audit events made durable", audit_written.clone());
-        registry.register("audit_write_failures", "Audit write failures (fail-closed)", audit_failures.clone());
-        registry.register("policy_bundle_version", "Active policy bundle version", policy_version.clone());
+        registry.register(
+            "revocations",
+            "Lease revocations by outcome",
+            revocations.clone(),
+        );
+        registry.register(
+            "jwks_fetches",
+            "JWKS fetches per auth config",
+            jwks_fetches.clone(),
+        );
+        registry.register(
+            "jwks_fetch_failures",
+            "Failed JWKS fetches per auth config",
+            jwks_fetch_failures.clone(),
+        );
+        registry.register(
+            "jwks_stale",
+            "1 when an auth config is serving stale keys",
+            jwks_stale.clone(),
+        );
+        registry.register(
+            "audit_queue_depth",
+            "Audit events waiting to be made durable",
+            audit_queue.clone(),
+        );
+        registry.register(
+            "audit_events_written",
+            "Audit events made durable",
+            audit_written.clone(),
+        );
+        registry.register(
+            "audit_write_failures",
+            "Audit write failures (fail-closed)",
+            audit_failures.clone(),
+        );
+        registry.register(
+            "policy_bundle_version",
+            "Active policy bundle version",
+            policy_version.clone(),
+        );
         Self {
             registry,
             logins,

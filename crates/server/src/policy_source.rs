@@ -14,21 +14,31 @@ pub fn read_policy_dir(dir: &Path) -> Result<Vec<SourceFile>, String> {
     for entry in entries {
         let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = entry.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
             continue;
         };
         if !(name.ends_with(".cedar") || name == "roles.toml") {
             continue;
         }
-        let meta = entry.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         if meta.len() > MAX_FILE {
             return Err(format!("{}: larger than 1 MiB; split it", path.display()));
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         sources.push(SourceFile { name, text });
     }
     if !sources.iter().any(|s| s.name == "roles.toml") {
-        return Err(format!("{}: no roles.toml in the policy directory", dir.display()));
+        return Err(format!(
+            "{}: no roles.toml in the policy directory",
+            dir.display()
+        ));
     }
     sources.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(sources)

@@ -43,9 +43,14 @@ impl LeaseReaper {
             };
             let n = due.len();
             for lease in due {
-                match revocation::revoke(state, &lease, RevokeReason::Expired, None, Some("reaper")).await {
+                match revocation::revoke(state, &lease, RevokeReason::Expired, None, Some("reaper"))
+                    .await
+                {
                     Ok(_) => done += 1,
-                    Err(e) => revocation::record_failure(state, &lease, &e.to_string(), self.max_attempts).await,
+                    Err(e) => {
+                        revocation::record_failure(state, &lease, &e.to_string(), self.max_attempts)
+                            .await
+                    }
                 }
             }
             if n < BATCH {

@@ -22,7 +22,10 @@ impl std::fmt::Display for RevokeError {
             RevokeError::Issuer(e) => write!(f, "the issuer failed to revoke the credential: {e}"),
             RevokeError::Store(e) => write!(f, "the store failed: {e}"),
             RevokeError::Audit => f.write_str("the audit log cannot be written"),
-            RevokeError::UnknownIssuer(i) => write!(f, "issuer {i:?} is no longer configured, so the credential cannot be revoked"),
+            RevokeError::UnknownIssuer(i) => write!(
+                f,
+                "issuer {i:?} is no longer configured, so the credential cannot be revoked"
+            ),
         }
     }
 }
@@ -86,7 +89,11 @@ pub async fn revoke(
         })),
         ..Default::default()
     };
-    state.audit.append(event).await.map_err(|_| RevokeError::Audit)?;
+    state
+        .audit
+        .append(event)
+        .await
+        .map_err(|_| RevokeError::Audit)?;
     Ok(out)
 }
 
@@ -97,7 +104,13 @@ pub async fn record_failure(state: &AppState, lease: &Lease, error: &str, max_at
     if attempts >= max_attempts {
         let _ = state
             .store
-            .transition_lease(&lease.id, lease.state, LeaseState::Irrevocable, None, Some(error))
+            .transition_lease(
+                &lease.id,
+                lease.state,
+                LeaseState::Irrevocable,
+                None,
+                Some(error),
+            )
             .await;
         tracing::error!(lease = %lease.id, role = %lease.role, error, "lease could not be revoked after {attempts} attempts: flagged irrevocable, operator action needed");
         let event = AuditEvent {
@@ -106,13 +119,19 @@ pub async fn record_failure(state: &AppState, lease: &Lease, error: &str, max_at
             role: Some(lease.role.clone()),
             lease_id: Some(lease.id.to_string()),
             fingerprint: lease.fingerprint.clone(),
-            error: Some(AuditErrorInfo { code: "irrevocable".into(), message: error.to_string() }),
+            error: Some(AuditErrorInfo {
+                code: "irrevocable".into(),
+                message: error.to_string(),
+            }),
             ..Default::default()
         };
         let _ = state.audit.append(event).await;
     } else {
         let next = UnixTime::now().plus(backoff(attempts));
-        let _ = state.store.record_revoke_failure(&lease.id, next, error).await;
+        let _ = state
+            .store
+            .record_revoke_failure(&lease.id, next, error)
+            .await;
         tracing::warn!(lease = %lease.id, attempt = attempts, error, "revocation failed; will retry");
     }
 }

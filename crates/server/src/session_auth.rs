@@ -12,21 +12,30 @@ use std::sync::Arc;
 pub struct Session(pub SessionClaims);
 
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let v = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Opens a session token and checks the denylist. Shared by the bearer
 /// extractor and token exchange (an idmint token as `subject_token`).
 pub fn open_session(state: &AppState, token: &str) -> Result<SessionClaims, ApiError> {
-    let claims = state.sessions.open(token, UnixTime::now()).map_err(|e| match e {
-        SessionError::Expired { .. } => ApiError::unauthorized("token_expired", e.to_string()),
-        _ => ApiError::unauthorized(
-            "invalid_token",
-            format!("{e}; log in again with `idmint login`"),
-        ),
-    })?;
+    let claims = state
+        .sessions
+        .open(token, UnixTime::now())
+        .map_err(|e| match e {
+            SessionError::Expired { .. } => ApiError::unauthorized("token_expired", e.to_string()),
+            _ => ApiError::unauthorized(
+                "invalid_token",
+                format!("{e}; log in again with `idmint login`"),
+            ),
+        })?;
     if state.denylist.contains(claims.token_id.as_str()) {
         return Err(ApiError::unauthorized(
             "token_revoked",
@@ -39,7 +48,10 @@ pub fn open_session(state: &AppState, token: &str) -> Result<SessionClaims, ApiE
 impl FromRequestParts<Arc<AppState>> for Session {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(|| {
             ApiError::unauthorized(
                 "missing_token",

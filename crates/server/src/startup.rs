@@ -40,27 +40,43 @@ pub fn check_bundle(bundle: &PolicyBundle, issuer_names: &[String]) -> Result<()
 }
 
 pub fn issuer_names(cfg: &IdmintConfig) -> Vec<String> {
-    cfg.issuer.oauth.iter().map(|i| i.get_ref().name.clone()).collect()
+    cfg.issuer
+        .oauth
+        .iter()
+        .map(|i| i.get_ref().name.clone())
+        .collect()
 }
 
 /// Load and validate the policy directory into a bundle (version 0: not yet stored).
 pub fn load_policy(cfg: &IdmintConfig) -> Result<(Vec<SourceFile>, PolicyBundle), ServerError> {
     let sources = read_policy_dir(&cfg.policy_dir).map_err(ServerError::Config)?;
-    let bundle = PolicyBundle::from_sources(0, sources.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
-    check_bundle(&bundle, &issuer_names(cfg)).map_err(|e| ServerError::Config(format!("{}: {e}", cfg.policy_dir.display())))?;
+    let bundle = PolicyBundle::from_sources(0, sources.clone())
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    check_bundle(&bundle, &issuer_names(cfg))
+        .map_err(|e| ServerError::Config(format!("{}: {e}", cfg.policy_dir.display())))?;
     Ok((sources, bundle))
 }
 
 fn root_key(cfg: &IdmintConfig, dev: bool) -> Result<SealKey, ServerError> {
     if let Some(var) = &cfg.seal.key_env {
-        let v = std::env::var(var).map_err(|_| ServerError::Config(format!("[seal] key_env: environment variable {var} is not set")))?;
-        return Envelope::root_key_from_env(&v).map_err(|e| ServerError::Config(format!("[seal] key_env {var}: {e}")));
+        let v = std::env::var(var).map_err(|_| {
+            ServerError::Config(format!(
+                "[seal] key_env: environment variable {var} is not set"
+            ))
+        })?;
+        return Envelope::root_key_from_env(&v)
+            .map_err(|e| ServerError::Config(format!("[seal] key_env {var}: {e}")));
     }
-    let path = cfg.seal.key_file.as_ref().ok_or_else(|| ServerError::Config("[seal]: no root key configured".into()))?;
+    let path = cfg
+        .seal
+        .key_file
+        .as_ref()
+        .ok_or_else(|| ServerError::Config("[seal]: no root key configured".into()))?;
     if dev && !path.exists() {
         return Envelope::create_root_key_file(path).map_err(startup);
     }
-    Envelope::load_root_key_file(path).map_err(|e| ServerError::Config(format!("[seal] key_file: {e}")))
+    Envelope::load_root_key_file(path)
+        .map_err(|e| ServerError::Config(format!("[seal] key_file: {e}")))
 }
 
 fn gen_random(n: usize) -> impl FnOnce() -> Result<Vec<u8>, StoreError> + Send {
@@ -84,12 +100,21 @@ pub struct Built {
     pub verifiers: Vec<Arc<OidcVerifier>>,
 }
 
-pub async fn build(cfg: &IdmintConfig, dev: bool, demo: Option<DemoIdp>) -> Result<Built, ServerError> {
+pub async fn build(
+    cfg: &IdmintConfig,
+    dev: bool,
+    demo: Option<DemoIdp>,
+) -> Result<Built, ServerError> {
     let (sources, _) = load_policy(cfg)?;
-    let sqlite = cfg.storage.sqlite.as_ref().ok_or_else(|| ServerError::Config("[storage]: no backend".into()))?;
+    let sqlite = cfg
+        .storage
+        .sqlite
+        .as_ref()
+        .ok_or_else(|| ServerError::Config("[storage]: no backend".into()))?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&sqlite.path).map_err(startup)?);
     let envelope = Envelope::new(root_key(cfg, dev)?);
-    let secret = |name: &'static str, gen: Box<dyn FnOnce() -> Result<Vec<u8>, StoreError> + Send>| {
+    let secret = |name: &'static str,
+                  gen: Box<dyn FnOnce() -> Result<Vec<u8>, StoreError> + Send>| {
         let store = store.clone();
         let envelope = &envelope;
         async move {
@@ -100,7 +125,11 @@ pub async fn build(cfg: &IdmintConfig, dev: bool, demo: Option<DemoIdp>) -> Resu
     };
     let session_key = secret("session-key-1", Box::new(gen_random(32))).await?;
     let fp_key = secret("fingerprint-key", Box::new(gen_random(32))).await?;
-    let audit_key = secret("audit-signing-key", Box::new(gen_signing(SigningAlg::EdDSA))).await?;
+    let audit_key = secret(
+        "audit-signing-key",
+        Box::new(gen_signing(SigningAlg::EdDSA)),
+    )
+    .await?;
     let mut signing = vec![];
     for (name, alg) in [
         ("oauth-key-es256", SigningAlg::ES256),
@@ -137,18 +166,28 @@ pub async fn build(cfg: &IdmintConfig, dev: bool, demo: Option<DemoIdp>) -> Resu
         }
         None => {
             let v = store
-                .activate_bundle(&sources, "bootstrap", &format!("seeded from {}", cfg.policy_dir.display()))
+                .activate_bundle(
+                    &sources,
+                    "bootstrap",
+                    &format!("seeded from {}", cfg.policy_dir.display()),
+                )
                 .await
                 .map_err(startup)?;
             store
                 .active_bundle()
                 .await
                 .map_err(startup)?
-                .ok_or_else(|| ServerError::Startup(format!("bundle v{v} vanished after activation")))?
+                .ok_or_else(|| {
+                    ServerError::Startup(format!("bundle v{v} vanished after activation"))
+                })?
         }
     };
-    let bundle = PolicyBundle::from_sources(stored.version, stored.sources).map_err(|e| ServerError::Startup(format!("active policy bundle v{}: {e}", stored.version)))?;
-    check_bundle(&bundle, &issuer_names(cfg)).map_err(|e| ServerError::Startup(format!("active policy bundle v{}: {e}", bundle.version)))?;
+    let bundle = PolicyBundle::from_sources(stored.version, stored.sources).map_err(|e| {
+        ServerError::Startup(format!("active policy bundle v{}: {e}", stored.version))
+    })?;
+    check_bundle(&bundle, &issuer_names(cfg)).map_err(|e| {
+        ServerError::Startup(format!("active policy bundle v{}: {e}", bundle.version))
+    })?;
 
     // IdP discovery/JWKS client: few redirects, never to plain http (the
     // JWKS cache checks the final URL).
@@ -159,7 +198,8 @@ pub async fn build(cfg: &IdmintConfig, dev: bool, demo: Option<DemoIdp>) -> Resu
         .map_err(startup)?;
     let mut verifiers = vec![];
     for entry in &cfg.auth.oidc {
-        let v = OidcVerifier::new(entry.get_ref().clone(), http.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
+        let v = OidcVerifier::new(entry.get_ref().clone(), http.clone())
+            .map_err(|e| ServerError::Config(e.to_string()))?;
         verifiers.push(Arc::new(v));
     }
 
@@ -173,12 +213,16 @@ pub async fn build(cfg: &IdmintConfig, dev: bool, demo: Option<DemoIdp>) -> Resu
     let mut issuers: HashMap<String, Arc<dyn Issuer>> = HashMap::new();
     for entry in &cfg.issuer.oauth {
         let c = entry.get_ref();
-        let i = OauthIssuer::new(c, public_url.clone(), keys.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
+        let i = OauthIssuer::new(c, public_url.clone(), keys.clone())
+            .map_err(|e| ServerError::Config(e.to_string()))?;
         issuers.insert(c.name.clone(), Arc::new(i));
     }
 
     let session_key = SealKey::from_bytes(&session_key).map_err(startup)?;
-    let denied = store.denied_tokens(UnixTime::now()).await.map_err(startup)?;
+    let denied = store
+        .denied_tokens(UnixTime::now())
+        .await
+        .map_err(startup)?;
     let state = Arc::new(AppState {
         bundle: ArcSwap::from_pointee(bundle),
         oidc: OidcAuthenticator::new(verifiers.clone()),
@@ -206,7 +250,11 @@ pub async fn build(cfg: &IdmintConfig, dev: bool, demo: Option<DemoIdp>) -> Resu
         })),
         ..Default::default()
     };
-    state.audit.append(ev).await.map_err(|e| ServerError::Startup(format!("audit log: {e}")))?;
+    state
+        .audit
+        .append(ev)
+        .await
+        .map_err(|e| ServerError::Startup(format!("audit log: {e}")))?;
     Ok(Built { state, verifiers })
 }
 

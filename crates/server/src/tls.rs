@@ -16,13 +16,18 @@ use tokio_rustls::TlsAcceptor;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
-    let cert_pem = std::fs::read(cert).map_err(|e| format!("{}: cannot read TLS certificate: {e}", cert.display()))?;
-    let key_pem = std::fs::read(key).map_err(|e| format!("{}: cannot read TLS key: {e}", key.display()))?;
+    let cert_pem = std::fs::read(cert)
+        .map_err(|e| format!("{}: cannot read TLS certificate: {e}", cert.display()))?;
+    let key_pem =
+        std::fs::read(key).map_err(|e| format!("{}: cannot read TLS key: {e}", key.display()))?;
     let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert.display()))?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate found in the PEM file", cert.display()));
+        return Err(format!(
+            "{}: no certificate found in the PEM file",
+            cert.display()
+        ));
     }
     let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?
@@ -33,7 +38,13 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, St
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
-        .map_err(|e| format!("{} / {}: certificate and key do not form a valid pair: {e}", cert.display(), key.display()))?;
+        .map_err(|e| {
+            format!(
+                "{} / {}: certificate and key do not form a valid pair: {e}",
+                cert.display(),
+                key.display()
+            )
+        })?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }

@@ -10,7 +10,11 @@ use idmint_proto::Health;
 use std::sync::Arc;
 
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".into(), policy_version: None, problems: vec![] })
+    Json(Health {
+        status: "ok".into(),
+        policy_version: None,
+        problems: vec![],
+    })
 }
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
@@ -24,12 +28,23 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Hea
     for v in state.oidc.verifiers() {
         let s = v.jwks_stats();
         if s.keys == 0 {
-            problems.push(format!("auth.oidc {:?}: no signing keys loaded from the issuer yet", v.name()));
+            problems.push(format!(
+                "auth.oidc {:?}: no signing keys loaded from the issuer yet",
+                v.name()
+            ));
         }
     }
-    let status = if problems.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let health = Health {
-        status: if problems.is_empty() { "ready".into() } else { "not_ready".into() },
+        status: if problems.is_empty() {
+            "ready".into()
+        } else {
+            "not_ready".into()
+        },
         policy_version: Some(state.bundle.load().version),
         problems,
     };
@@ -40,9 +55,13 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let m = &state.metrics;
     for v in state.oidc.verifiers() {
         let s = v.jwks_stats();
-        let label = crate::metrics::AuthLabel { auth: v.name().to_string() };
+        let label = crate::metrics::AuthLabel {
+            auth: v.name().to_string(),
+        };
         m.jwks_fetches.get_or_create(&label).set(s.fetches as i64);
-        m.jwks_fetch_failures.get_or_create(&label).set(s.fetch_failures as i64);
+        m.jwks_fetch_failures
+            .get_or_create(&label)
+            .set(s.fetch_failures as i64);
         m.jwks_stale.get_or_create(&label).set(i64::from(s.stale));
     }
     let a = state.audit.stats();
@@ -51,7 +70,18 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     m.audit_failures.set(a.failures as i64);
     m.policy_version.set(state.bundle.load().version as i64);
     match m.encode() {
-        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], String::from("metrics encoding failed")),
+        Ok(body) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            String::from("metrics encoding failed"),
+        ),
     }
 }

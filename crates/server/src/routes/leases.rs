@@ -58,7 +58,9 @@ pub async fn list(
     Session(s): Session,
     q: Result<Query<LeaseQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<LeaseList>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_request", e.body_text()).with_request_id(rid.as_str()))?;
+    let Query(q) = q.map_err(|e| {
+        ApiError::bad_request("invalid_request", e.body_text()).with_request_id(rid.as_str())
+    })?;
     if q.all && !is_admin(&state, &s.identity) {
         return Err(admin_required().with_request_id(rid.as_str()));
     }
@@ -73,7 +75,9 @@ pub async fn list(
         .list_leases(&filter)
         .await
         .map_err(|e| ApiError::store_unavailable(e).with_request_id(rid.as_str()))?;
-    Ok(Json(LeaseList { leases: leases.iter().map(lease_info).collect() }))
+    Ok(Json(LeaseList {
+        leases: leases.iter().map(lease_info).collect(),
+    }))
 }
 
 pub async fn revoke(
@@ -83,8 +87,14 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Json<LeaseInfo>, ApiError> {
     let not_found = || {
-        ApiError::not_found("unknown_lease", format!("no lease {:?} that you may revoke; list yours with `idmint leases list`", id.chars().take(64).collect::<String>()))
-            .with_request_id(rid.as_str())
+        ApiError::not_found(
+            "unknown_lease",
+            format!(
+                "no lease {:?} that you may revoke; list yours with `idmint leases list`",
+                id.chars().take(64).collect::<String>()
+            ),
+        )
+        .with_request_id(rid.as_str())
     };
     let lease_id = LeaseId::parse(&id).ok_or_else(not_found)?;
     let lease = state
@@ -99,16 +109,26 @@ pub async fn revoke(
     if !lease.state.is_live() {
         return Ok(Json(lease_info(&lease)));
     }
-    let revoked = revocation::revoke(&state, &lease, RevokeReason::Requested, Some(rid.as_str()), Some(&s.identity.principal_key()))
-        .await
-        .map_err(|e| {
-            let api = match &e {
-                RevokeError::Audit => ApiError::audit_unavailable(),
-                RevokeError::Issuer(_) | RevokeError::UnknownIssuer(_) => ApiError::new(StatusCode::BAD_GATEWAY, "revoke_failed", format!("{e}; the reaper retries it")),
-                RevokeError::Store(_) => ApiError::unavailable("store_unavailable", e.to_string()),
-            };
-            api.with_request_id(rid.as_str())
-        })?;
+    let revoked = revocation::revoke(
+        &state,
+        &lease,
+        RevokeReason::Requested,
+        Some(rid.as_str()),
+        Some(&s.identity.principal_key()),
+    )
+    .await
+    .map_err(|e| {
+        let api = match &e {
+            RevokeError::Audit => ApiError::audit_unavailable(),
+            RevokeError::Issuer(_) | RevokeError::UnknownIssuer(_) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "revoke_failed",
+                format!("{e}; the reaper retries it"),
+            ),
+            RevokeError::Store(_) => ApiError::unavailable("store_unavailable", e.to_string()),
+        };
+        api.with_request_id(rid.as_str())
+    })?;
     Ok(Json(lease_info(&revoked)))
 }
 
@@ -122,23 +142,36 @@ pub async fn trace(
         return Err(admin_required().with_request_id(rid.as_str()));
     }
     let Some(path) = state.audit_file.clone() else {
-        return Err(ApiError::not_found("no_audit_file", "this server writes its audit log to stdout only; trace it where the log is collected").with_request_id(rid.as_str()));
+        return Err(ApiError::not_found(
+            "no_audit_file",
+            "this server writes its audit log to stdout only; trace it where the log is collected",
+        )
+        .with_request_id(rid.as_str()));
     };
     let r = reference.clone();
     let events = tokio::task::spawn_blocking(move || idmint_audit::trace::trace_file(&path, &r))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(format!("reading the audit log failed: {e}")).with_request_id(rid.as_str()))?;
+        .map_err(|e| {
+            ApiError::internal(format!("reading the audit log failed: {e}"))
+                .with_request_id(rid.as_str())
+        })?;
     let ev = AuditEvent {
         request_id: Some(rid.to_string()),
         event: "admin".into(),
         outcome: "success".into(),
         action: Some("audit_trace".into()),
         identity: Some(audit_identity(&s.identity)),
-        detail: Some(serde_json::json!({ "reference": reference.chars().take(128).collect::<String>() })),
+        detail: Some(
+            serde_json::json!({ "reference": reference.chars().take(128).collect::<String>() }),
+        ),
         ..Default::default()
     };
-    state.audit.append(ev).await.map_err(|_| ApiError::audit_unavailable())?;
+    state
+        .audit
+        .append(ev)
+        .await
+        .map_err(|_| ApiError::audit_unavailable())?;
     let events = events
         .into_iter()
         .filter_map(|e| serde_json::to_value(e).ok())

@@ -16,7 +16,9 @@ use idmint_audit::{AuditErrorInfo, AuditEvent};
 use idmint_authn::AuthnError;
 use idmint_core::role::GrantRequest;
 use idmint_core::{Identity, Ttl, UnixTime};
-use idmint_proto::{CredsRequest, CredsResponse, IdentitySummary, LoginRequest, LoginResponse, WhoAmI};
+use idmint_proto::{
+    CredsRequest, CredsResponse, IdentitySummary, LoginRequest, LoginResponse, WhoAmI,
+};
 use std::sync::Arc;
 
 pub fn summary(i: &Identity, with_attributes: bool) -> IdentitySummary {
@@ -26,7 +28,11 @@ pub fn summary(i: &Identity, with_attributes: bool) -> IdentitySummary {
         issuer: i.issuer.clone(),
         method: i.method.clone(),
         auth: i.auth.clone(),
-        attributes: if with_attributes { i.attributes.clone() } else { Default::default() },
+        attributes: if with_attributes {
+            i.attributes.clone()
+        } else {
+            Default::default()
+        },
     }
 }
 
@@ -38,7 +44,9 @@ fn claimed_issuer(token: &str) -> Option<String> {
     if payload.len() > 64 * 1024 {
         return None;
     }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let iss = v.get("iss")?.as_str()?;
     Some(iss.chars().take(256).collect())
@@ -72,7 +80,10 @@ pub async fn login(
             Metrics::count(&state.metrics.logins, "failure");
             event.event = "login_failed".into();
             event.outcome = "denied".into();
-            event.error = Some(AuditErrorInfo { code: err.code.to_string(), message: err.message.clone() });
+            event.error = Some(AuditErrorInfo {
+                code: err.code.to_string(),
+                message: err.message.clone(),
+            });
             if state.audit.append(event).await.is_err() {
                 return ApiError::audit_unavailable().with_request_id(rid.as_str());
             }
@@ -86,14 +97,18 @@ pub async fn login(
     if req.method != "oidc" {
         let e = ApiError::bad_request(
             "unsupported_method",
-            format!("login method {:?} is not supported; use \"oidc\"", req.method.chars().take(32).collect::<String>()),
+            format!(
+                "login method {:?} is not supported; use \"oidc\"",
+                req.method.chars().take(32).collect::<String>()
+            ),
         );
         return Err(fail(event, e).await);
     }
     let identity = match state.oidc.verify(&req.token, req.auth.as_deref()).await {
         Ok(i) => i,
         Err(e) => {
-            event.detail = claimed_issuer(&req.token).map(|i| serde_json::json!({ "claimed_issuer": i }));
+            event.detail =
+                claimed_issuer(&req.token).map(|i| serde_json::json!({ "claimed_issuer": i }));
             let err = ApiError::new(authn_status(&e), e.code(), e.to_string());
             return Err(fail(event, err).await);
         }
@@ -170,11 +185,17 @@ pub fn issue_failure_to_api(f: IssueFailure) -> ApiError {
     match f {
         IssueFailure::UnknownRole(_) => ApiError::not_found("unknown_role", msg),
         IssueFailure::Denied(_) => ApiError::forbidden("policy_denied", msg),
-        IssueFailure::Narrow(idmint_core::NarrowError::ScopeNotAllowed(..)) => ApiError::bad_request("invalid_scope", msg),
+        IssueFailure::Narrow(idmint_core::NarrowError::ScopeNotAllowed(..)) => {
+            ApiError::bad_request("invalid_scope", msg)
+        }
         IssueFailure::Narrow(_) => ApiError::bad_request("invalid_target", msg),
         IssueFailure::Issuer(e) => match e {
-            idmint_issuers::IssueError::Target { retryable: true, .. } => ApiError::unavailable("target_unavailable", msg),
-            idmint_issuers::IssueError::Target { .. } => ApiError::new(StatusCode::BAD_GATEWAY, "target_failed", msg),
+            idmint_issuers::IssueError::Target {
+                retryable: true, ..
+            } => ApiError::unavailable("target_unavailable", msg),
+            idmint_issuers::IssueError::Target { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "target_failed", msg)
+            }
             _ => ApiError::internal(msg),
         },
         IssueFailure::Store(_) => ApiError::unavailable("store_unavailable", msg),
@@ -203,7 +224,10 @@ pub async fn creds(
                 outcome: "error".into(),
                 identity: Some(audit_identity(&identity)),
                 role: Some(role.chars().take(128).collect()),
-                error: Some(AuditErrorInfo { code: e.code.to_string(), message: e.message.clone() }),
+                error: Some(AuditErrorInfo {
+                    code: e.code.to_string(),
+                    message: e.message.clone(),
+                }),
                 ..Default::default()
             };
             if state.audit.append(ev).await.is_err() {
@@ -223,7 +247,11 @@ pub async fn creds(
     let input = IssueInput {
         identity: &s.identity,
         role: &role,
-        request: GrantRequest { ttl, scopes: req.scopes, audience: req.audience },
+        request: GrantRequest {
+            ttl,
+            scopes: req.scopes,
+            audience: req.audience,
+        },
         source_ip: Some(peer.ip()),
         request_id: &rid,
         session_token_id: Some(s.token_id.as_str()),

@@ -53,7 +53,10 @@ pub fn json_error(e: JsonRejection) -> ApiError {
     }
     ApiError::bad_request(
         "invalid_request",
-        format!("request body is not valid JSON for this endpoint: {}", e.body_text()),
+        format!(
+            "request body is not valid JSON for this endpoint: {}",
+            e.body_text()
+        ),
     )
 }
 
@@ -63,20 +66,30 @@ pub fn is_admin(state: &AppState, identity: &Identity) -> bool {
         now: UnixTime::now().secs(),
         ..Default::default()
     };
-    state.bundle.load().evaluate(identity, "admin", None, &ctx).allowed
+    state
+        .bundle
+        .load()
+        .evaluate(identity, "admin", None, &ctx)
+        .allowed
 }
 
 /// The client's address, for both the plain and the TLS listener.
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for PeerAddr {
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for PeerAddr
+{
     fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
         PeerAddr(*s.remote_addr())
     }
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>> for PeerAddr {
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
+    for PeerAddr
+{
     fn connect_info(s: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
         PeerAddr(*s.remote_addr())
     }

@@ -34,22 +34,36 @@ struct OAuthFailure {
 
 impl OAuthFailure {
     fn new(error: &'static str, description: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, error, description: description.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error,
+            description: description.into(),
+        }
     }
     fn unavailable(description: impl Into<String>) -> Self {
-        Self { status: StatusCode::SERVICE_UNAVAILABLE, error: "temporarily_unavailable", description: description.into() }
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "temporarily_unavailable",
+            description: description.into(),
+        }
     }
 }
 
 impl IntoResponse for OAuthFailure {
     fn into_response(self) -> Response {
-        let body = OAuthError { error: self.error.to_string(), error_description: Some(self.description) };
+        let body = OAuthError {
+            error: self.error.to_string(),
+            error_description: Some(self.description),
+        };
         (self.status, no_store(), Json(body)).into_response()
     }
 }
 
 fn no_store() -> [(header::HeaderName, &'static str); 2] {
-    [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")]
+    [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::PRAGMA, "no-cache"),
+    ]
 }
 
 /// Parameters that may appear once (RFC 6749 §3.2); `audience` and
@@ -59,14 +73,26 @@ fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthFailure> {
     let mut out = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(body) {
         if out.insert(k.to_string(), v.to_string()).is_some() {
-            let err = if k == "audience" || k == "resource" { "invalid_target" } else { "invalid_request" };
-            return Err(OAuthFailure::new(err, format!("parameter {k:?} appears more than once; send one {k} per exchange")));
+            let err = if k == "audience" || k == "resource" {
+                "invalid_target"
+            } else {
+                "invalid_request"
+            };
+            return Err(OAuthFailure::new(
+                err,
+                format!("parameter {k:?} appears more than once; send one {k} per exchange"),
+            ));
         }
     }
     Ok(out)
 }
 
-async fn verify_token(state: &AppState, token: &str, token_type: &str, which: &str) -> Result<(Identity, Option<String>), OAuthFailure> {
+async fn verify_token(
+    state: &AppState,
+    token: &str,
+    token_type: &str,
+    which: &str,
+) -> Result<(Identity, Option<String>), OAuthFailure> {
     if ![JWT, ID_TOKEN, ACCESS_TOKEN].contains(&token_type) {
         return Err(OAuthFailure::new(
             "invalid_request",
@@ -77,13 +103,20 @@ async fn verify_token(state: &AppState, token: &str, token_type: &str, which: &s
         if token_type != ACCESS_TOKEN {
             return Err(OAuthFailure::new("invalid_request", format!("an idmint session token is an access token: set {which}_token_type={ACCESS_TOKEN}")));
         }
-        let claims = open_session(state, token).map_err(|e| OAuthFailure::new("invalid_grant", format!("{which}_token: {}", e.message)))?;
+        let claims = open_session(state, token).map_err(|e| {
+            OAuthFailure::new("invalid_grant", format!("{which}_token: {}", e.message))
+        })?;
         return Ok((claims.identity, Some(claims.token_id.to_string())));
     }
     match state.oidc.verify(token, None).await {
         Ok(i) => Ok((i, None)),
-        Err(e) if e.is_unavailable() => Err(OAuthFailure::unavailable(format!("{which}_token: {e}"))),
-        Err(e) => Err(OAuthFailure::new("invalid_grant", format!("{which}_token: {e}"))),
+        Err(e) if e.is_unavailable() => {
+            Err(OAuthFailure::unavailable(format!("{which}_token: {e}")))
+        }
+        Err(e) => Err(OAuthFailure::new(
+            "invalid_grant",
+            format!("{which}_token: {e}"),
+        )),
     }
 }
 
@@ -93,7 +126,12 @@ fn candidate_roles(state: &AppState, audience: &str) -> Vec<String> {
     bundle
         .roles
         .values()
-        .filter(|r| state.issuers.get(&r.issuer).is_some_and(|i| i.kind() == "oauth"))
+        .filter(|r| {
+            state
+                .issuers
+                .get(&r.issuer)
+                .is_some_and(|i| i.kind() == "oauth")
+        })
         .filter(|r| r.audiences.iter().any(|a| a == audience))
         .map(|r| r.name.clone())
         .collect()
@@ -138,9 +176,14 @@ async fn exchange(
         // audited here; issuance audits its own failures.
         if audit.outcome != "audited" {
             audit.outcome = "denied".into();
-            audit.error = Some(AuditErrorInfo { code: f.error.to_string(), message: f.description.clone() });
+            audit.error = Some(AuditErrorInfo {
+                code: f.error.to_string(),
+                message: f.description.clone(),
+            });
             if state.audit.append(audit).await.is_err() {
-                return Err(OAuthFailure::unavailable("the audit log cannot be written; no token was issued"));
+                return Err(OAuthFailure::unavailable(
+                    "the audit log cannot be written; no token was issued",
+                ));
             }
         }
     }
@@ -155,23 +198,38 @@ async fn exchange_inner(
     body: &[u8],
     audit: &mut AuditEvent,
 ) -> Result<TokenExchangeResponse, OAuthFailure> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !ct.starts_with("application/x-www-form-urlencoded") {
-        return Err(OAuthFailure::new("invalid_request", "send the token request as application/x-www-form-urlencoded (RFC 6749 §4.1.3)"));
+        return Err(OAuthFailure::new(
+            "invalid_request",
+            "send the token request as application/x-www-form-urlencoded (RFC 6749 §4.1.3)",
+        ));
     }
     let p = parse_form(body)?;
     let grant = p.get("grant_type").map(String::as_str).unwrap_or("");
     if grant != GRANT_TOKEN_EXCHANGE {
-        return Err(OAuthFailure::new("unsupported_grant_type", format!("grant_type must be {GRANT_TOKEN_EXCHANGE}")));
+        return Err(OAuthFailure::new(
+            "unsupported_grant_type",
+            format!("grant_type must be {GRANT_TOKEN_EXCHANGE}"),
+        ));
     }
-    let subject_token = p.get("subject_token").filter(|s| !s.is_empty()).ok_or_else(|| OAuthFailure::new("invalid_request", "subject_token is required"))?;
-    let subject_type = p.get("subject_token_type").ok_or_else(|| OAuthFailure::new("invalid_request", "subject_token_type is required"))?;
+    let subject_token = p
+        .get("subject_token")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| OAuthFailure::new("invalid_request", "subject_token is required"))?;
+    let subject_type = p
+        .get("subject_token_type")
+        .ok_or_else(|| OAuthFailure::new("invalid_request", "subject_token_type is required"))?;
     if let Some(rt) = p.get("requested_token_type") {
         if rt != ACCESS_TOKEN && rt != JWT {
             return Err(OAuthFailure::new("invalid_request", format!("requested_token_type {rt:?} is not supported; idmint issues {ACCESS_TOKEN} (a JWT)")));
         }
     }
-    let (identity, session_token_id) = verify_token(state, subject_token, subject_type, "subject").await?;
+    let (identity, session_token_id) =
+        verify_token(state, subject_token, subject_type, "subject").await?;
     audit.identity = Some(audit_identity(&identity));
 
     let actor = match (p.get("actor_token"), p.get("actor_token_type")) {
@@ -179,22 +237,36 @@ async fn exchange_inner(
         (Some(t), Some(tt)) => {
             let (a, _) = verify_token(state, t, tt, "actor").await?;
             let mut act = serde_json::json!({ "sub": a.subject, "iss": a.issuer });
-            if let (Some(prior), Some(obj)) = (identity.attributes.get("act"), act.as_object_mut()) {
+            if let (Some(prior), Some(obj)) = (identity.attributes.get("act"), act.as_object_mut())
+            {
                 obj.insert("act".into(), prior.clone());
             }
             Some(act)
         }
-        _ => return Err(OAuthFailure::new("invalid_request", "actor_token and actor_token_type must be sent together")),
+        _ => {
+            return Err(OAuthFailure::new(
+                "invalid_request",
+                "actor_token and actor_token_type must be sent together",
+            ))
+        }
     };
 
     let audience = p.get("audience").or_else(|| p.get("resource")).cloned();
-    let scopes = p
-        .get("scope")
-        .map(|s| s.split(' ').filter(|x| !x.is_empty()).map(str::to_string).collect::<Vec<_>>());
+    let scopes = p.get("scope").map(|s| {
+        s.split(' ')
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    });
     let candidates = match (p.get("role"), &audience) {
         (Some(r), _) => vec![r.clone()],
         (None, Some(a)) => candidate_roles(state, a),
-        (None, None) => return Err(OAuthFailure::new("invalid_request", "send `audience` (the API the token is for) or idmint's `role` parameter")),
+        (None, None) => {
+            return Err(OAuthFailure::new(
+                "invalid_request",
+                "send `audience` (the API the token is for) or idmint's `role` parameter",
+            ))
+        }
     };
     if candidates.is_empty() {
         return Err(OAuthFailure::new(
@@ -205,7 +277,10 @@ async fn exchange_inner(
     // Several roles may serve one audience: take the first the policy
     // permits (by role name, so the choice is deterministic).
     let Some(first) = candidates.first().cloned() else {
-        return Err(OAuthFailure::new("invalid_target", "no role matches this exchange"));
+        return Err(OAuthFailure::new(
+            "invalid_target",
+            "no role matches this exchange",
+        ));
     };
     let chosen = {
         let bundle = state.bundle.load();
@@ -220,8 +295,13 @@ async fn exchange_inner(
             .iter()
             .find(|name| {
                 bundle.role(name).is_some_and(|role| {
-                    let ctx = RequestContext { ttl_seconds: role.default_ttl().as_secs(), ..ctx.clone() };
-                    bundle.evaluate(&identity, "issue", Some(role), &ctx).allowed
+                    let ctx = RequestContext {
+                        ttl_seconds: role.default_ttl().as_secs(),
+                        ..ctx.clone()
+                    };
+                    bundle
+                        .evaluate(&identity, "issue", Some(role), &ctx)
+                        .allowed
                 })
             })
             .cloned()
@@ -231,7 +311,11 @@ async fn exchange_inner(
     let input = IssueInput {
         identity: &identity,
         role: &chosen,
-        request: GrantRequest { ttl: None, scopes, audience },
+        request: GrantRequest {
+            ttl: None,
+            scopes,
+            audience,
+        },
         source_ip: Some(peer.ip()),
         request_id: rid,
         session_token_id: session_token_id.as_deref(),
@@ -243,14 +327,25 @@ async fn exchange_inner(
         match f {
             IssueFailure::UnknownRole(_) => OAuthFailure::new("invalid_target", msg),
             IssueFailure::Denied(_) => OAuthFailure::new("unauthorized_client", msg),
-            IssueFailure::Narrow(NarrowError::ScopeNotAllowed(..)) => OAuthFailure::new("invalid_scope", msg),
+            IssueFailure::Narrow(NarrowError::ScopeNotAllowed(..)) => {
+                OAuthFailure::new("invalid_scope", msg)
+            }
             IssueFailure::Narrow(_) => OAuthFailure::new("invalid_target", msg),
             IssueFailure::Audit | IssueFailure::Store(_) => OAuthFailure::unavailable(msg),
-            IssueFailure::Issuer(_) | IssueFailure::Internal(_) => OAuthFailure { status: StatusCode::INTERNAL_SERVER_ERROR, error: "server_error", description: msg },
+            IssueFailure::Issuer(_) | IssueFailure::Internal(_) => OAuthFailure {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                error: "server_error",
+                description: msg,
+            },
         }
     })?;
     let idmint_proto::Credential::OauthToken { access_token, .. } = out.minted.credential;
-    let expires_in = out.lease.expires_at.secs().saturating_sub(UnixTime::now().secs()).max(0) as u64;
+    let expires_in = out
+        .lease
+        .expires_at
+        .secs()
+        .saturating_sub(UnixTime::now().secs())
+        .max(0) as u64;
     Ok(TokenExchangeResponse {
         access_token,
         issued_token_type: ACCESS_TOKEN.to_string(),

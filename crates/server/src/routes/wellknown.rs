@@ -9,11 +9,17 @@ use std::sync::Arc;
 
 pub async fn jwks(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
         state.keys.jwks_bytes().to_vec(),
     )
 }
 
 pub async fn discovery(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    axum::Json(idmint_issuers::discovery_document(&state.public_url, &state.keys))
+    axum::Json(idmint_issuers::discovery_document(
+        &state.public_url,
+        &state.keys,
+    ))
 }
