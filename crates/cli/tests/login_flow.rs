@@ -34,7 +34,9 @@ fn api_error(e: &ClientError) -> (u16, &str, &str) {
 }
 
 fn jwt_of(c: &Credential) -> &str {
-    let Credential::OauthToken { access_token, .. } = c;
+    let Credential::OauthToken { access_token, .. } = c else {
+        panic!("expected an oauth token, got {c:?}");
+    };
     access_token
 }
 
@@ -81,7 +83,10 @@ async fn login_whoami_creds_and_the_minted_jwt_verifies() -> anyhow::Result<()> 
         audience,
         scopes,
         token_id,
-    } = &creds.credential;
+    } = &creds.credential
+    else {
+        panic!("expected an oauth token, got {:?}", creds.credential);
+    };
     assert_eq!(token_type, "Bearer");
     assert_eq!(audience.as_deref(), Some(API_AUD));
     assert_eq!(

@@ -29,6 +29,87 @@ pub struct Role {
     /// Free-form attributes visible to policy as `resource.labels`.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Whether a lease of this role may be renewed (never past `max_ttl`
+    /// from its creation, nor past the caller's proof).
+    #[serde(default)]
+    pub renewable: bool,
+    /// `postgres` / `mysql` issuers: what the database user gets.
+    #[serde(default)]
+    pub database: Option<DatabaseTemplate>,
+    /// `redis` issuer: the ACL of the Redis user.
+    #[serde(default)]
+    pub redis: Option<RedisTemplate>,
+    /// `rabbitmq` issuer: the user's vhost permissions.
+    #[serde(default)]
+    pub rabbitmq: Option<RabbitmqTemplate>,
+}
+
+/// The grant template of a database role. idmint turns it into correctly
+/// quoted SQL; values are parsed against a whitelist, never pasted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseTemplate {
+    /// e.g. `"SELECT ON ALL TABLES IN SCHEMA reporting"`, `"SELECT, INSERT ON TABLE app.orders"`,
+    /// `"USAGE ON SCHEMA reporting"`, `"CONNECT ON DATABASE orders"`; MySQL: `"SELECT ON app.*"`.
+    #[serde(default)]
+    pub grants: Vec<String>,
+    /// Group roles the user joins (PostgreSQL `IN ROLE`, MySQL roles).
+    #[serde(default)]
+    pub member_of: Vec<String>,
+    /// Username prefix; the rest is derived from role, subject and lease id
+    /// and cut to the engine's limit (PostgreSQL 63, MySQL 32 characters).
+    #[serde(default)]
+    pub username_prefix: Option<String>,
+    /// Generated password length (default 32, at least 16).
+    #[serde(default)]
+    pub password_length: Option<usize>,
+    /// Allow grants of `ALL PRIVILEGES` or on everything (`*.*`); refused
+    /// at config time otherwise.
+    #[serde(default)]
+    pub allow_dangerous: bool,
+}
+
+/// The ACL template of a Redis role.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTemplate {
+    /// Key patterns (`~` rules), e.g. `["app:*"]`.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Pub/sub channel patterns (`&` rules).
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// Command rules, e.g. `["+@read", "+set", "-@dangerous"]`.
+    #[serde(default)]
+    pub commands: Vec<String>,
+    #[serde(default)]
+    pub username_prefix: Option<String>,
+    #[serde(default)]
+    pub password_length: Option<usize>,
+    /// Allow `+@all`, `allkeys`, `~*`, `+@dangerous`, `+@admin`.
+    #[serde(default)]
+    pub allow_dangerous: bool,
+}
+
+/// The permissions template of a RabbitMQ role.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RabbitmqTemplate {
+    pub vhost: String,
+    /// Regular expressions, as in RabbitMQ's permission model.
+    #[serde(default)]
+    pub configure: String,
+    #[serde(default)]
+    pub write: String,
+    #[serde(default)]
+    pub read: String,
+    /// User tags; `administrator` is refused unless `allow_dangerous`.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub username_prefix: Option<String>,
+    #[serde(default)]
+    pub allow_dangerous: bool,
 }
 
 /// The role file: `[[role]]` tables.

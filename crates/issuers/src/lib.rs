@@ -13,6 +13,7 @@
 
 mod error;
 pub mod keys;
+pub mod naming;
 pub mod oauth;
 
 pub use error::IssueError;
@@ -63,7 +64,7 @@ pub trait Issuer: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Decide the revocation handle BEFORE minting (write-ahead), e.g. the
     /// `jti` or the database user name. Must not contact the target.
-    fn plan(&self, lease_id: &LeaseId) -> Result<RevocationHandle, IssueError>;
+    fn plan(&self, plan: &PlanRequest<'_>) -> Result<RevocationHandle, IssueError>;
     /// Whether minting creates something outside idmint (a database user, a
     /// cloud key). Such credentials need a write-ahead lease row before
     /// minting so that a crash never leaves an untracked credential. A
@@ -78,4 +79,32 @@ pub trait Issuer: Send + Sync {
     /// Revoke the credential. Idempotent: revoking something already gone is
     /// `Ok`.
     async fn revoke(&self, handle: &RevocationHandle) -> Result<(), IssueError>;
+    /// Extend a live credential to `new_expires_at` (e.g. PostgreSQL
+    /// `VALID UNTIL`). Issuers whose credentials cannot be extended (signed
+    /// tokens) keep this default.
+    async fn renew(&self, _handle: &RevocationHandle, _new_expires_at: UnixTime) -> Result<(), IssueError> {
+        Err(IssueError::Config(format!(
+            "credentials of issuer {:?} ({}) cannot be renewed; request a new one",
+            self.name(),
+            self.kind()
+        )))
+    }
+    /// Change the target's admin password to `new` (so that after setup no
+    /// human knows it) and use it from now on. The server seals `new` in the
+    /// store *before* calling this, so a crash cannot lose it.
+    async fn set_admin_password(&self, _new: &Secret<String>) -> Result<(), IssueError> {
+        Err(IssueError::Config(format!(
+            "issuer {:?} ({}) has no admin credential to rotate",
+            self.name(),
+            self.kind()
+        )))
+    }
+}
+
+/// What [`Issuer::plan`] may base the revocation handle on: the handle must
+/// be decided before anything is created at the target.
+pub struct PlanRequest<'a> {
+    pub lease_id: &'a LeaseId,
+    pub role: &'a Role,
+    pub identity: &'a Identity,
 }

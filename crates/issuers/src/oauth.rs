@@ -11,6 +11,7 @@
 //! This is why roles for this issuer should keep TTLs short (minutes), and
 //! why `exp` is never later than the proof the caller logged in with.
 
+use crate::PlanRequest;
 use crate::keys::{KeyRing, SigningAlg, SigningKey};
 use crate::{IssueError, IssueRequest, Issuer, Minted};
 use idmint_core::{LeaseId, RevocationHandle, Secret, TokenId};
@@ -146,7 +147,7 @@ impl Issuer for OauthIssuer {
         false
     }
 
-    fn plan(&self, _lease_id: &LeaseId) -> Result<RevocationHandle, IssueError> {
+    fn plan(&self, _plan: &PlanRequest<'_>) -> Result<RevocationHandle, IssueError> {
         let jti = TokenId::generate().map_err(|e| IssueError::Internal(e.to_string()))?;
         Ok(RevocationHandle {
             kind: TOKEN_ID_HANDLE.to_string(),
@@ -337,7 +338,7 @@ mod tests {
         ) -> Result<(Minted, RevocationHandle, LeaseId), IssueError> {
             let lease_id = LeaseId::generate().unwrap();
             let request_id = RequestId::generate().unwrap();
-            let handle = iss.plan(&lease_id)?;
+            let handle = iss.plan(&crate::PlanRequest { lease_id: &lease_id, role: &role(), identity: &identity(i64::MAX) })?;
             let req = IssueRequest {
                 lease_id: &lease_id,
                 request_id: &request_id,
@@ -357,6 +358,7 @@ mod tests {
     fn access_token(m: &Minted) -> &str {
         match &m.credential {
             Credential::OauthToken { access_token, .. } => access_token,
+            other => panic!("oauth issuer minted {other:?}"),
         }
     }
 
@@ -467,8 +469,8 @@ mod tests {
     async fn plan_gives_fresh_token_ids_and_revoke_is_idempotent() {
         let (iss, _) = issuer(None);
         let lease = LeaseId::generate().unwrap();
-        let a = iss.plan(&lease).unwrap();
-        let b = iss.plan(&lease).unwrap();
+        let a = iss.plan(&crate::PlanRequest { lease_id: &lease, role: &role(), identity: &identity(i64::MAX) }).unwrap();
+        let b = iss.plan(&crate::PlanRequest { lease_id: &lease, role: &role(), identity: &identity(i64::MAX) }).unwrap();
         assert_eq!(a.kind, TOKEN_ID_HANDLE);
         assert!(TokenId::parse(&a.value).is_some());
         assert_ne!(a.value, b.value);

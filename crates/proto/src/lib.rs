@@ -96,6 +96,21 @@ pub enum Credential {
         /// `jti` of the token.
         token_id: String,
     },
+    /// A user that exists only for the lease: PostgreSQL, MySQL/MariaDB,
+    /// Redis or RabbitMQ.
+    DatabaseUser {
+        /// `postgres`, `mysql`, `redis` or `rabbitmq`.
+        engine: String,
+        username: String,
+        password: String,
+        /// Ready-to-use connection URI with the credentials embedded
+        /// (percent-encoded), e.g. `postgres://u:p@host:5432/db`.
+        uri: String,
+        host: String,
+        port: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        database: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +155,39 @@ pub struct LeaseInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LeaseList {
     pub leases: Vec<LeaseInfo>,
+}
+
+/// `POST /api/v1/leases/{id}/renew`
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// Requested extension from now (`"15m"`); capped by the role's
+    /// `max_ttl` counted from the lease's creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+/// `POST /api/v1/leases/revoke-prefix` (admin): incident response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokePrefixRequest {
+    /// Role name prefix, e.g. `db/orders-readonly`. Must not be empty.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokePrefixResponse {
+    pub revoked: Vec<String>,
+    /// Leases whose revocation failed now; the reaper keeps retrying them.
+    pub failed: Vec<LeaseInfo>,
+}
+
+/// `POST /api/v1/targets/{name}/rotate-admin` (admin).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotateAdminResponse {
+    pub target: String,
+    /// Version of the sealed admin credential now in use.
+    pub version: u64,
 }
 
 /// `GET /api/v1/audit/trace/{ref}`: the audit events that explain a

@@ -72,6 +72,17 @@ pub fn creds_text(resp: &CredsResponse, now: i64) -> String {
             rows.push(("Token id", token_id.clone()));
             format!("Access token ({token_type}):\n{access_token}\n")
         }
+        Credential::DatabaseUser {
+            engine,
+            username,
+            password,
+            uri,
+            ..
+        } => {
+            rows.push(("Engine", engine.clone()));
+            rows.push(("Username", username.clone()));
+            format!("Password:\n{password}\nConnection URI:\n{uri}\n")
+        }
     };
     format!("{}\n{secret}", key_value_table(&rows))
 }
@@ -89,6 +100,16 @@ pub fn creds_env(resp: &CredsResponse) -> String {
         } => {
             vars.push(("IDMINT_ACCESS_TOKEN", access_token));
             vars.push(("IDMINT_TOKEN_TYPE", token_type));
+        }
+        Credential::DatabaseUser {
+            username,
+            password,
+            uri,
+            ..
+        } => {
+            vars.push(("IDMINT_USERNAME", username));
+            vars.push(("IDMINT_PASSWORD", password));
+            vars.push(("DATABASE_URL", uri));
         }
     }
     vars.push(("IDMINT_EXPIRES_AT", &expires_at));

@@ -259,7 +259,9 @@ impl Demo {
             audience: Some(AUDIENCE.into()),
         };
         let resp = self.session()?.creds(ROLE, &req).await?;
-        let Credential::OauthToken { access_token, .. } = &resp.credential;
+        let Credential::OauthToken { access_token, .. } = &resp.credential else {
+            anyhow::bail!("role {ROLE} minted something other than a token");
+        };
         let claims = unverified_claims(access_token).context("decoding the minted token")?;
         say(&format!(
             "  lease {} for {}s (policy v{}), audit fingerprint {}\n  the minted token's claims:\n{}",

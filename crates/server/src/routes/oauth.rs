@@ -307,6 +307,18 @@ async fn exchange_inner(
             .cloned()
             .unwrap_or(first)
     };
+    let issues_tokens = state
+        .bundle
+        .load()
+        .role(&chosen)
+        .and_then(|r| state.issuers.get(&r.issuer))
+        .is_some_and(|i| i.kind() == "oauth");
+    if !issues_tokens && state.bundle.load().role(&chosen).is_some() {
+        return Err(OAuthFailure::new(
+            "invalid_target",
+            format!("role {chosen:?} does not issue tokens; token exchange only mints JWTs (use `idmint creds` for other credentials)"),
+        ));
+    }
     audit.outcome = "audited".into();
     let input = IssueInput {
         identity: &identity,
@@ -339,7 +351,9 @@ async fn exchange_inner(
             },
         }
     })?;
-    let idmint_proto::Credential::OauthToken { access_token, .. } = out.minted.credential;
+    let idmint_proto::Credential::OauthToken { access_token, .. } = out.minted.credential else {
+        return Err(OAuthFailure { status: StatusCode::INTERNAL_SERVER_ERROR, error: "server_error", description: "the role's issuer did not mint a token".into() });
+    };
     let expires_in = out
         .lease
         .expires_at
