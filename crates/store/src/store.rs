@@ -104,6 +104,14 @@ pub trait Store: Send + Sync + 'static {
         fingerprint: Option<&str>,
         last_error: Option<&str>,
     ) -> Result<bool, StoreError>;
+    /// Moves a live lease's expiry (renewal). Returns false when the lease
+    /// is not live (pending/active) any more, so a renewal can never revive
+    /// a revoked lease.
+    async fn extend_lease(
+        &self,
+        id: &LeaseId,
+        new_expires_at: UnixTime,
+    ) -> Result<bool, StoreError>;
     /// Records a failed revocation attempt: `attempts += 1`,
     /// `next_attempt_at`, `last_error`. An unknown id is
     /// [`StoreError::NotFound`].

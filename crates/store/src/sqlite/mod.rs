@@ -394,6 +394,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn extend_lease(&self, id: &LeaseId, new_expires_at: UnixTime) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(sql::EXTEND_LEASE)
+                .and_then(|mut s| s.execute(params![id.as_str(), new_expires_at.0]))
+                .map(|n| n > 0)
+                .map_err(|e| sql_error(&format!("extending lease {id}"), e))
+        })
+        .await
+    }
+
     async fn record_revoke_failure(
         &self,
         id: &LeaseId,

@@ -39,6 +39,8 @@ pub(crate) const TRANSITION_LEASE: &str = "UPDATE leases \
      SET state = ?3, fingerprint = COALESCE(?4, fingerprint), last_error = ?5 \
      WHERE id = ?1 AND state = ?2";
 /// Saturates instead of overflowing the `u32` the domain type holds.
+pub(crate) const EXTEND_LEASE: &str = "UPDATE leases SET expires_at = ?2 \
+     WHERE id = ?1 AND state IN ('pending', 'active')";
 pub(crate) const RECORD_REVOKE_FAILURE: &str = "UPDATE leases \
      SET attempts = MIN(attempts + 1, 4294967295), next_attempt_at = ?2, last_error = ?3 \
      WHERE id = ?1";
