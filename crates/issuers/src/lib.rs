@@ -13,8 +13,12 @@
 
 mod error;
 pub mod keys;
+pub mod mysql;
 pub mod naming;
 pub mod oauth;
+pub mod postgres;
+pub mod rabbitmq;
+pub mod redis;
 
 pub use error::IssueError;
 pub use keys::{discovery_document, KeyRing, SigningAlg, SigningKey};
@@ -73,6 +77,12 @@ pub trait Issuer: Send + Sync {
     /// of two on the hot path.
     fn mints_externally(&self) -> bool {
         true
+    }
+    /// Config-time check of a role that names this issuer: its template is
+    /// present, well-formed and not dangerous unless explicitly allowed.
+    /// Called when a policy bundle is loaded, so a bad role never activates.
+    fn validate_role(&self, _role: &Role) -> Result<(), String> {
+        Ok(())
     }
     /// Mint the credential named by `req.revocation`.
     async fn issue(&self, req: &IssueRequest<'_>) -> Result<Minted, IssueError>;
