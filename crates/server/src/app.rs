@@ -18,6 +18,12 @@ pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Rou
         .route("/api/v1/creds/{*role}", post(login::creds))
         .route("/api/v1/leases", get(leases::list))
         .route("/api/v1/leases/{id}/revoke", post(leases::revoke))
+        .route("/api/v1/leases/{id}/renew", post(leases::renew))
+        .route("/api/v1/leases/revoke-prefix", post(leases::revoke_prefix))
+        .route(
+            "/api/v1/targets/{name}/rotate-admin",
+            post(leases::rotate_admin),
+        )
         .route("/api/v1/audit/trace/{reference}", get(leases::trace))
         .route("/oauth/token", post(oauth::token))
         .route(

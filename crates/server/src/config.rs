@@ -7,6 +7,9 @@
 
 use idmint_authn::OidcConfig;
 use idmint_core::Ttl;
+use idmint_issuers::mysql::MysqlIssuerConfig;
+use idmint_issuers::postgres::PostgresIssuerConfig;
+use idmint_issuers::redis::RedisIssuerConfig;
 use idmint_issuers::OauthIssuerConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -179,6 +182,40 @@ pub struct AuthSection {
 pub struct IssuerSection {
     #[serde(default)]
     pub oauth: Vec<Spanned<OauthIssuerConfig>>,
+    #[serde(default)]
+    pub postgres: Vec<Spanned<PostgresIssuerConfig>>,
+    #[serde(default)]
+    pub mysql: Vec<Spanned<MysqlIssuerConfig>>,
+    #[serde(default)]
+    pub redis: Vec<Spanned<RedisIssuerConfig>>,
+}
+
+impl IssuerSection {
+    /// `(name, line offset)` of every configured issuer, all kinds.
+    pub fn names_and_spans(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = vec![];
+        out.extend(
+            self.oauth
+                .iter()
+                .map(|e| (e.get_ref().name.clone(), e.span().start)),
+        );
+        out.extend(
+            self.postgres
+                .iter()
+                .map(|e| (e.get_ref().name.clone(), e.span().start)),
+        );
+        out.extend(
+            self.mysql
+                .iter()
+                .map(|e| (e.get_ref().name.clone(), e.span().start)),
+        );
+        out.extend(
+            self.redis
+                .iter()
+                .map(|e| (e.get_ref().name.clone(), e.span().start)),
+        );
+        out
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,6 +304,19 @@ impl IdmintConfig {
             fix(&mut t.cert);
             fix(&mut t.key);
         }
+        use crate::targets::TargetConfig;
+        fn fix_targets<C: TargetConfig>(list: &mut [Spanned<C>], base: &Path) {
+            for e in list {
+                if let Some(p) = e.get_mut().admin_password_file_mut() {
+                    if p.is_relative() {
+                        *p = base.join(&*p);
+                    }
+                }
+            }
+        }
+        fix_targets(&mut self.issuer.postgres, base);
+        fix_targets(&mut self.issuer.mysql, base);
+        fix_targets(&mut self.issuer.redis, base);
     }
 
     fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {

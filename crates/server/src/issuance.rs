@@ -151,7 +151,11 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
 
     let lease_id = LeaseId::generate().map_err(|e| IssueFailure::Internal(e.to_string()))?;
     base.lease_id = Some(lease_id.to_string());
-    let plan = idmint_issuers::PlanRequest { lease_id: &lease_id, role, identity: input.identity };
+    let plan = idmint_issuers::PlanRequest {
+        lease_id: &lease_id,
+        role,
+        identity: input.identity,
+    };
     let revocation = match issuer.plan(&plan) {
         Ok(h) => h,
         Err(e) => {

@@ -20,6 +20,7 @@ mod routes;
 mod session_auth;
 mod startup;
 mod state;
+mod targets;
 mod tls;
 
 pub use dev::{SAMPLE_POLICY, SAMPLE_ROLES};
@@ -222,7 +223,8 @@ fn load_config(opts: &ServeOptions) -> Result<(config::IdmintConfig, PathBuf), S
 /// Returns a human summary.
 pub fn check_config(opts: &ServeOptions) -> Result<String, ServerError> {
     let (cfg, _) = load_config(opts)?;
-    let (_, bundle) = startup::load_policy(&cfg)?;
+    let issuers = startup::offline_issuers(&cfg)?;
+    let (_, bundle) = startup::load_policy(&cfg, &issuers)?;
     if let Some(t) = &cfg.server.tls {
         tls::server_config(&t.cert, &t.key).map_err(ServerError::Config)?;
     }

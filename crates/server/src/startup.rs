@@ -7,6 +7,7 @@ use crate::demo_idp::DemoIdp;
 use crate::metrics::Metrics;
 use crate::policy_source::read_policy_dir;
 use crate::state::{AppState, Denylist};
+use crate::targets;
 use crate::ServerError;
 use arc_swap::ArcSwap;
 use idmint_audit::{AuditConfig, AuditEvent, AuditLog, Fingerprinter};
@@ -23,38 +24,114 @@ fn startup(e: impl std::fmt::Display) -> ServerError {
     ServerError::Startup(e.to_string())
 }
 
+pub type Issuers = HashMap<String, Arc<dyn Issuer>>;
+
 /// Policy bundle checks that need the server config: every role's issuer
-/// must exist, so a bundle can never activate with a dangling reference.
-pub fn check_bundle(bundle: &PolicyBundle, issuer_names: &[String]) -> Result<(), String> {
+/// must exist and accept the role's template, so a bundle can never
+/// activate with a dangling reference or a dangerous grant.
+pub fn check_bundle(bundle: &PolicyBundle, issuers: &Issuers) -> Result<(), String> {
     for role in bundle.roles.values() {
-        if !issuer_names.contains(&role.issuer) {
+        let Some(issuer) = issuers.get(&role.issuer) else {
+            let mut names: Vec<&str> = issuers.keys().map(String::as_str).collect();
+            names.sort_unstable();
             return Err(format!(
                 "role {:?} uses issuer {:?}, which idmint.toml does not configure (configured: {})",
                 role.name,
                 role.issuer,
-                issuer_names.join(", ")
+                names.join(", ")
             ));
-        }
+        };
+        issuer.validate_role(role).map_err(|e| {
+            format!(
+                "role {:?} (issuer {:?}, {}): {e}",
+                role.name,
+                role.issuer,
+                issuer.kind()
+            )
+        })?;
     }
     Ok(())
 }
 
 pub fn issuer_names(cfg: &IdmintConfig) -> Vec<String> {
     cfg.issuer
-        .oauth
-        .iter()
-        .map(|i| i.get_ref().name.clone())
+        .names_and_spans()
+        .into_iter()
+        .map(|(n, _)| n)
         .collect()
 }
 
-/// Load and validate the policy directory into a bundle (version 0: not yet stored).
-pub fn load_policy(cfg: &IdmintConfig) -> Result<(Vec<SourceFile>, PolicyBundle), ServerError> {
+/// Load the policy directory into a bundle (version 0: not yet stored) and
+/// check it against the issuers.
+pub fn load_policy(
+    cfg: &IdmintConfig,
+    issuers: &Issuers,
+) -> Result<(Vec<SourceFile>, PolicyBundle), ServerError> {
     let sources = read_policy_dir(&cfg.policy_dir).map_err(ServerError::Config)?;
     let bundle = PolicyBundle::from_sources(0, sources.clone())
         .map_err(|e| ServerError::Config(e.to_string()))?;
-    check_bundle(&bundle, &issuer_names(cfg))
+    check_bundle(&bundle, issuers)
         .map_err(|e| ServerError::Config(format!("{}: {e}", cfg.policy_dir.display())))?;
     Ok((sources, bundle))
+}
+
+pub fn public_url(cfg: &IdmintConfig) -> String {
+    cfg.server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{}", cfg.server.listen))
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The `[[issuer.oauth]]` issuers. `offline` (for `--check-config`) checks
+/// RS256 issuers against an ES256 key set: generating an RSA key only to
+/// validate a config is slow, and serde already validated the choice.
+fn oauth_issuers(
+    cfg: &IdmintConfig,
+    public_url: &str,
+    keys: &Arc<KeyRing>,
+    offline: bool,
+) -> Result<Issuers, ServerError> {
+    let mut issuers: Issuers = HashMap::new();
+    for entry in &cfg.issuer.oauth {
+        let mut c = entry.get_ref().clone();
+        if offline && c.algorithm == Some(SigningAlg::RS256) {
+            c.algorithm = Some(SigningAlg::ES256);
+        }
+        let i = OauthIssuer::new(&c, public_url.to_string(), keys.clone())
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        issuers.insert(c.name.clone(), Arc::new(i));
+    }
+    Ok(issuers)
+}
+
+/// Every issuer, built without the store (throwaway keys, placeholder
+/// admin secrets): for `--check-config`, which must not write anything.
+pub fn offline_issuers(cfg: &IdmintConfig) -> Result<Issuers, ServerError> {
+    let (es, _) = SigningKey::generate(SigningAlg::ES256).map_err(startup)?;
+    let (ed, _) = SigningKey::generate(SigningAlg::EdDSA).map_err(startup)?;
+    let keys = Arc::new(KeyRing::new(vec![es, ed]));
+    let mut issuers = oauth_issuers(cfg, &public_url(cfg), &keys, true)?;
+    for e in &cfg.issuer.postgres {
+        issuers.insert(
+            e.get_ref().name.clone(),
+            targets::build_offline(e.get_ref())?,
+        );
+    }
+    for e in &cfg.issuer.mysql {
+        issuers.insert(
+            e.get_ref().name.clone(),
+            targets::build_offline(e.get_ref())?,
+        );
+    }
+    for e in &cfg.issuer.redis {
+        issuers.insert(
+            e.get_ref().name.clone(),
+            targets::build_offline(e.get_ref())?,
+        );
+    }
+    Ok(issuers)
 }
 
 fn root_key(cfg: &IdmintConfig, dev: bool) -> Result<SealKey, ServerError> {
@@ -105,7 +182,6 @@ pub async fn build(
     dev: bool,
     demo: Option<DemoIdp>,
 ) -> Result<Built, ServerError> {
-    let (sources, _) = load_policy(cfg)?;
     let sqlite = cfg
         .storage
         .sqlite
@@ -140,6 +216,27 @@ pub async fn build(
         signing.push(SigningKey::from_pkcs8(alg, &pkcs8).map_err(startup)?);
     }
     let keys = Arc::new(KeyRing::new(signing));
+    let public_url = public_url(cfg);
+    let mut issuers = oauth_issuers(cfg, &public_url, &keys, false)?;
+    for e in &cfg.issuer.postgres {
+        issuers.insert(
+            e.get_ref().name.clone(),
+            targets::build(e.get_ref(), store.as_ref(), &envelope).await?,
+        );
+    }
+    for e in &cfg.issuer.mysql {
+        issuers.insert(
+            e.get_ref().name.clone(),
+            targets::build(e.get_ref(), store.as_ref(), &envelope).await?,
+        );
+    }
+    for e in &cfg.issuer.redis {
+        issuers.insert(
+            e.get_ref().name.clone(),
+            targets::build(e.get_ref(), store.as_ref(), &envelope).await?,
+        );
+    }
+    let (sources, _) = load_policy(cfg, &issuers)?;
 
     let audit_file = cfg.audit.file.as_ref().map(|f| f.path.clone());
     if audit_file.is_none() && !cfg.audit.stdout {
@@ -185,7 +282,7 @@ pub async fn build(
     let bundle = PolicyBundle::from_sources(stored.version, stored.sources).map_err(|e| {
         ServerError::Startup(format!("active policy bundle v{}: {e}", stored.version))
     })?;
-    check_bundle(&bundle, &issuer_names(cfg)).map_err(|e| {
+    check_bundle(&bundle, &issuers).map_err(|e| {
         ServerError::Startup(format!("active policy bundle v{}: {e}", bundle.version))
     })?;
 
@@ -203,21 +300,6 @@ pub async fn build(
         verifiers.push(Arc::new(v));
     }
 
-    let public_url = cfg
-        .server
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("https://{}", cfg.server.listen))
-        .trim_end_matches('/')
-        .to_string();
-    let mut issuers: HashMap<String, Arc<dyn Issuer>> = HashMap::new();
-    for entry in &cfg.issuer.oauth {
-        let c = entry.get_ref();
-        let i = OauthIssuer::new(c, public_url.clone(), keys.clone())
-            .map_err(|e| ServerError::Config(e.to_string()))?;
-        issuers.insert(c.name.clone(), Arc::new(i));
-    }
-
     let session_key = SealKey::from_bytes(&session_key).map_err(startup)?;
     let denied = store
         .denied_tokens(UnixTime::now())
@@ -233,6 +315,7 @@ pub async fn build(
         audit,
         fingerprints: Fingerprinter::new(&fp_key),
         keys,
+        envelope,
         public_url,
         session: cfg.session.clone(),
         metrics: Metrics::new(),

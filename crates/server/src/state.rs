@@ -26,6 +26,8 @@ pub struct AppState {
     pub audit: AuditLog,
     pub fingerprints: Fingerprinter,
     pub keys: Arc<KeyRing>,
+    /// Seals secrets at rest (target admin passwords on rotation).
+    pub envelope: idmint_store::Envelope,
     /// `iss` of tokens idmint signs, base of the discovery document.
     pub public_url: String,
     pub session: SessionSection,

@@ -117,18 +117,7 @@ pub async fn revoke(
         Some(&s.identity.principal_key()),
     )
     .await
-    .map_err(|e| {
-        let api = match &e {
-            RevokeError::Audit => ApiError::audit_unavailable(),
-            RevokeError::Issuer(_) | RevokeError::UnknownIssuer(_) => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "revoke_failed",
-                format!("{e}; the reaper retries it"),
-            ),
-            RevokeError::Store(_) => ApiError::unavailable("store_unavailable", e.to_string()),
-        };
-        api.with_request_id(rid.as_str())
-    })?;
+    .map_err(|e| lease_api_error(e).with_request_id(rid.as_str()))?;
     Ok(Json(lease_info(&revoked)))
 }
 
@@ -177,4 +166,288 @@ pub async fn trace(
         .filter_map(|e| serde_json::to_value(e).ok())
         .collect();
     Ok(Json(TraceResponse { reference, events }))
+}
+
+fn lease_api_error(e: RevokeError) -> ApiError {
+    match &e {
+        RevokeError::Audit => ApiError::audit_unavailable(),
+        RevokeError::Issuer(_) | RevokeError::UnknownIssuer(_) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "revoke_failed",
+            format!("{e}; the reaper retries it"),
+        ),
+        RevokeError::Store(_) => ApiError::unavailable("store_unavailable", e.to_string()),
+    }
+}
+
+/// `POST /api/v1/leases/{id}/renew`: extend a live lease of a renewable
+/// role, never past `max_ttl` from its creation nor past the caller's proof.
+pub async fn renew(
+    State(state): State<Arc<AppState>>,
+    Extension(ReqId(rid)): Extension<ReqId>,
+    Session(s): Session,
+    Path(id): Path<String>,
+    body: Result<Json<idmint_proto::RenewRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<LeaseInfo>, ApiError> {
+    let fail = |e: ApiError| e.with_request_id(rid.as_str());
+    let Json(req) = body.map_err(|e| fail(super::json_error(e)))?;
+    let ttl = super::login::parse_ttl(req.ttl.as_deref()).map_err(fail)?;
+    let not_found = || {
+        fail(ApiError::not_found(
+            "unknown_lease",
+            format!("no live lease {:?} that you may renew; list yours with `idmint leases list --live`", id.chars().take(64).collect::<String>()),
+        ))
+    };
+    let lease_id = LeaseId::parse(&id).ok_or_else(not_found)?;
+    let lease = state
+        .store
+        .get_lease(&lease_id)
+        .await
+        .map_err(|e| fail(ApiError::store_unavailable(e)))?
+        .ok_or_else(not_found)?;
+    if lease.principal != s.identity.principal_key() && !is_admin(&state, &s.identity) {
+        return Err(not_found());
+    }
+    if !lease.state.is_live() {
+        return Err(not_found());
+    }
+    let bundle = state.bundle.load_full();
+    let role = bundle.role(&lease.role).filter(|r| r.renewable).ok_or_else(|| {
+        fail(ApiError::bad_request(
+            "not_renewable",
+            format!("role {:?} does not allow renewal (renewable = true in roles.toml); request a new credential", lease.role),
+        ))
+    })?;
+    let issuer = state
+        .issuers
+        .get(&lease.issuer)
+        .cloned()
+        .ok_or_else(|| fail(ApiError::internal("issuer gone")))?;
+    let now = idmint_core::UnixTime::now();
+    let wanted = now.plus(ttl.unwrap_or_else(|| role.default_ttl()).as_duration());
+    let hard_cap = lease.created_at.plus(role.max_ttl.as_duration());
+    let new_exp = wanted.min(hard_cap).min(s.identity.expires_at);
+    if new_exp <= lease.expires_at {
+        return Ok(Json(lease_info(&lease)));
+    }
+    issuer
+        .renew(&lease.revocation, new_exp)
+        .await
+        .map_err(|e| {
+            fail(match e {
+                idmint_issuers::IssueError::Config(m) => ApiError::bad_request("not_renewable", m),
+                other => ApiError::new(StatusCode::BAD_GATEWAY, "target_failed", other.to_string()),
+            })
+        })?;
+    let extended = state
+        .store
+        .extend_lease(&lease.id, new_exp)
+        .await
+        .map_err(|e| fail(ApiError::store_unavailable(e)))?;
+    if !extended {
+        return Err(not_found());
+    }
+    let ev = AuditEvent {
+        request_id: Some(rid.to_string()),
+        event: "lease_renewed".into(),
+        outcome: "success".into(),
+        identity: Some(audit_identity(&s.identity)),
+        role: Some(lease.role.clone()),
+        lease_id: Some(lease.id.to_string()),
+        fingerprint: lease.fingerprint.clone(),
+        detail: Some(
+            serde_json::json!({ "old_expires_at": lease.expires_at.secs(), "expires_at": new_exp.secs() }),
+        ),
+        ..Default::default()
+    };
+    state
+        .audit
+        .append(ev)
+        .await
+        .map_err(|_| fail(ApiError::audit_unavailable()))?;
+    let mut out = lease;
+    out.expires_at = new_exp;
+    Ok(Json(lease_info(&out)))
+}
+
+/// `POST /api/v1/leases/revoke-prefix` (admin): revoke every live lease of
+/// roles starting with `prefix`, for incident response.
+pub async fn revoke_prefix(
+    State(state): State<Arc<AppState>>,
+    Extension(ReqId(rid)): Extension<ReqId>,
+    Session(s): Session,
+    body: Result<Json<idmint_proto::RevokePrefixRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<idmint_proto::RevokePrefixResponse>, ApiError> {
+    let fail = |e: ApiError| e.with_request_id(rid.as_str());
+    let Json(req) = body.map_err(|e| fail(super::json_error(e)))?;
+    if !is_admin(&state, &s.identity) {
+        return Err(fail(admin_required()));
+    }
+    if req.prefix.trim().is_empty() {
+        return Err(fail(ApiError::bad_request("invalid_request", "prefix must not be empty (it would revoke everything); name a role prefix such as db/orders")));
+    }
+    let mut revoked = vec![];
+    let mut failed = vec![];
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let filter = LeaseFilter {
+            principal: None,
+            role_prefix: Some(req.prefix.clone()),
+            live_only: true,
+            limit: 1000,
+        };
+        let batch = state
+            .store
+            .list_leases(&filter)
+            .await
+            .map_err(|e| fail(ApiError::store_unavailable(e)))?;
+        let fresh: Vec<Lease> = batch
+            .into_iter()
+            .filter(|l| seen.insert(l.id.clone()))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for lease in fresh {
+            match revocation::revoke(
+                &state,
+                &lease,
+                RevokeReason::Requested,
+                Some(rid.as_str()),
+                Some(&s.identity.principal_key()),
+            )
+            .await
+            {
+                Ok(_) => revoked.push(lease.id.to_string()),
+                Err(RevokeError::Audit) => return Err(fail(ApiError::audit_unavailable())),
+                Err(e) => {
+                    revocation::record_failure(&state, &lease, &e.to_string(), u32::MAX).await;
+                    let mut info = lease_info(&lease);
+                    info.last_error = Some(e.to_string());
+                    failed.push(info);
+                }
+            }
+        }
+    }
+    let ev = AuditEvent {
+        request_id: Some(rid.to_string()),
+        event: "admin".into(),
+        outcome: if failed.is_empty() {
+            "success"
+        } else {
+            "error"
+        }
+        .into(),
+        action: Some("revoke_prefix".into()),
+        identity: Some(audit_identity(&s.identity)),
+        detail: Some(
+            serde_json::json!({ "prefix": req.prefix, "revoked": revoked.len(), "failed": failed.len() }),
+        ),
+        ..Default::default()
+    };
+    state
+        .audit
+        .append(ev)
+        .await
+        .map_err(|_| fail(ApiError::audit_unavailable()))?;
+    Ok(Json(idmint_proto::RevokePrefixResponse { revoked, failed }))
+}
+
+/// `POST /api/v1/targets/{name}/rotate-admin` (admin): a new random admin
+/// password, sealed first, then set at the target.
+pub async fn rotate_admin(
+    State(state): State<Arc<AppState>>,
+    Extension(ReqId(rid)): Extension<ReqId>,
+    Session(s): Session,
+    Path(target): Path<String>,
+) -> Result<Json<idmint_proto::RotateAdminResponse>, ApiError> {
+    let fail = |e: ApiError| e.with_request_id(rid.as_str());
+    if !is_admin(&state, &s.identity) {
+        return Err(fail(admin_required()));
+    }
+    let issuer = state.issuers.get(&target).cloned().ok_or_else(|| {
+        fail(ApiError::not_found(
+            "unknown_target",
+            format!(
+                "no issuer named {:?} in idmint.toml",
+                target.chars().take(64).collect::<String>()
+            ),
+        ))
+    })?;
+    let store = state.store.as_ref();
+    let version = crate::targets::current_version(store, &target)
+        .await
+        .map_err(|e| fail(ApiError::store_unavailable(e)))?;
+    if version == 0 {
+        return Err(fail(ApiError::bad_request(
+            "no_admin_secret",
+            format!(
+                "issuer {target:?} ({}) has no admin credential to rotate",
+                issuer.kind()
+            ),
+        )));
+    }
+    let new = idmint_issuers::naming::password(Some(40))
+        .map_err(|e| fail(ApiError::internal(e.to_string())))?;
+    let sealed = crate::targets::seal_version(store, &state.envelope, &target, version + 1, &new)
+        .await
+        .map_err(|e| fail(ApiError::store_unavailable(e)))?;
+    if !sealed {
+        return Err(fail(ApiError::new(
+            StatusCode::CONFLICT,
+            "rotation_in_progress",
+            "another rotation of this target is under way; retry",
+        )));
+    }
+    let outcome = issuer.set_admin_password(&new).await;
+    let (status, result) = match &outcome {
+        Ok(()) => ("success", Ok(version + 1)),
+        Err(e) => {
+            // The new version is sealed but not in effect: re-seal the old
+            // password as the next version so "highest = current" holds.
+            let old = crate::targets::read_current(store, &state.envelope, &target, version).await;
+            if let Ok(old) = old {
+                let _ = crate::targets::seal_version(
+                    store,
+                    &state.envelope,
+                    &target,
+                    version + 2,
+                    &old,
+                )
+                .await;
+            }
+            ("error", Err(e.to_string()))
+        }
+    };
+    let ev = AuditEvent {
+        request_id: Some(rid.to_string()),
+        event: "admin".into(),
+        outcome: status.into(),
+        action: Some("rotate_admin".into()),
+        identity: Some(audit_identity(&s.identity)),
+        detail: Some(serde_json::json!({ "target": target, "from_version": version })),
+        error: result.as_ref().err().map(|m| idmint_audit::AuditErrorInfo {
+            code: "target_failed".into(),
+            message: m.clone(),
+        }),
+        ..Default::default()
+    };
+    state
+        .audit
+        .append(ev)
+        .await
+        .map_err(|_| fail(ApiError::audit_unavailable()))?;
+    match result {
+        Ok(v) => Ok(Json(idmint_proto::RotateAdminResponse {
+            target,
+            version: v,
+        })),
+        Err(m) => Err(fail(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "target_failed",
+            format!(
+                "rotating the admin password of {target:?} failed; the old one stays in use: {m}"
+            ),
+        ))),
+    }
 }

@@ -352,7 +352,11 @@ async fn exchange_inner(
         }
     })?;
     let idmint_proto::Credential::OauthToken { access_token, .. } = out.minted.credential else {
-        return Err(OAuthFailure { status: StatusCode::INTERNAL_SERVER_ERROR, error: "server_error", description: "the role's issuer did not mint a token".into() });
+        return Err(OAuthFailure {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: "server_error",
+            description: "the role's issuer did not mint a token".into(),
+        });
     };
     let expires_in = out
         .lease
