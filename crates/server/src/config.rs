@@ -227,6 +227,11 @@ pub struct ReaperSection {
     /// Revocation attempts before a lease is flagged irrevocable.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// A lease still `pending` this long after creation lost its request (a
+    /// crash between write-ahead and activation): whatever the target may
+    /// hold for it is revoked. Must exceed the slowest target's minting time.
+    #[serde(default = "default_pending_grace")]
+    pub pending_grace: Ttl,
 }
 
 impl Default for ReaperSection {
@@ -234,12 +239,16 @@ impl Default for ReaperSection {
         Self {
             interval: default_reaper_interval(),
             max_attempts: default_max_attempts(),
+            pending_grace: default_pending_grace(),
         }
     }
 }
 
 fn default_reaper_interval() -> Ttl {
     Ttl::clamped(5)
+}
+fn default_pending_grace() -> Ttl {
+    Ttl::clamped(120)
 }
 fn default_max_attempts() -> u32 {
     8

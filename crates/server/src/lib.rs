@@ -123,6 +123,7 @@ pub async fn serve(
     reaper::LeaseReaper {
         interval: cfg.reaper.interval.as_duration(),
         max_attempts: cfg.reaper.max_attempts,
+        pending_grace: cfg.reaper.pending_grace.as_duration(),
     }
     .spawn(state.clone());
 

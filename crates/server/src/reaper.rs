@@ -6,14 +6,14 @@ use idmint_core::UnixTime;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Leases still `pending` this long after creation lost their request (a
-/// crash between write-ahead and mint): they are revoked like expired ones.
-const PENDING_GRACE_SECS: i64 = 120;
 const BATCH: usize = 256;
 
 pub struct LeaseReaper {
     pub interval: Duration,
     pub max_attempts: u32,
+    /// Leases still `pending` this long after creation lost their request (a
+    /// crash between write-ahead and activation): revoked like expired ones.
+    pub pending_grace: Duration,
 }
 
 impl LeaseReaper {
@@ -34,7 +34,11 @@ impl LeaseReaper {
         loop {
             let now = UnixTime::now();
             state.denylist.purge(now);
-            let due = match state.store.due_leases(now, PENDING_GRACE_SECS, BATCH).await {
+            let due = match state
+                .store
+                .due_leases(now, self.pending_grace.as_secs() as i64, BATCH)
+                .await
+            {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(error = %e, "reaper cannot read due leases; retrying next tick");
