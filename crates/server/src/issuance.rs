@@ -210,17 +210,21 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
     let minted = match issuer.issue(&req).await {
         Ok(m) => m,
         Err(e) => {
-            // Whatever the target may have half-created is revoked now; if
-            // that fails the lease stays pending and the reaper retries.
-            if write_ahead && issuer.revoke(&revocation).await.is_ok() {
+            // Whatever the target may have half-created is revoked now, and
+            // the lease stays pending: a statement that timed out here can
+            // still complete at the target later, so the reaper revokes
+            // again once `pending_grace` has passed (revocation is
+            // idempotent). Nothing is ever forgotten.
+            if write_ahead {
+                let _ = issuer.revoke(&revocation).await;
                 let _ = state
                     .store
                     .transition_lease(
                         &lease_id,
                         LeaseState::Pending,
-                        LeaseState::Revoked,
+                        LeaseState::Pending,
                         None,
-                        Some(&e.to_string()),
+                        Some(&format!("minting failed: {e}")),
                     )
                     .await;
             }
