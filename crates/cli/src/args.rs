@@ -2,8 +2,9 @@
 //!
 //! Parsing only; what each command does is in `commands/`.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use idmint_client::TokenType;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ By hand:
   idmint server --dev &                      # dev server on 127.0.0.1:8710
   idmint dev token | idmint login --token -  # log in with a demo CI token
   idmint creds demo-api                      # get a short-lived API token
+  idmint exec db/orders-readonly -- psql     # run a command with a database user
 
 In CI, `idmint login` finds the job's OIDC token by itself (GitHub Actions,
 GitLab CI, Kubernetes).
@@ -31,7 +33,8 @@ Environment:
                        ~/.cache/idmint/session.json)
   IDMINT_LOG           log filter, e.g. debug or idmint_server=trace
 
-Exit codes: 0 success, 1 error, 2 denied by policy.";
+Exit codes: 0 success, 1 error, 2 denied by policy; once `idmint exec` has
+started its command, the command's exit code.";
 
 /// idmint: short-lived credentials for verified identities.
 ///
@@ -58,7 +61,8 @@ pub struct GlobalArgs {
     pub ca_cert: Option<PathBuf>,
 
     /// Output format. `json` is stable for scripts; `env` prints
-    /// `export NAME='value'` lines (creds and token-exchange only).
+    /// `export NAME='value'` lines (creds and token-exchange only); `uri`
+    /// prints only the connection URI (creds of database roles only).
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
@@ -71,6 +75,9 @@ pub enum OutputFormat {
     Json,
     /// Shell `export` lines, for `eval "$(idmint creds ROLE -o env)"`.
     Env,
+    /// Only the connection URI of a database credential, for
+    /// `psql "$(idmint creds db/orders -o uri)"`.
+    Uri,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,13 +100,21 @@ pub enum Command {
     #[command(after_help = CREDS_AFTER_HELP)]
     Creds(CredsArgs),
 
+    /// Run a command with a fresh credential in its environment only.
+    #[command(after_help = EXEC_AFTER_HELP)]
+    Exec(ExecArgs),
+
     /// Exchange an OIDC token for an idmint token (RFC 8693), without a session.
     #[command(after_help = TOKEN_EXCHANGE_AFTER_HELP)]
     TokenExchange(TokenExchangeArgs),
 
-    /// List and revoke leases (the credentials idmint has issued).
+    /// List, renew and revoke leases (the credentials idmint has issued).
     #[command(subcommand)]
     Leases(LeasesCommand),
+
+    /// Manage the database and message-queue targets idmint issues users on (admin).
+    #[command(subcommand)]
+    Target(TargetCommand),
 
     /// Check and search the audit log.
     #[command(subcommand)]
@@ -198,11 +213,27 @@ pub struct LoginArgs {
 }
 
 const CREDS_AFTER_HELP: &str = "\
+The credential itself (token, or database password and connection URI) is
+printed on stdout in every format: handing it to you is what this command is
+for. Keep it out of logs and shared terminals; `idmint exec` puts it in one
+command's environment instead, without printing it.
+
+Output formats (-o):
+  text  lease, expiry and the credential; for a database user: engine,
+        username, host, port, database, password and connection URI
+  json  the whole response, for scripts
+  env   export lines for eval: IDMINT_LEASE_ID and IDMINT_EXPIRES_AT, plus
+        IDMINT_ACCESS_TOKEN, IDMINT_TOKEN_TYPE (tokens) or DATABASE_URL,
+        IDMINT_USERNAME, IDMINT_PASSWORD (database users)
+  uri   only the connection URI of a database user (an error for tokens)
+
 Examples:
   idmint creds demo-api
   idmint creds demo-api --ttl 2m --scope orders:read
   eval \"$(idmint creds demo-api -o env)\"   # sets IDMINT_ACCESS_TOKEN, IDMINT_LEASE_ID
-  idmint creds db/orders -o json
+  idmint creds db/orders-readonly -o json
+  eval \"$(idmint creds db/orders-readonly -o env)\"   # sets DATABASE_URL, IDMINT_PASSWORD, ...
+  psql \"$(idmint creds db/orders-readonly -o uri)\"
 
 Exits with 2 when policy denies the request.";
 
@@ -222,6 +253,86 @@ pub struct CredsArgs {
     /// Audience of the credential. Default: the role's first audience.
     #[arg(long, value_name = "AUD")]
     pub audience: Option<String>,
+}
+
+const EXEC_AFTER_HELP: &str = "\
+Gets a credential for ROLE (like `idmint creds`), runs CMD with it in CMD's
+environment only, and passes CMD's stdin, stdout and stderr through. Nothing
+is printed or written to disk; idmint's own messages go to stderr.
+
+Environment of CMD (on top of idmint's own environment):
+  every credential   IDMINT_LEASE_ID, IDMINT_EXPIRES_AT (unix seconds)
+  token              IDMINT_ACCESS_TOKEN, IDMINT_TOKEN_TYPE
+  database user      DATABASE_URL (the connection URI), IDMINT_USERNAME,
+                     IDMINT_PASSWORD, and by engine:
+    postgres         PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE (removed
+                     when the role names no database), so plain `psql` works
+    mysql, mariadb   MYSQL_HOST, MYSQL_TCP_PORT, MYSQL_PWD; the client takes
+                     the user name from `-u \"$IDMINT_USERNAME\"` (USER is left
+                     alone: other programs rely on it)
+    redis            REDIS_URL (`redis-cli -u \"$REDIS_URL\"`)
+    rabbitmq         AMQP_URL
+
+The lease is revoked when CMD ends (--revoke-after, the default), so the
+credential lives exactly as long as the command; --no-revoke-after leaves it
+to expire with its TTL. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to idmint
+are passed on to CMD and idmint waits for CMD to end, so that the lease is
+revoked even after Ctrl-C or a closed terminal. (After Ctrl-C in a terminal
+CMD may see SIGINT twice: once from the terminal, once from idmint.)
+
+`$VAR` in CMD's arguments is expanded by your shell before idmint runs, so
+write `idmint exec ROLE -- sh -c 'psql \"$DATABASE_URL\"'`, not
+`idmint exec ROLE -- psql \"$DATABASE_URL\"`.
+
+Exit code: CMD's own, or 128+N when a signal N killed it; 127 when CMD was
+not found, 126 when it could not be started. Before CMD starts: 1 on error,
+2 when policy denies the credential.
+
+Examples:
+  idmint exec db/orders-readonly -- psql -c 'select count(*) from reporting.orders'
+  idmint exec db/orders-readonly -- sh -c 'pg_dump \"$DATABASE_URL\" > orders.sql'
+  idmint exec db/app-mysql -- sh -c 'mysql -u \"$IDMINT_USERNAME\" app'
+  idmint exec cache/sessions -- sh -c 'redis-cli -u \"$REDIS_URL\" ping'
+  idmint exec demo-api --scope orders:read -- ./deploy.sh
+  idmint exec db/migrations --ttl 30m --no-revoke-after -- ./migrate";
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Role to get a credential for (e.g. db/orders-readonly, demo-api).
+    pub role: String,
+
+    /// Requested lifetime (e.g. 90s, 5m); capped by the role and policy.
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<String>,
+
+    /// Requested scope; repeat for several. Default: the role's scopes.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+
+    /// Audience of the credential. Default: the role's first audience.
+    #[arg(long, value_name = "AUD")]
+    pub audience: Option<String>,
+
+    /// Revoke the lease when CMD ends (the default).
+    #[arg(long, overrides_with = "no_revoke_after")]
+    pub revoke_after: bool,
+
+    /// Leave the lease alone when CMD ends: it lasts until its TTL runs out.
+    #[arg(long, overrides_with = "revoke_after")]
+    pub no_revoke_after: bool,
+
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+impl ExecArgs {
+    /// Whether to revoke the lease after the command: yes unless
+    /// `--no-revoke-after` came last (the two flags override each other, so
+    /// at most one is set).
+    pub fn revoke_after(&self) -> bool {
+        self.revoke_after || !self.no_revoke_after
+    }
 }
 
 const TOKEN_EXCHANGE_AFTER_HELP: &str = "\
@@ -274,13 +385,82 @@ pub enum LeasesCommand {
         after_help = "Examples:\n  idmint leases list --live\n  idmint leases list --all --role-prefix db/ -o json"
     )]
     List(LeasesListArgs),
-    /// Revoke a lease now.
-    #[command(after_help = "Example:\n  idmint leases revoke lease_0123abcd")]
-    Revoke {
-        /// Lease id (as printed by `idmint creds`).
-        id: String,
+    /// Extend a lease (roles that allow renewal; for a database user this
+    /// moves its `VALID UNTIL`).
+    #[command(after_help = LEASES_RENEW_AFTER_HELP)]
+    Renew(LeasesRenewArgs),
+    /// Revoke one lease, or (admin) every live lease of matching roles.
+    #[command(after_help = LEASES_REVOKE_AFTER_HELP)]
+    Revoke(LeasesRevokeArgs),
+}
+
+const LEASES_RENEW_AFTER_HELP: &str = "\
+The extension counts from now and is capped by the role's max_ttl, counted
+from the lease's creation; the server refuses (not_renewable) roles that
+cannot be renewed.
+
+Examples:
+  idmint leases renew lease_0123abcd
+  idmint leases renew \"$IDMINT_LEASE_ID\" --ttl 15m -o json";
+
+#[derive(Debug, Args)]
+pub struct LeasesRenewArgs {
+    /// Lease id (as printed by `idmint creds`).
+    pub id: String,
+    /// Requested extension from now (e.g. 15m). Default: the role's default TTL.
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<String>,
+}
+
+const LEASES_REVOKE_AFTER_HELP: &str = "\
+--prefix is for incident response and needs admin: it revokes every live
+lease whose role name starts with PREFIX, for every principal. It is a plain
+string prefix (db/orders also matches db/orders-admin), so give the full role
+name or end it with `/`. On a terminal it shows how many leases match and
+asks for confirmation; without a terminal (scripts) it refuses to run unless
+--yes is given; answering anything but y/yes revokes nothing and exits with
+1. Exits with 1 too when any revocation failed (the server keeps retrying
+those).
+
+Examples:
+  idmint leases revoke lease_0123abcd
+  idmint leases revoke --prefix db/orders-readonly
+  idmint leases revoke --prefix db/orders-readonly --yes -o json";
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["id", "prefix"])))]
+pub struct LeasesRevokeArgs {
+    /// Lease id (as printed by `idmint creds`).
+    pub id: Option<String>,
+    /// Revoke every live lease whose role name starts with this (admin).
+    #[arg(long, value_name = "PREFIX", value_parser = parse_prefix)]
+    pub prefix: Option<String>,
+    /// Do not ask for confirmation (required with --prefix when stdin is
+    /// not a terminal).
+    // `conflicts_with` rather than `requires = "prefix"`: clap counts the
+    // group `which` (id or prefix) as meeting that requirement.
+    #[arg(long, short = 'y', conflicts_with = "id")]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TargetCommand {
+    /// Replace a target's admin password with a new random one only idmint knows.
+    #[command(after_help = TARGET_ROTATE_AFTER_HELP)]
+    RotateAdmin {
+        /// Target name, as in the server's configuration.
+        name: String,
     },
 }
+
+const TARGET_ROTATE_AFTER_HELP: &str = "\
+Needs admin. idmint changes the password of the admin account it uses on the
+target, seals the new one and uses it from then on, so after setup no person
+knows the admin password. Users issued earlier are not affected.
+
+Examples:
+  idmint target rotate-admin orders-pg
+  idmint target rotate-admin orders-pg -o json";
 
 #[derive(Debug, Args)]
 pub struct LeasesListArgs {
@@ -444,6 +624,15 @@ fn parse_ttl(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A role prefix for mass revocation: a blank one would match every lease.
+fn parse_prefix(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("the prefix must not be empty: it would match every lease; name a role or a role prefix such as db/orders-readonly".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
 fn parse_token_type(s: &str) -> Result<TokenType, String> {
     s.parse()
 }
@@ -567,6 +756,143 @@ mod tests {
             "saml"
         ])
         .is_err());
+    }
+
+    fn exec(args: &[&str]) -> Result<ExecArgs, clap::Error> {
+        let mut all = vec!["exec"];
+        all.extend_from_slice(args);
+        match parse(&all)?.command {
+            Command::Exec(e) => Ok(e),
+            other => panic!("expected exec, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_double_dash() {
+        let e = exec(&[
+            "db/orders",
+            "--ttl",
+            "5m",
+            "--scope",
+            "a",
+            "--",
+            "psql",
+            "-c",
+            "select 1",
+            "--ttl",
+        ])
+        .unwrap();
+        assert_eq!(e.role, "db/orders");
+        assert_eq!(e.ttl.as_deref(), Some("5m"));
+        assert_eq!(e.scopes, vec!["a".to_string()]);
+        // Everything after `--` belongs to the command, flags included.
+        assert_eq!(
+            e.command,
+            ["psql", "-c", "select 1", "--ttl"]
+                .map(OsString::from)
+                .to_vec()
+        );
+        assert!(exec(&["db/orders"]).is_err(), "a command is required");
+        assert!(exec(&["db/orders", "--"]).is_err(), "a command is required");
+        assert!(
+            exec(&["db/orders", "psql"]).is_err(),
+            "the command must come after --"
+        );
+        assert!(exec(&["db/orders", "--ttl", "later", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn exec_revokes_after_by_default_and_the_last_flag_wins() {
+        let revoke = |flags: &[&str]| {
+            let mut args = vec!["db/orders"];
+            args.extend_from_slice(flags);
+            args.extend(["--", "true"]);
+            exec(&args).unwrap().revoke_after()
+        };
+        assert!(revoke(&[]));
+        assert!(revoke(&["--revoke-after"]));
+        assert!(!revoke(&["--no-revoke-after"]));
+        assert!(revoke(&["--no-revoke-after", "--revoke-after"]));
+        assert!(!revoke(&["--revoke-after", "--no-revoke-after"]));
+    }
+
+    #[test]
+    fn leases_renew_and_revoke() {
+        let Command::Leases(LeasesCommand::Renew(r)) =
+            parse(&["leases", "renew", "lease_1", "--ttl", "15m"])
+                .unwrap()
+                .command
+        else {
+            panic!("expected leases renew")
+        };
+        assert_eq!((r.id.as_str(), r.ttl.as_deref()), ("lease_1", Some("15m")));
+        assert!(parse(&["leases", "renew", "lease_1", "--ttl", "x"]).is_err());
+        assert!(parse(&["leases", "renew"]).is_err());
+
+        let revoke = |args: &[&str]| {
+            let mut all = vec!["leases", "revoke"];
+            all.extend_from_slice(args);
+            parse(&all).map(|cli| match cli.command {
+                Command::Leases(LeasesCommand::Revoke(r)) => (r.id, r.prefix, r.yes),
+                other => panic!("expected leases revoke, got {other:?}"),
+            })
+        };
+        assert_eq!(
+            revoke(&["lease_1"]).unwrap(),
+            (Some("lease_1".into()), None, false)
+        );
+        assert_eq!(
+            revoke(&["--prefix", "db/orders", "--yes"]).unwrap(),
+            (None, Some("db/orders".into()), true)
+        );
+        assert_eq!(
+            revoke(&["--prefix", "db/", "-y"]).unwrap(),
+            (None, Some("db/".into()), true)
+        );
+        assert!(revoke(&[]).is_err(), "an id or --prefix is required");
+        assert!(revoke(&["lease_1", "--prefix", "db/"]).is_err(), "not both");
+        assert!(
+            revoke(&["lease_1", "--yes"]).is_err(),
+            "--yes is for --prefix"
+        );
+        for blank in ["", " "] {
+            let e = revoke(&["--prefix", blank, "--yes"]).unwrap_err();
+            assert!(e.to_string().contains("every lease"), "{e}");
+        }
+    }
+
+    #[test]
+    fn target_rotate_admin_and_uri_output() {
+        let cli = parse(&["target", "rotate-admin", "orders-pg", "-o", "json"]).unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        let Command::Target(TargetCommand::RotateAdmin { name }) = cli.command else {
+            panic!("expected target rotate-admin")
+        };
+        assert_eq!(name, "orders-pg");
+        assert!(parse(&["target", "rotate-admin"]).is_err());
+        let cli = parse(&["creds", "db/orders", "-o", "uri"]).unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Uri);
+    }
+
+    #[test]
+    fn help_has_examples_for_the_new_commands() {
+        let mut cmd = Cli::command();
+        for path in [
+            &["exec"][..],
+            &["creds"],
+            &["leases", "renew"],
+            &["leases", "revoke"],
+            &["target", "rotate-admin"],
+        ] {
+            let mut sub = &mut cmd;
+            for name in path {
+                sub = sub
+                    .find_subcommand_mut(name)
+                    .unwrap_or_else(|| panic!("no subcommand {path:?}"));
+            }
+            let help = sub.render_long_help().to_string();
+            assert!(help.contains("Examples:"), "{path:?}: {help}");
+        }
     }
 
     #[test]

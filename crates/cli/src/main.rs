@@ -4,8 +4,11 @@
 //! (`idmint-client`), formatting (`output`). Decisions live in the server.
 
 mod args;
+mod child_process;
 mod commands;
+mod confirm;
 mod connection;
+mod credential_env;
 mod input;
 mod jwt;
 mod output;

@@ -6,11 +6,12 @@ use crate::response::{self, RawResponse};
 use crate::secret::SecretString;
 use idmint_proto::{
     CredsRequest, CredsResponse, Health, LeaseInfo, LeaseList, LoginRequest, LoginResponse,
+    RenewRequest, RevokePrefixRequest, RevokePrefixResponse, RotateAdminResponse,
     TokenExchangeResponse, TraceResponse, WhoAmI,
 };
 use reqwest::{Method, RequestBuilder, Url};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use std::sync::Arc;
@@ -239,6 +240,50 @@ impl IdmintClient {
         response::json(&raw, &url)
     }
 
+    /// `POST /api/v1/leases/{id}/renew`: extend a lease. The server caps the
+    /// extension at the role's `max_ttl` counted from the lease's creation
+    /// and answers 400 `not_renewable` when the role or its issuer cannot
+    /// extend a credential.
+    pub async fn renew_lease(
+        &self,
+        id: &str,
+        req: &RenewRequest,
+    ) -> Result<LeaseInfo, ClientError> {
+        let id = check_segment("lease id", id, id)?;
+        self.post_json(&["api", "v1", "leases", id, "renew"], req)
+            .await
+    }
+
+    /// `POST /api/v1/leases/revoke-prefix` (admin): revoke every live lease
+    /// whose role name starts with `prefix`, for incident response.
+    ///
+    /// A blank prefix would match every lease on the server, so it is
+    /// refused here before anything is sent.
+    pub async fn revoke_prefix(&self, prefix: &str) -> Result<RevokePrefixResponse, ClientError> {
+        if prefix.trim().is_empty() {
+            return Err(ClientError::InvalidArgument(
+                "the role prefix to revoke must not be empty or blank: it would match every lease; name a role or a role prefix such as db/orders-readonly".into(),
+            ));
+        }
+        let req = RevokePrefixRequest {
+            prefix: prefix.to_string(),
+        };
+        self.post_json(&["api", "v1", "leases", "revoke-prefix"], &req)
+            .await
+    }
+
+    /// `POST /api/v1/targets/{name}/rotate-admin` (admin): replace the admin
+    /// password idmint uses for a database target with a new random one
+    /// that only idmint knows.
+    pub async fn rotate_admin(&self, target: &str) -> Result<RotateAdminResponse, ClientError> {
+        let target = check_segment("target name", target, target)?;
+        let url = self.endpoint(&["api", "v1", "targets", target, "rotate-admin"])?;
+        let raw = self
+            .send(self.request(Method::POST, &url, Auth::Session)?, &url)
+            .await?;
+        response::json(&raw, &url)
+    }
+
     /// `GET /api/v1/audit/trace/{ref}`: the audit events behind a lease id,
     /// request id, token id or fingerprint (admin).
     pub async fn trace(&self, reference: &str) -> Result<TraceResponse, ClientError> {
@@ -362,6 +407,22 @@ impl IdmintClient {
             .await
             .map_err(|e| response::transport_error(url, e))?;
         response::read(resp, url).await
+    }
+
+    /// A session-authenticated `POST` with a JSON body, answered with JSON.
+    async fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = self.endpoint(segments)?;
+        let raw = self
+            .send(
+                self.request(Method::POST, &url, Auth::Session)?.json(body),
+                &url,
+            )
+            .await?;
+        response::json(&raw, &url)
     }
 
     async fn get_json<T: DeserializeOwned>(
@@ -618,6 +679,111 @@ mod tests {
             (reqs[2].method.as_str(), reqs[2].target.as_str()),
             ("POST", "/api/v1/logout")
         );
+    }
+
+    const LEASE: &str = r#"{"id":"lease_1","role":"db/orders","issuer":"postgres",
+        "principal":"iss|sub","state":"active","policy_version":2,"created_at":10,
+        "expires_at":910}"#;
+
+    #[tokio::test]
+    async fn renew_round_trip() {
+        let server = TestServer::start(vec![
+            Canned::json(200, LEASE),
+            Canned::json(200, LEASE),
+            Canned::json(
+                400,
+                r#"{"error":{"code":"not_renewable","message":"role demo-api cannot be renewed"}}"#,
+            ),
+        ])
+        .await;
+        let c = client(server.base_url()).with_token("idm_abc");
+        let req = RenewRequest {
+            ttl: Some("15m".into()),
+        };
+        let lease = c.renew_lease("lease_1", &req).await.unwrap();
+        assert_eq!((lease.id.as_str(), lease.expires_at), ("lease_1", 910));
+        c.renew_lease("lease 2", &RenewRequest::default())
+            .await
+            .unwrap();
+        let e = c.renew_lease("lease_3", &req).await.unwrap_err();
+        assert!(
+            matches!(e, ClientError::Api { status: 400, ref code, .. } if code == "not_renewable"),
+            "{e:?}"
+        );
+        let reqs = server.requests().await;
+        assert_eq!(
+            (reqs[0].method.as_str(), reqs[0].target.as_str()),
+            ("POST", "/api/v1/leases/lease_1/renew")
+        );
+        assert_eq!(reqs[0].header("authorization"), Some("Bearer idm_abc"));
+        assert_eq!(reqs[0].body, r#"{"ttl":"15m"}"#);
+        assert_eq!(reqs[1].target, "/api/v1/leases/lease%202/renew");
+        assert_eq!(reqs[1].body, "{}");
+    }
+
+    #[tokio::test]
+    async fn revoke_prefix_round_trip() {
+        let server = TestServer::start(vec![Canned::json(
+            200,
+            &format!(r#"{{"revoked":["lease_a"],"failed":[{LEASE}]}}"#),
+        )])
+        .await;
+        let c = client(server.base_url()).with_token("idm_abc");
+        let resp = c.revoke_prefix("db/orders-readonly").await.unwrap();
+        assert_eq!(resp.revoked, vec!["lease_a".to_string()]);
+        assert_eq!(resp.failed.len(), 1);
+        let reqs = server.requests().await;
+        assert_eq!(
+            (reqs[0].method.as_str(), reqs[0].target.as_str()),
+            ("POST", "/api/v1/leases/revoke-prefix")
+        );
+        assert_eq!(reqs[0].body, r#"{"prefix":"db/orders-readonly"}"#);
+    }
+
+    #[tokio::test]
+    async fn blank_prefixes_are_refused_before_sending() {
+        // Nothing listens on port 1: a request that was sent would fail with
+        // Transport, not InvalidArgument.
+        let c = client("http://127.0.0.1:1").with_token("idm_x");
+        for prefix in ["", " ", "\t\n"] {
+            let e = c.revoke_prefix(prefix).await.unwrap_err();
+            assert!(
+                matches!(e, ClientError::InvalidArgument(ref m) if m.contains("every lease")),
+                "{prefix:?}: {e:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn rotate_admin_encodes_the_target() {
+        let server = TestServer::start(vec![Canned::json(
+            200,
+            r#"{"target":"pg main/x","version":3}"#,
+        )])
+        .await;
+        let c = client(server.base_url()).with_token("idm_abc");
+        let resp = c.rotate_admin("pg main/x").await.unwrap();
+        assert_eq!((resp.target.as_str(), resp.version), ("pg main/x", 3));
+        let reqs = server.requests().await;
+        assert_eq!(
+            (reqs[0].method.as_str(), reqs[0].target.as_str()),
+            ("POST", "/api/v1/targets/pg%20main%2Fx/rotate-admin")
+        );
+        assert_eq!(reqs[0].header("authorization"), Some("Bearer idm_abc"));
+    }
+
+    #[tokio::test]
+    async fn bad_lease_ids_and_targets_are_refused_before_sending() {
+        let c = client("http://127.0.0.1:1").with_token("idm_x");
+        for bad in ["", ".", ".."] {
+            let e = c
+                .renew_lease(bad, &RenewRequest::default())
+                .await
+                .unwrap_err();
+            assert!(matches!(e, ClientError::InvalidArgument(_)), "{bad}: {e:?}");
+            let e = c.rotate_admin(bad).await.unwrap_err();
+            assert!(matches!(e, ClientError::InvalidArgument(_)), "{bad}: {e:?}");
+        }
     }
 
     #[tokio::test]

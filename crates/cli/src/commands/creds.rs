@@ -2,9 +2,11 @@
 
 use super::{session_error, Exit};
 use crate::args::{CredsArgs, GlobalArgs, OutputFormat};
-use crate::connection;
+use crate::connection::{self, TokenSource};
+use crate::credential_env;
 use crate::output::{emit, env_exports, json, key_value_table, time_with_relative};
-use anyhow::Result;
+use anyhow::{bail, Result};
+use idmint_client::IdmintClient;
 use idmint_core::UnixTime;
 use idmint_proto::{Credential, CredsRequest, CredsResponse};
 
@@ -25,15 +27,40 @@ pub async fn run(global: &GlobalArgs, args: CredsArgs) -> Result<Exit> {
     };
     let text = match global.output {
         OutputFormat::Json => json(&resp)?,
-        OutputFormat::Env => creds_env(&resp),
+        OutputFormat::Env => creds_env(&resp)?,
         OutputFormat::Text => creds_text(&resp, UnixTime::now().secs()),
+        OutputFormat::Uri => match creds_uri(&resp) {
+            Ok(uri) => uri,
+            Err(e) => return Err(discard(&client, &source, &resp, e).await),
+        },
     };
     emit(&text)?;
     Ok(Exit::Success)
 }
 
-/// A table of the lease, then the credential on its own lines so it can be
-/// copied whole (a JWT in a table cell would wrap or stretch the table).
+/// A credential was issued but cannot be shown in the requested format:
+/// revoke its lease (nobody will ever use it) and say so alongside `why`.
+async fn discard(
+    client: &IdmintClient,
+    source: &TokenSource,
+    resp: &CredsResponse,
+    why: anyhow::Error,
+) -> anyhow::Error {
+    let outcome = match client.revoke_lease(&resp.lease_id).await {
+        Ok(_) => format!("lease {} was revoked", resp.lease_id),
+        Err(e) => format!(
+            "revoking lease {} failed ({:#}); it expires at {}",
+            resp.lease_id,
+            session_error(e, source),
+            UnixTime(resp.expires_at).rfc3339()
+        ),
+    };
+    anyhow::anyhow!("{why:#}; {outcome}")
+}
+
+/// A table of the lease, then the secret parts on their own lines so they
+/// can be copied whole (a JWT or URI in a table cell would wrap or stretch
+/// the table).
 pub fn creds_text(resp: &CredsResponse, now: i64) -> String {
     let ttl = if resp.ttl_clamped {
         format!(
@@ -77,73 +104,54 @@ pub fn creds_text(resp: &CredsResponse, now: i64) -> String {
             username,
             password,
             uri,
-            ..
+            host,
+            port,
+            database,
         } => {
             rows.push(("Engine", engine.clone()));
             rows.push(("Username", username.clone()));
+            rows.push(("Host", host.clone()));
+            rows.push(("Port", port.to_string()));
+            rows.push(("Database", database.clone().unwrap_or_else(|| "-".into())));
             format!("Password:\n{password}\nConnection URI:\n{uri}\n")
         }
     };
     format!("{}\n{secret}", key_value_table(&rows))
 }
 
-/// `export` lines. Deliberately not `IDMINT_TOKEN`, which holds the idmint
-/// session and would be overwritten by an `eval`.
-pub fn creds_env(resp: &CredsResponse) -> String {
-    let expires_at = resp.expires_at.to_string();
-    let mut vars: Vec<(&str, &str)> = vec![("IDMINT_LEASE_ID", &resp.lease_id)];
+/// `export` lines for `eval` (see [`credential_env::exported`]).
+pub fn creds_env(resp: &CredsResponse) -> Result<String> {
+    let vars = credential_env::exported(resp)?;
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|v| (v.name, v.value.expose())).collect();
+    Ok(env_exports(&pairs))
+}
+
+/// Only the connection URI and a newline, for `psql "$(idmint creds … -o
+/// uri)"` (command substitution drops the newline).
+pub fn creds_uri(resp: &CredsResponse) -> Result<String> {
     match &resp.credential {
-        Credential::OauthToken {
-            access_token,
-            token_type,
-            ..
-        } => {
-            vars.push(("IDMINT_ACCESS_TOKEN", access_token));
-            vars.push(("IDMINT_TOKEN_TYPE", token_type));
+        Credential::DatabaseUser { uri, .. } => {
+            if uri.contains(['\n', '\r', '\0']) {
+                bail!("the connection URI from the server contains a line break or NUL byte; use `--output json` to see it");
+            }
+            Ok(format!("{uri}\n"))
         }
-        Credential::DatabaseUser {
-            username,
-            password,
-            uri,
-            ..
-        } => {
-            vars.push(("IDMINT_USERNAME", username));
-            vars.push(("IDMINT_PASSWORD", password));
-            vars.push(("DATABASE_URL", uri));
-        }
+        Credential::OauthToken { .. } => bail!(
+            "`--output uri` only applies to database credentials, and role {} issued an OAuth access token; use `--output env` or `--output json`",
+            resp.role
+        ),
     }
-    vars.push(("IDMINT_EXPIRES_AT", &expires_at));
-    env_exports(&vars)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn resp() -> CredsResponse {
-        CredsResponse {
-            lease_id: "lease_1".into(),
-            role: "demo-api".into(),
-            issuer: "oauth".into(),
-            expires_at: 300,
-            ttl_seconds: 300,
-            ttl_clamped: true,
-            policy_version: 3,
-            fingerprint: "fp_abc".into(),
-            credential: Credential::OauthToken {
-                access_token: "eyJ.x.y".into(),
-                token_type: "Bearer".into(),
-                audience: Some("https://api.example.test".into()),
-                scopes: vec!["orders:read".into()],
-                token_id: "jti_1".into(),
-            },
-        }
-    }
+    use crate::credential_env::tests::{db_resp, oauth_resp};
 
     #[test]
     fn env_output_is_eval_safe() {
         assert_eq!(
-            creds_env(&resp()),
+            creds_env(&oauth_resp()).unwrap(),
             "export IDMINT_LEASE_ID='lease_1'\n\
              export IDMINT_ACCESS_TOKEN='eyJ.x.y'\n\
              export IDMINT_TOKEN_TYPE='Bearer'\n\
@@ -152,8 +160,80 @@ mod tests {
     }
 
     #[test]
+    fn env_output_for_a_database_user() {
+        assert_eq!(
+            creds_env(&db_resp("postgres", "v_app", "pw", Some("orders"))).unwrap(),
+            "export IDMINT_LEASE_ID='lease_db1'\n\
+             export DATABASE_URL='postgres://u:p@db.internal:5432/orders'\n\
+             export IDMINT_USERNAME='v_app'\n\
+             export IDMINT_PASSWORD='pw'\n\
+             export IDMINT_EXPIRES_AT='900'\n"
+        );
+    }
+
+    /// Values that would run commands or end the quoting if they were not
+    /// quoted right.
+    const HOSTILE: &[&str] = &[
+        "it's",
+        "'; touch /tmp/idmint-pwned; '",
+        "$(touch /tmp/idmint-pwned)",
+        "`id`",
+        "a\"b\\c",
+        "line1\nline2",
+        "tab\there",
+        "$HOME ${PATH} !! * ?",
+        "ünïcødé ✓",
+        "'",
+        "''",
+        "\\'",
+        "-n",
+        "",
+    ];
+
+    #[test]
+    fn env_output_quotes_hostile_usernames_and_passwords() {
+        for value in HOSTILE {
+            let out = creds_env(&db_resp("postgres", value, value, None)).unwrap();
+            // Every line is one complete `export NAME='…'` statement: the
+            // value is in single quotes, and a quote inside it is closed,
+            // escaped and reopened.
+            let quoted = format!("'{}'", value.replace('\'', r"'\''"));
+            assert!(
+                out.contains(&format!("export IDMINT_USERNAME={quoted}\n")),
+                "{value:?}: {out}"
+            );
+            assert!(
+                out.contains(&format!("export IDMINT_PASSWORD={quoted}\n")),
+                "{value:?}: {out}"
+            );
+        }
+    }
+
+    /// The real test of quoting: a POSIX shell evaluates the output and the
+    /// variables hold exactly the original bytes.
+    #[test]
+    fn env_output_round_trips_through_a_real_shell() {
+        for value in HOSTILE {
+            let out = creds_env(&db_resp("postgres", value, value, None)).unwrap();
+            let shell = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(r#"eval "$1" && printf '%s\0%s' "$IDMINT_USERNAME" "$IDMINT_PASSWORD""#)
+                .arg("sh")
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(shell.status.success(), "{value:?}: {shell:?}");
+            assert_eq!(
+                String::from_utf8(shell.stdout).unwrap(),
+                format!("{value}\0{value}"),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
     fn text_output_has_lease_role_expiry_and_token() {
-        let t = creds_text(&resp(), 0);
+        let t = creds_text(&oauth_resp(), 0);
         for needle in [
             "lease_1",
             "demo-api",
@@ -168,11 +248,68 @@ mod tests {
     }
 
     #[test]
+    fn text_output_for_a_database_user() {
+        let t = creds_text(&db_resp("postgres", "v_app", "s3cr3t", Some("orders")), 0);
+        let row = |k: &str, v: &str| {
+            t.lines()
+                .any(|l| l.contains(k) && l.contains(v))
+                .then_some(())
+                .ok_or_else(|| format!("no row {k} = {v}: {t}"))
+        };
+        for (k, v) in [
+            ("Lease", "lease_db1"),
+            ("Engine", "postgres"),
+            ("Username", "v_app"),
+            ("Host", "db.internal"),
+            ("Port", "5432"),
+            ("Database", "orders"),
+            ("Expires", "1970-01-01T00:15:00Z (in 15m)"),
+        ] {
+            row(k, v).unwrap();
+        }
+        assert!(
+            t.ends_with(
+                "Password:\ns3cr3t\nConnection URI:\npostgres://u:p@db.internal:5432/orders\n"
+            ),
+            "{t}"
+        );
+        let t = creds_text(&db_resp("redis", "v_app", "pw", None), 0);
+        assert!(
+            t.lines().any(|l| l.contains("Database") && l.contains('-')),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn uri_output() {
+        assert_eq!(
+            creds_uri(&db_resp("postgres", "v_app", "pw", None)).unwrap(),
+            "postgres://u:p@db.internal:5432/orders\n"
+        );
+        let e = creds_uri(&oauth_resp()).unwrap_err().to_string();
+        assert!(
+            e.contains("only applies to database credentials") && e.contains("demo-api"),
+            "{e}"
+        );
+        assert!(!e.contains("eyJ.x.y"), "{e}");
+        let mut resp = db_resp("postgres", "v_app", "pw", None);
+        if let Credential::DatabaseUser { uri, .. } = &mut resp.credential {
+            *uri = "postgres://x\nrm -rf /".into();
+        }
+        assert!(creds_uri(&resp).is_err());
+    }
+
+    #[test]
     fn json_output_round_trips() {
-        let j = json(&resp()).unwrap();
+        let j = json(&oauth_resp()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&j).unwrap();
         assert_eq!(v["lease_id"], "lease_1");
         assert_eq!(v["credential"]["type"], "oauth_token");
         assert_eq!(v["credential"]["access_token"], "eyJ.x.y");
+        let j = json(&db_resp("mysql", "v_app", "pw", Some("orders"))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["credential"]["type"], "database_user");
+        assert_eq!(v["credential"]["password"], "pw");
+        assert_eq!(v["credential"]["port"], 5432);
     }
 }

@@ -404,7 +404,7 @@ impl Demo {
 }
 
 /// The claims of a GitHub Actions job on `repository`'s main branch.
-fn ci_token_request(repository: &str) -> DemoTokenRequest {
+pub(crate) fn ci_token_request(repository: &str) -> DemoTokenRequest {
     let mut claims = Map::new();
     for (k, v) in [
         ("repository", repository),

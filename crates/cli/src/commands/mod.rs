@@ -6,11 +6,13 @@ mod audit;
 mod creds;
 mod demo;
 mod dev;
+mod exec;
 mod leases;
 mod login;
 mod policy;
 mod server;
 mod status;
+mod target;
 mod token_exchange;
 
 use crate::args::{Cli, Command, OutputFormat};
@@ -27,6 +29,8 @@ pub enum Exit {
     Problems,
     /// Policy refused the request.
     Denied,
+    /// The exit code of the command `idmint exec` ran.
+    Code(u8),
 }
 
 impl Exit {
@@ -35,6 +39,7 @@ impl Exit {
             Exit::Success => ExitCode::SUCCESS,
             Exit::Problems => ExitCode::from(1),
             Exit::Denied => ExitCode::from(2),
+            Exit::Code(code) => ExitCode::from(code),
         }
     }
 }
@@ -55,7 +60,18 @@ fn text_or_json(output: OutputFormat, command: &str) -> Result<Format> {
                 "`--output env` is only supported by `creds` and `token-exchange`, not `{command}`"
             )
         }
+        OutputFormat::Uri => {
+            bail!(
+                "`--output uri` is only supported by `creds` (for database roles), not `{command}`"
+            )
+        }
     }
+}
+
+/// Policy refused the request: say why on stderr, exit with 2.
+fn denied(e: &ClientError) -> Exit {
+    eprintln!("denied: {e}");
+    Exit::Denied
 }
 
 /// Add what to do about an error from a call made with a session token.
@@ -83,9 +99,13 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Logout => login::logout(global, text_or_json(global.output, "logout")?).await,
         Command::Whoami => login::whoami(global, text_or_json(global.output, "whoami")?).await,
         Command::Creds(args) => creds::run(global, args).await,
+        Command::Exec(args) => exec::run(global, args).await,
         Command::TokenExchange(args) => token_exchange::run(global, args).await,
         Command::Leases(cmd) => {
             leases::run(global, text_or_json(global.output, "leases")?, cmd).await
+        }
+        Command::Target(cmd) => {
+            target::run(global, text_or_json(global.output, "target")?, cmd).await
         }
         Command::Audit(cmd) => audit::run(global, text_or_json(global.output, "audit")?, cmd).await,
         Command::Policy(cmd) => policy::run(text_or_json(global.output, "policy")?, cmd),

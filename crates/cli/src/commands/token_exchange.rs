@@ -11,7 +11,13 @@ use idmint_proto::TokenExchangeResponse;
 use std::path::Path;
 use std::time::Duration;
 
+const NO_URI_OUTPUT: &str = "`--output uri` only applies to database credentials from `idmint creds`; token-exchange mints access tokens: use `--output env` or `--output json`";
+
 pub async fn run(global: &GlobalArgs, args: TokenExchangeArgs) -> Result<Exit> {
+    // Checked before a token is minted for nothing.
+    if global.output == OutputFormat::Uri {
+        bail!(NO_URI_OUTPUT);
+    }
     let stdin = Path::new("-");
     if args.subject_token_file == stdin && args.actor_token_file.as_deref() == Some(stdin) {
         bail!("only one of --subject-token-file and --actor-token-file can read stdin (`-`)");
@@ -41,6 +47,7 @@ pub async fn run(global: &GlobalArgs, args: TokenExchangeArgs) -> Result<Exit> {
         OutputFormat::Json => json(&resp)?,
         OutputFormat::Env => exchange_env(&resp),
         OutputFormat::Text => exchange_text(&resp),
+        OutputFormat::Uri => bail!(NO_URI_OUTPUT),
     };
     emit(&text)?;
     Ok(Exit::Success)
