@@ -85,6 +85,11 @@ pub struct ServerSpec {
     pub oauth_algorithm: Option<String>,
     /// Environment variables for the server process.
     pub env: Vec<(String, String)>,
+    /// More `[[issuer.<kind>]]` tables as `(kind, table)`, e.g.
+    /// `("postgres", …)`, rendered after the built-in `oauth` issuer.
+    pub issuers: Vec<(String, Table)>,
+    /// More `[reaper]` keys (e.g. `pending_grace`, `max_attempts`).
+    pub reaper: Table,
 }
 
 impl Default for ServerSpec {
@@ -100,6 +105,8 @@ impl Default for ServerSpec {
             reaper_interval: "1s".into(),
             oauth_algorithm: None,
             env: Vec::new(),
+            issuers: Vec::new(),
+            reaper: Table::new(),
         }
     }
 }
@@ -122,6 +129,18 @@ impl ServerSpec {
     /// Set a `[session]` key, e.g. `set_session("machine_ttl", "2s")`.
     pub fn set_session(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.session.insert(key.into(), value.into());
+        self
+    }
+
+    /// Add an `[[issuer.<kind>]]` table, e.g. a `postgres` target.
+    pub fn with_issuer(mut self, kind: &str, table: Table) -> Self {
+        self.issuers.push((kind.to_string(), table));
+        self
+    }
+
+    /// Set a `[reaper]` key, e.g. `set_reaper("pending_grace", "1s")`.
+    pub fn set_reaper(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.reaper.insert(key.into(), value.into());
         self
     }
 
@@ -204,14 +223,26 @@ impl ServerSpec {
         if let Some(alg) = &self.oauth_algorithm {
             oauth.insert("algorithm".into(), Value::String(alg.clone()));
         }
-        root.insert(
-            "issuer".into(),
-            table([("oauth", Value::Array(vec![Value::Table(oauth)]))]),
+        let mut issuers = Table::new();
+        issuers.insert("oauth".into(), Value::Array(vec![Value::Table(oauth)]));
+        for (kind, t) in &self.issuers {
+            if let Value::Array(list) = issuers
+                .entry(kind.clone())
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
+                list.push(Value::Table(t.clone()));
+            }
+        }
+        root.insert("issuer".into(), Value::Table(issuers));
+        let mut reaper = Table::new();
+        reaper.insert(
+            "interval".into(),
+            Value::String(self.reaper_interval.clone()),
         );
-        root.insert(
-            "reaper".into(),
-            table([("interval", Value::String(self.reaper_interval.clone()))]),
-        );
+        for (k, v) in &self.reaper {
+            reaper.insert(k.clone(), v.clone());
+        }
+        root.insert("reaper".into(), Value::Table(reaper));
 
         toml::to_string(&root).map_err(|e| TestkitError::Render {
             what: "idmint.toml",
@@ -253,6 +284,25 @@ mod tests {
         assert_eq!(parsed["issuer"]["oauth"][0]["name"].as_str(), Some("oauth"));
         assert_eq!(parsed["reaper"]["interval"].as_str(), Some("1s"));
         assert_eq!(parsed["policy_dir"].as_str(), Some("/tmp/x y/policy"));
+    }
+
+    #[test]
+    fn renders_extra_issuers_and_reaper_keys() {
+        let mut pg = Table::new();
+        pg.insert("name".into(), Value::String("orders-pg".into()));
+        let spec = ServerSpec::default()
+            .with_issuer("postgres", pg.clone())
+            .with_issuer("postgres", pg)
+            .set_reaper("pending_grace", "1s");
+        let text = spec.render(Path::new("/tmp/x"), 1).unwrap();
+        let parsed: Table = toml::from_str(&text).unwrap();
+        assert_eq!(parsed["issuer"]["oauth"][0]["name"].as_str(), Some("oauth"));
+        assert_eq!(
+            parsed["issuer"]["postgres"][1]["name"].as_str(),
+            Some("orders-pg")
+        );
+        assert_eq!(parsed["reaper"]["interval"].as_str(), Some("1s"));
+        assert_eq!(parsed["reaper"]["pending_grace"].as_str(), Some("1s"));
     }
 
     #[test]

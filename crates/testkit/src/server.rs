@@ -285,6 +285,15 @@ impl IdmintServer {
         }
     }
 
+    /// SIGKILL now, like a crash: no graceful shutdown, in-flight requests
+    /// are cut off. [`Self::restart`] starts it again on the same data.
+    pub fn kill(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        match self.peer.as_mut() {
+            Some(p) => p.kill(),
+            None => Ok(None),
+        }
+    }
+
     /// Stop and start again with the same config, data dir and port.
     pub async fn restart(&mut self) -> Result<()> {
         self.stop()?;
