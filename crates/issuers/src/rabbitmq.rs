@@ -184,6 +184,22 @@ impl RabbitmqIssuerConfig {
     }
 }
 
+/// Error texts come from the broker; make sure none carries `secret`.
+fn redact(err: IssueError, secret: &str) -> IssueError {
+    match err {
+        IssueError::Target {
+            target,
+            message,
+            retryable,
+        } if !secret.is_empty() => IssueError::Target {
+            target,
+            message: message.replace(secret, "<redacted>"),
+            retryable,
+        },
+        other => other,
+    }
+}
+
 /// Whether `h` can be a host name or IP address (nothing that would break
 /// the URI).
 fn valid_host(h: &str) -> bool {
@@ -502,7 +518,9 @@ impl Issuer for RabbitmqIssuer {
             )));
         }
         let password = naming::password(None)?;
-        self.create_user(user, &password, &perms).await?;
+        self.create_user(user, &password, &perms)
+            .await
+            .map_err(|e| redact(e, password.expose()))?;
         tracing::debug!(
             issuer = %self.name,
             lease_id = %req.lease_id,
@@ -588,7 +606,7 @@ impl Issuer for RabbitmqIssuer {
             .await
             .map_err(|e| self.unreachable(action, &e))?;
         if !answer.is_success() {
-            return Err(self.refused(action, &answer));
+            return Err(redact(self.refused(action, &answer), new.expose()));
         }
         self.api.use_password(new.clone());
         whoami(self.api.call(Method::GET, "/api/whoami", None).await)?;

@@ -10,8 +10,8 @@
 //! with every token a separate RESP argument, the user name from
 //! [`crate::naming::username`] (`[a-z0-9_]`, at most 64 characters) and the
 //! rules from the role's `[role.redis]` template, checked against a
-//! whitelist grammar when the role is loaded (see [`acl`] for the grammar
-//! and what counts as dangerous). Unless the template sets
+//! whitelist grammar when the role is loaded (see the `acl` submodule for
+//! the grammar and what counts as dangerous). Unless the template sets
 //! `allow_dangerous`, `-@dangerous` and removals of the commands that act on
 //! state shared by all users (`FUNCTION FLUSH`, `SCRIPT FLUSH`, …) are
 //! appended, so a category such as `+@read` never brings in `KEYS`.
@@ -21,10 +21,16 @@
 //!
 //! Redis has no expiry on ACL users: a credential stops working only when
 //! idmint's reaper revokes it at lease end. Renewal therefore has nothing to
-//! extend on the server and only validates the handle. Key patterns do not
-//! confine commands without key arguments that list names (`SCAN`,
-//! `RANDOMKEY`): a user with `+@read` can see other tenants' key *names*,
-//! never their values.
+//! extend on the server and only validates the handle. idmint never runs
+//! `ACL SAVE`: lease users live in the server's memory, so a Redis restart
+//! (or `ACL LOAD`) drops them, and a later revocation finds them gone,
+//! which is success. ACL changes are not replicated: point the issuer at
+//! the server clients connect to (each primary of a cluster needs its own
+//! issuer).
+//!
+//! Key patterns do not confine commands that list names without key
+//! arguments (`SCAN`, `RANDOMKEY`): a user with `+@read` can see other
+//! tenants' key *names*, never their values.
 //!
 //! Configuration, `[[issuer.redis]]` in `idmint.toml`:
 //!
@@ -33,7 +39,7 @@
 //! name = "cache"
 //! host = "10.0.0.5"
 //! port = 6379                          # default 6379
-//! admin_user = "idmint"                # needs +acl (ACL SETUSER/DELUSER)
+//! admin_user = "idmint"                # needs +acl|setuser +acl|deluser +ping
 //! admin_password_env = "REDIS_ADMIN_PW" # bootstrap only; sealed afterwards
 //! pool_size = 2                        # pipelined connections; default 2
 //! connect_timeout = "5s"               # bounds every call; default 5s
@@ -357,10 +363,10 @@ impl Issuer for RedisIssuer {
         }
         // `reset` first makes a retry (or a leftover user of the same name)
         // end up with exactly these rules, so the command is idempotent.
-        self.pool
-            .query::<()>(&cmd)
-            .await
-            .map_err(|e| self.target_error(&format!("create ACL user {user:?}"), e))?;
+        self.pool.query::<()>(&cmd).await.map_err(|e| {
+            let e = self.target_error(&format!("create ACL user {user:?}"), e);
+            redact(e, password.expose())
+        })?;
         tracing::debug!(
             issuer = %self.name,
             lease_id = %req.lease_id,
@@ -441,7 +447,10 @@ impl Issuer for RedisIssuer {
                 }
                 tracing::info!(issuer = %self.name, "redis admin password was already changed; adopting it");
             }
-            Err(e) => return Err(self.target_error("change the admin password", e)),
+            Err(e) => {
+                let e = self.target_error("change the admin password", e);
+                return Err(redact(e, new.expose()));
+            }
         }
         self.pool.use_password(new.clone()).await;
         self.pool
@@ -453,9 +462,40 @@ impl Issuer for RedisIssuer {
     }
 }
 
+/// Error texts come from the server; make sure none carries `secret`
+/// (Redis echoes a rejected ACL modifier, and `>password` is one).
+fn redact(err: IssueError, secret: &str) -> IssueError {
+    match err {
+        IssueError::Target {
+            target,
+            message,
+            retryable,
+        } if !secret.is_empty() => IssueError::Target {
+            target,
+            message: message.replace(secret, "<redacted>"),
+            retryable,
+        },
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_redacted_from_target_errors() {
+        let e = IssueError::Target {
+            target: "cache".into(),
+            message: "ERR Error in ACL SETUSER modifier '>S3cr3tPw': x".into(),
+            retryable: false,
+        };
+        let text = redact(e, "S3cr3tPw").to_string();
+        assert!(
+            !text.contains("S3cr3tPw") && text.contains("<redacted>"),
+            "{text}"
+        );
+    }
 
     fn config() -> RedisIssuerConfig {
         serde_json::from_value(serde_json::json!({

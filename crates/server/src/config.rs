@@ -9,6 +9,7 @@ use idmint_authn::OidcConfig;
 use idmint_core::Ttl;
 use idmint_issuers::mysql::MysqlIssuerConfig;
 use idmint_issuers::postgres::PostgresIssuerConfig;
+use idmint_issuers::rabbitmq::RabbitmqIssuerConfig;
 use idmint_issuers::redis::RedisIssuerConfig;
 use idmint_issuers::OauthIssuerConfig;
 use serde::Deserialize;
@@ -188,6 +189,8 @@ pub struct IssuerSection {
     pub mysql: Vec<Spanned<MysqlIssuerConfig>>,
     #[serde(default)]
     pub redis: Vec<Spanned<RedisIssuerConfig>>,
+    #[serde(default)]
+    pub rabbitmq: Vec<Spanned<RabbitmqIssuerConfig>>,
 }
 
 impl IssuerSection {
@@ -211,6 +214,11 @@ impl IssuerSection {
         );
         out.extend(
             self.redis
+                .iter()
+                .map(|e| (e.get_ref().name.clone(), e.span().start)),
+        );
+        out.extend(
+            self.rabbitmq
                 .iter()
                 .map(|e| (e.get_ref().name.clone(), e.span().start)),
         );
@@ -326,6 +334,7 @@ impl IdmintConfig {
         fix_targets(&mut self.issuer.postgres, base);
         fix_targets(&mut self.issuer.mysql, base);
         fix_targets(&mut self.issuer.redis, base);
+        fix_targets(&mut self.issuer.rabbitmq, base);
     }
 
     fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {

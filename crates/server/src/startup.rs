@@ -131,6 +131,12 @@ pub fn offline_issuers(cfg: &IdmintConfig) -> Result<Issuers, ServerError> {
             targets::build_offline(e.get_ref())?,
         );
     }
+    for e in &cfg.issuer.rabbitmq {
+        issuers.insert(
+            e.get_ref().name.clone(),
+            targets::build_offline(e.get_ref())?,
+        );
+    }
     Ok(issuers)
 }
 
@@ -231,6 +237,12 @@ pub async fn build(
         );
     }
     for e in &cfg.issuer.redis {
+        issuers.insert(
+            e.get_ref().name.clone(),
+            targets::build(e.get_ref(), store.as_ref(), &envelope).await?,
+        );
+    }
+    for e in &cfg.issuer.rabbitmq {
         issuers.insert(
             e.get_ref().name.clone(),
             targets::build(e.get_ref(), store.as_ref(), &envelope).await?,

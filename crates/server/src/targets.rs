@@ -11,6 +11,7 @@ use crate::ServerError;
 use idmint_core::Secret;
 use idmint_issuers::mysql::{MysqlIssuer, MysqlIssuerConfig};
 use idmint_issuers::postgres::{PostgresIssuer, PostgresIssuerConfig};
+use idmint_issuers::rabbitmq::{RabbitmqIssuer, RabbitmqIssuerConfig};
 use idmint_issuers::redis::{RedisIssuer, RedisIssuerConfig};
 use idmint_issuers::{IssueError, Issuer};
 use idmint_store::{Envelope, Store};
@@ -53,6 +54,7 @@ macro_rules! target_config {
 target_config!(PostgresIssuerConfig, PostgresIssuer, "postgres");
 target_config!(MysqlIssuerConfig, MysqlIssuer, "mysql");
 target_config!(RedisIssuerConfig, RedisIssuer, "redis");
+target_config!(RabbitmqIssuerConfig, RabbitmqIssuer, "rabbitmq");
 
 fn blob_name(target: &str, version: u64) -> String {
     format!("target-admin:{target}:{version}")
