@@ -129,9 +129,7 @@ fn run_initdb(bin: &Path, dir: &Path, uid: u32, gid: u32, password: &str) -> Res
         .stdout(log_file)
         .stderr(err_file)
         .status()
-        .map_err(|e| {
-            TestkitError::io(format!("running {}", bin.join("initdb").display()), e)
-        })?;
+        .map_err(|e| TestkitError::io(format!("running {}", bin.join("initdb").display()), e))?;
     let _ = fs::remove_file(&pwfile);
     if !status.success() {
         return Err(TestkitError::EarlyExit {
@@ -226,7 +224,9 @@ impl PgServer {
                 .stdout(out)
                 .stderr(err)
                 .spawn()
-                .map_err(|e| TestkitError::io(format!("starting {}", bin.join("postgres").display()), e))?;
+                .map_err(|e| {
+                    TestkitError::io(format!("starting {}", bin.join("postgres").display()), e)
+                })?;
             let mut peer = Peer::new("postgres", child, vec![log.clone()]);
             match wait_ready(&mut peer, &log) {
                 Ok(()) => return Ok((peer, port, log)),

@@ -223,9 +223,7 @@ impl ObjectKind {
 
     fn allowed_list(self) -> &'static str {
         match self {
-            ObjectKind::Table => {
-                "SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER"
-            }
+            ObjectKind::Table => "SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER",
             ObjectKind::Sequence => "USAGE, SELECT, UPDATE",
             ObjectKind::Function => "EXECUTE",
             ObjectKind::Schema => "USAGE, CREATE",
@@ -336,7 +334,9 @@ impl GrantSpec {
     ///   expose every password hash.
     pub fn danger(&self) -> Option<String> {
         if self.privileges == Privileges::All {
-            return Some("ALL PRIVILEGES grants more than a template should; list the privileges".into());
+            return Some(
+                "ALL PRIVILEGES grants more than a template should; list the privileges".into(),
+            );
         }
         if let (Privileges::List(list), Object::Databases(_)) = (&self.privileges, &self.object) {
             if list.contains(&Privilege::Create) {
@@ -346,9 +346,10 @@ impl GrantSpec {
             }
         }
         let system = match &self.object {
-            Object::AllInSchema { schemas, .. } | Object::Schemas(schemas) => {
-                schemas.iter().find(|s| s.is_system()).map(|s| s.to_string())
-            }
+            Object::AllInSchema { schemas, .. } | Object::Schemas(schemas) => schemas
+                .iter()
+                .find(|s| s.is_system())
+                .map(|s| s.to_string()),
             Object::Tables(names) | Object::Sequences(names) => {
                 names.iter().find(|n| n.is_system()).map(|n| n.to_string())
             }
@@ -422,7 +423,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                             ))
                         }
                         Some((_, ch)) => name.push(ch),
-                        None => return Err(format!("unterminated quoted name starting at byte {at}")),
+                        None => {
+                            return Err(format!("unterminated quoted name starting at byte {at}"))
+                        }
                     }
                 }
                 tokens.push(Token::Quoted(check_length(name)?));
@@ -504,7 +507,10 @@ impl Parser<'_> {
     fn end(&self) -> Result<(), String> {
         match self.peek() {
             None => Ok(()),
-            Some(t) => Err(format!("unexpected {} after the end of the grant", t.describe())),
+            Some(t) => Err(format!(
+                "unexpected {} after the end of the grant",
+                t.describe()
+            )),
         }
     }
 
@@ -669,7 +675,9 @@ mod tests {
             r#"GRANT SELECT ON TABLE "t$1" TO "idm_u""#
         );
         assert_eq!(
-            GrantSpec::parse("SELECT ON TABLE t").unwrap().to_sql("we\"ird"),
+            GrantSpec::parse("SELECT ON TABLE t")
+                .unwrap()
+                .to_sql("we\"ird"),
             r#"GRANT SELECT ON TABLE "t" TO "we""ird""#
         );
     }
@@ -678,7 +686,10 @@ mod tests {
     fn hostile_and_unknown_input_is_refused() {
         let cases = [
             ("", "empty grant"),
-            ("SELECT ON TABLE t; DROP TABLE x", "unexpected character ';'"),
+            (
+                "SELECT ON TABLE t; DROP TABLE x",
+                "unexpected character ';'",
+            ),
             ("SELECT ON TABLE t -- comment", "unexpected character '-'"),
             ("SELECT ON TABLE t /* c */", "unexpected character '/'"),
             ("SELECT ON TABLE t TO evil", "unexpected \"TO\""),
@@ -700,7 +711,10 @@ mod tests {
             ("SELECT ON ALL VIEWS IN SCHEMA x", "expected TABLES"),
             ("EXECUTE ON TABLE t", "EXECUTE does not apply to tables"),
             ("SELECT ON SCHEMA s", "SELECT does not apply to schemas"),
-            ("CONNECT ON ALL TABLES IN SCHEMA s", "CONNECT does not apply"),
+            (
+                "CONNECT ON ALL TABLES IN SCHEMA s",
+                "CONNECT does not apply",
+            ),
             ("SELECT ON SEQUENCE s, TABLE t", "unexpected \"t\""),
         ];
         for (text, want) in cases {
@@ -752,7 +766,10 @@ mod tests {
     #[test]
     fn single_identifiers() {
         assert_eq!(Ident::parse("ReadOnly").unwrap().as_str(), "readonly");
-        assert_eq!(Ident::parse(" \"Read Only\" ").unwrap().as_str(), "Read Only");
+        assert_eq!(
+            Ident::parse(" \"Read Only\" ").unwrap().as_str(),
+            "Read Only"
+        );
         assert!(Ident::parse("a b").is_err());
         assert!(Ident::parse("a;b").is_err());
         assert!(Ident::parse("").is_err());
