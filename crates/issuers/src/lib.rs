@@ -19,6 +19,7 @@ pub mod oauth;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
+mod target;
 
 pub use error::IssueError;
 pub use keys::{discovery_document, KeyRing, SigningAlg, SigningKey};
@@ -47,6 +48,27 @@ pub struct IssueRequest<'a> {
     pub actor: Option<serde_json::Value>,
     /// The handle returned by [`Issuer::plan`] for this lease.
     pub revocation: &'a RevocationHandle,
+}
+
+impl IssueRequest<'_> {
+    /// When the credential stops working: the granted TTL from `now`, but
+    /// never later than the caller's proof, because a credential must not
+    /// outlive the proof it was derived from. Fails when the proof has
+    /// already expired; `action` completes "before …", e.g. `"the token
+    /// could be minted"`.
+    pub(crate) fn credential_expiry(&self, action: &str) -> Result<UnixTime, IssueError> {
+        let expires_at = self
+            .now
+            .plus(self.grant.ttl.as_duration())
+            .min(self.identity.expires_at);
+        if expires_at <= self.now {
+            return Err(IssueError::Internal(format!(
+                "the caller's proof expired at {} before {action}; the caller must log in again",
+                self.identity.expires_at.rfc3339()
+            )));
+        }
+        Ok(expires_at)
+    }
 }
 
 /// A minted credential.
@@ -92,7 +114,11 @@ pub trait Issuer: Send + Sync {
     /// Extend a live credential to `new_expires_at` (e.g. PostgreSQL
     /// `VALID UNTIL`). Issuers whose credentials cannot be extended (signed
     /// tokens) keep this default.
-    async fn renew(&self, _handle: &RevocationHandle, _new_expires_at: UnixTime) -> Result<(), IssueError> {
+    async fn renew(
+        &self,
+        _handle: &RevocationHandle,
+        _new_expires_at: UnixTime,
+    ) -> Result<(), IssueError> {
         Err(IssueError::Config(format!(
             "credentials of issuer {:?} ({}) cannot be renewed; request a new one",
             self.name(),

@@ -55,6 +55,7 @@ mod template;
 
 pub use template::TemplateError;
 
+use crate::target::{self, config as checks};
 use crate::{naming, IssueError, IssueRequest, Issuer, Minted, PlanRequest};
 use idmint_core::role::DatabaseTemplate;
 use idmint_core::{RevocationHandle, Role, Secret, Ttl, UnixTime};
@@ -65,7 +66,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The revocation handle kind this issuer plans: the database user name.
-pub const DB_USER_HANDLE: &str = "db_user";
+pub use crate::target::DB_USER_HANDLE;
 
 /// The `engine` of the credentials this issuer mints.
 pub const ENGINE: &str = "mysql";
@@ -73,7 +74,6 @@ pub const ENGINE: &str = "mysql";
 const DEFAULT_PORT: u16 = 3306;
 const DEFAULT_POOL_SIZE: usize = 8;
 const MAX_POOL_SIZE: usize = 256;
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A longer connect timeout would let one dead target hold requests (and
 /// admin connection slots) for minutes.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -129,29 +129,20 @@ impl MysqlIssuerConfig {
     /// the issuer and the field to fix.
     pub fn validate(&self) -> Result<(), String> {
         let name = &self.name;
-        if name.trim().is_empty() {
-            return Err("[[issuer.mysql]] needs a non-empty `name`".into());
-        }
+        checks::check_name("[[issuer.mysql]]", name)?;
+        let entry = format!("issuer {name:?}");
         if self.host.trim().is_empty() || self.host.chars().any(char::is_whitespace) {
             return Err(format!(
                 "issuer {name:?}: `host` must be a host name or IP address"
             ));
         }
-        if self.port == 0 {
-            return Err(format!("issuer {name:?}: `port` must be 1-65535"));
-        }
+        checks::check_port(&entry, "port", self.port)?;
         if self.admin_user.is_empty() || self.admin_user.chars().count() > MAX_ADMIN_USER_LEN {
             return Err(format!(
                 "issuer {name:?}: `admin_user` must be 1-{MAX_ADMIN_USER_LEN} characters"
             ));
         }
-        if let Some(size) = self.pool_size {
-            if size == 0 || size > MAX_POOL_SIZE {
-                return Err(format!(
-                    "issuer {name:?}: `pool_size` must be 1-{MAX_POOL_SIZE}, got {size}"
-                ));
-            }
-        }
+        checks::pool_size(&entry, self.pool_size, DEFAULT_POOL_SIZE, MAX_POOL_SIZE)?;
         if self.connect_timeout() > MAX_CONNECT_TIMEOUT {
             return Err(format!(
                 "issuer {name:?}: `connect_timeout` must be at most {}s",
@@ -184,9 +175,7 @@ impl MysqlIssuerConfig {
     }
 
     fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
-            .map(Ttl::as_duration)
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+        checks::connect_timeout(self.connect_timeout)
     }
 }
 
@@ -437,29 +426,9 @@ fn redact(error: DbError, password: &Secret<String>) -> DbError {
     }
 }
 
-/// The user name planned for this lease, checked to be what
-/// [`naming::username`] produces, so it is safe in every statement.
-fn planned_username(handle: &RevocationHandle) -> Result<&str, IssueError> {
-    if handle.kind != DB_USER_HANDLE {
-        return Err(IssueError::Internal(format!(
-            "revocation handle of kind {:?} given to the mysql issuer, which plans {DB_USER_HANDLE:?}",
-            handle.kind
-        )));
-    }
-    let name = handle.value.as_str();
-    let well_formed = !name.is_empty()
-        && name.len() <= naming::MYSQL_MAX_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !well_formed {
-        return Err(IssueError::Internal(format!(
-            "revocation handle {name:?} is not a user name the mysql issuer plans \
-             (1-{} characters of [a-z0-9_])",
-            naming::MYSQL_MAX_NAME
-        )));
-    }
-    Ok(name)
+/// The user name planned for this lease; see [`target::planned_user`].
+fn planned_username<'h>(handle: &'h RevocationHandle, issuer: &str) -> Result<&'h str, IssueError> {
+    target::planned_user(handle, ENGINE, issuer, naming::MYSQL_MAX_NAME, None)
 }
 
 fn quoted_account(username: &str) -> Result<String, IssueError> {
@@ -475,11 +444,7 @@ fn connection_uri(
     user: &str,
     password: &Secret<String>,
 ) -> Result<String, String> {
-    let host = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
+    let host = target::uri::uri_host(host);
     let mut url = url::Url::parse(&format!("mysql://{host}:{port}/"))
         .map_err(|e| format!("{host:?} cannot be used as the host of a connection URI: {e}"))?;
     url.set_username(user)
@@ -509,17 +474,11 @@ impl Issuer for MysqlIssuer {
     /// characters of `[a-z0-9_]`, derived from the lease id so it is unique.
     fn plan(&self, plan: &PlanRequest<'_>) -> Result<RevocationHandle, IssueError> {
         let template = self.template(plan.role).map_err(IssueError::Config)?;
-        let username = naming::username(
+        Ok(target::planned_user_handle(
             template.username_prefix.as_deref(),
-            plan.role,
-            plan.identity,
-            plan.lease_id,
+            plan,
             naming::MYSQL_MAX_NAME,
-        );
-        Ok(RevocationHandle {
-            kind: DB_USER_HANDLE.to_string(),
-            value: username,
-        })
+        ))
     }
 
     fn validate_role(&self, role: &Role) -> Result<(), String> {
@@ -527,24 +486,13 @@ impl Issuer for MysqlIssuer {
     }
 
     async fn issue(&self, req: &IssueRequest<'_>) -> Result<Minted, IssueError> {
-        let username = planned_username(req.revocation)?;
+        let username = planned_username(req.revocation, &self.name)?;
         let template = self.parsed_template(req.role).map_err(IssueError::Config)?;
         let password_length = self
             .template(req.role)
             .map_err(IssueError::Config)?
             .password_length;
-        // A credential never outlives the proof it was derived from.
-        let expires_at = req
-            .now
-            .plus(req.grant.ttl.as_duration())
-            .min(req.identity.expires_at);
-        if expires_at <= req.now {
-            return Err(IssueError::Internal(format!(
-                "the caller's proof expired at {} before the user could be created; the caller \
-                 must log in again",
-                req.identity.expires_at.rfc3339()
-            )));
-        }
+        let expires_at = req.credential_expiry("the user could be created")?;
         let password = naming::password(password_length)?;
         let uri = connection_uri(
             &self.public_host,
@@ -584,7 +532,7 @@ impl Issuer for MysqlIssuer {
     /// user that is already gone has no sessions, and `DROP USER IF EXISTS`
     /// succeeds.
     async fn revoke(&self, handle: &RevocationHandle) -> Result<(), IssueError> {
-        let username = planned_username(handle)?;
+        let username = planned_username(handle, &self.name)?;
         let account = quoted_account(username)?;
         let mut conn = self
             .acquire(&format!("connecting to revoke user {username}"))
@@ -609,7 +557,7 @@ impl Issuer for MysqlIssuer {
         handle: &RevocationHandle,
         _new_expires_at: UnixTime,
     ) -> Result<(), IssueError> {
-        planned_username(handle)?;
+        planned_username(handle, &self.name)?;
         Ok(())
     }
 
@@ -720,7 +668,10 @@ mod tests {
             kind: DB_USER_HANDLE.into(),
             value: "idm_r_s_0123456789ab".into(),
         };
-        assert_eq!(planned_username(&ok).unwrap(), "idm_r_s_0123456789ab");
+        assert_eq!(
+            planned_username(&ok, "orders-db").unwrap(),
+            "idm_r_s_0123456789ab"
+        );
         for (kind, value) in [
             ("token_id", "idm_x"),
             (DB_USER_HANDLE, ""),
@@ -733,7 +684,10 @@ mod tests {
                 value: value.into(),
             };
             assert!(
-                matches!(planned_username(&h), Err(IssueError::Internal(_))),
+                matches!(
+                    planned_username(&h, "orders-db"),
+                    Err(IssueError::Internal(_))
+                ),
                 "{value:?}"
             );
         }

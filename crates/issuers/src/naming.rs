@@ -39,9 +39,19 @@ fn lease_suffix(lease_id: &LeaseId) -> String {
 
 /// A username for `role`/`identity`, at most `max_len` characters of
 /// `[a-z0-9_]`, starting with a letter.
-pub fn username(prefix: Option<&str>, role: &Role, identity: &Identity, lease_id: &LeaseId, max_len: usize) -> String {
+pub fn username(
+    prefix: Option<&str>,
+    role: &Role,
+    identity: &Identity,
+    lease_id: &LeaseId,
+    max_len: usize,
+) -> String {
     let prefix = squash(prefix.unwrap_or("idm"), 8);
-    let prefix = if prefix.starts_with(|c: char| c.is_ascii_alphabetic()) { prefix } else { format!("i{prefix}") };
+    let prefix = if prefix.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        prefix
+    } else {
+        format!("i{prefix}")
+    };
     let suffix = lease_suffix(lease_id);
     // Budget: prefix _ role _ subject _ suffix
     let fixed = prefix.len() + suffix.len() + 3;
@@ -59,12 +69,27 @@ pub fn username(prefix: Option<&str>, role: &Role, identity: &Identity, lease_id
     name
 }
 
+/// Whether `name` has the shape [`username`] gives every name it derives
+/// with `max_len`: 1 to `max_len` characters of `[a-z0-9_]`, starting with
+/// a letter, with the `_` that separates its parts. Issuers check a
+/// revocation handle with this before putting it into a statement.
+pub fn is_derived_username(name: &str, max_len: usize) -> bool {
+    name.len() <= max_len
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.contains('_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// A random password of `len` characters from `[A-Za-z0-9]` (no quoting
 /// trouble in URIs, shells or SQL), rejection-sampled so every character is
 /// uniform.
 pub fn password(len: Option<usize>) -> Result<Secret<String>, IssueError> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let len = len.unwrap_or(DEFAULT_PASSWORD_LEN).clamp(MIN_PASSWORD_LEN, MAX_PASSWORD_LEN);
+    let len = len
+        .unwrap_or(DEFAULT_PASSWORD_LEN)
+        .clamp(MIN_PASSWORD_LEN, MAX_PASSWORD_LEN);
     let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];
     while out.len() < len {
@@ -98,10 +123,13 @@ mod tests {
     }
 
     fn role(name: &str) -> Role {
-        Role::parse_file("r.toml", &format!("[[role]]\nname='{name}'\nissuer='pg'\nmax_ttl='1h'\n"))
-            .unwrap()
-            .remove(name)
-            .unwrap()
+        Role::parse_file(
+            "r.toml",
+            &format!("[[role]]\nname='{name}'\nissuer='pg'\nmax_ttl='1h'\n"),
+        )
+        .unwrap()
+        .remove(name)
+        .unwrap()
     }
 
     #[test]
@@ -110,16 +138,44 @@ mod tests {
         for max in [MYSQL_MAX_NAME, POSTGRES_MAX_NAME, REDIS_MAX_NAME] {
             let l1 = LeaseId::generate().unwrap();
             let l2 = LeaseId::generate().unwrap();
-            let a = username(Some("v"), &role("db/orders-readonly"), &ident(hostile), &l1, max);
-            let b = username(Some("v"), &role("db/orders-readonly"), &ident(hostile), &l2, max);
+            let a = username(
+                Some("v"),
+                &role("db/orders-readonly"),
+                &ident(hostile),
+                &l1,
+                max,
+            );
+            let b = username(
+                Some("v"),
+                &role("db/orders-readonly"),
+                &ident(hostile),
+                &l2,
+                max,
+            );
             assert!(a.len() <= max, "{a}");
-            assert!(a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{a}");
+            assert!(
+                a.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{a}"
+            );
             assert!(a.starts_with('v'));
             assert!(a.ends_with(&lease_suffix(&l1)));
+            assert!(is_derived_username(&a, max), "{a}");
+            assert!(!is_derived_username(&a, a.len() - 1), "{a}");
             assert_ne!(a, b);
         }
-        let n = username(Some("9'; --"), &role("r"), &ident("x"), &LeaseId::generate().unwrap(), 32);
+        let n = username(
+            Some("9'; --"),
+            &role("r"),
+            &ident("x"),
+            &LeaseId::generate().unwrap(),
+            32,
+        );
         assert!(n.starts_with("i9_"), "{n}");
+        assert!(is_derived_username(&n, 32), "{n}");
+        for bad in ["", "admin", "9_x", "_x", "Idm_x", "idm_x;", "idm x"] {
+            assert!(!is_derived_username(bad, 32), "{bad}");
+        }
     }
 
     #[test]

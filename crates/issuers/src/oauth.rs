@@ -11,8 +11,8 @@
 //! This is why roles for this issuer should keep TTLs short (minutes), and
 //! why `exp` is never later than the proof the caller logged in with.
 
-use crate::PlanRequest;
 use crate::keys::{KeyRing, SigningAlg, SigningKey};
+use crate::PlanRequest;
 use crate::{IssueError, IssueRequest, Issuer, Minted};
 use idmint_core::{LeaseId, RevocationHandle, Secret, TokenId};
 use idmint_proto::Credential;
@@ -164,18 +164,7 @@ impl Issuer for OauthIssuer {
                 req.role.name
             ))
         })?;
-        // A credential never outlives the proof it was derived from.
-        let expires_at = req
-            .now
-            .plus(req.grant.ttl.as_duration())
-            .min(req.identity.expires_at);
-        if expires_at <= req.now {
-            return Err(IssueError::Internal(format!(
-                "the caller's proof expired at {} before the token could be minted; \
-                 the caller must log in again",
-                req.identity.expires_at.rfc3339()
-            )));
-        }
+        let expires_at = req.credential_expiry("the token could be minted")?;
         let scopes = &req.grant.scopes;
         let claims = AccessTokenClaims {
             iss: &self.issuer_url,
@@ -338,7 +327,11 @@ mod tests {
         ) -> Result<(Minted, RevocationHandle, LeaseId), IssueError> {
             let lease_id = LeaseId::generate().unwrap();
             let request_id = RequestId::generate().unwrap();
-            let handle = iss.plan(&crate::PlanRequest { lease_id: &lease_id, role: &role(), identity: &identity(i64::MAX) })?;
+            let handle = iss.plan(&crate::PlanRequest {
+                lease_id: &lease_id,
+                role: &role(),
+                identity: &identity(i64::MAX),
+            })?;
             let req = IssueRequest {
                 lease_id: &lease_id,
                 request_id: &request_id,
@@ -469,8 +462,20 @@ mod tests {
     async fn plan_gives_fresh_token_ids_and_revoke_is_idempotent() {
         let (iss, _) = issuer(None);
         let lease = LeaseId::generate().unwrap();
-        let a = iss.plan(&crate::PlanRequest { lease_id: &lease, role: &role(), identity: &identity(i64::MAX) }).unwrap();
-        let b = iss.plan(&crate::PlanRequest { lease_id: &lease, role: &role(), identity: &identity(i64::MAX) }).unwrap();
+        let a = iss
+            .plan(&crate::PlanRequest {
+                lease_id: &lease,
+                role: &role(),
+                identity: &identity(i64::MAX),
+            })
+            .unwrap();
+        let b = iss
+            .plan(&crate::PlanRequest {
+                lease_id: &lease,
+                role: &role(),
+                identity: &identity(i64::MAX),
+            })
+            .unwrap();
         assert_eq!(a.kind, TOKEN_ID_HANDLE);
         assert!(TokenId::parse(&a.value).is_some());
         assert_ne!(a.value, b.value);

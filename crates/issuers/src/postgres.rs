@@ -124,6 +124,7 @@ mod sql;
 mod uri;
 
 use crate::naming::{self, POSTGRES_MAX_NAME};
+use crate::target::{self, config as checks};
 use crate::{IssueError, IssueRequest, Issuer, Minted, PlanRequest};
 use grant::{GrantSpec, Ident};
 use idmint_core::role::DatabaseTemplate;
@@ -142,13 +143,12 @@ pub use sql::{quote_literal, scram_verifier, ADMIN_SCRAM_ITERATIONS, DEFAULT_SCR
 /// The issuer type, as in `[[issuer.postgres]]`.
 pub const KIND: &str = "postgres";
 /// The revocation handle kind this issuer plans: the database username.
-pub const DB_USER_HANDLE: &str = "db_user";
+pub use crate::target::DB_USER_HANDLE;
 
 const DEFAULT_PORT: u16 = 5432;
 const DEFAULT_POOL_SIZE: usize = 8;
 /// More admin connections than this only adds contention on the server.
 const MAX_POOL_SIZE: usize = 256;
-const DEFAULT_CONNECT_TIMEOUT: Ttl = Ttl::clamped(5);
 const MIN_OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_SCRAM_ITERATIONS: u32 = 1_000_000;
 /// Up to this many PBKDF2 rounds (a few microseconds) hashing runs inline
@@ -211,9 +211,7 @@ impl PostgresIssuerConfig {
 
     fn checked(&self) -> Result<CheckedConfig, String> {
         let at = format!("[[issuer.postgres]] {:?}", self.name);
-        if self.name.trim().is_empty() {
-            return Err("[[issuer.postgres]] needs a non-empty `name`".into());
-        }
+        checks::check_name("[[issuer.postgres]]", &self.name)?;
         let non_empty = |field: &str, value: &str| {
             if value.trim().is_empty() || value.contains('\0') {
                 Err(format!(
@@ -229,20 +227,13 @@ impl PostgresIssuerConfig {
         if let Some(p) = &self.public_host {
             non_empty("public_host", p)?;
         }
-        if self.port == 0 {
-            return Err(format!("{at}: `port` must be 1-65535"));
-        }
+        checks::check_port(&at, "port", self.port)?;
         if self.admin_password_env.is_some() && self.admin_password_file.is_some() {
             return Err(format!(
                 "{at}: set only one of `admin_password_env` and `admin_password_file`"
             ));
         }
-        let pool_size = self.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
-        if !(1..=MAX_POOL_SIZE).contains(&pool_size) {
-            return Err(format!(
-                "{at}: `pool_size` must be 1-{MAX_POOL_SIZE}, got {pool_size}"
-            ));
-        }
+        let pool_size = checks::pool_size(&at, self.pool_size, DEFAULT_POOL_SIZE, MAX_POOL_SIZE)?;
         let on_revoke = parse_on_revoke(self.on_revoke.as_deref())
             .map_err(|e| format!("{at}: `on_revoke`: {e}"))?;
         let scram_iterations = self.scram_iterations.unwrap_or(DEFAULT_SCRAM_ITERATIONS);
@@ -251,10 +242,7 @@ impl PostgresIssuerConfig {
                 "{at}: `scram_iterations` must be 1-{MAX_SCRAM_ITERATIONS}, got {scram_iterations}"
             ));
         }
-        let connect_timeout = self
-            .connect_timeout
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
-            .as_duration();
+        let connect_timeout = checks::connect_timeout(self.connect_timeout);
         Ok(CheckedConfig {
             pool_size,
             on_revoke,
@@ -475,6 +463,11 @@ impl PostgresIssuer {
         conn.run(client.batch_execute(sql)).await
     }
 
+    /// The username planned for this lease; see [`target::planned_user`].
+    fn planned_username<'h>(&self, handle: &'h RevocationHandle) -> Result<&'h str, IssueError> {
+        target::planned_user(handle, KIND, &self.name, POSTGRES_MAX_NAME, None)
+    }
+
     /// How long revocation waits for each terminated session to end: a
     /// quarter of the operation timeout, leaving the rest for the drop.
     fn terminate_wait_ms(&self) -> u64 {
@@ -522,32 +515,6 @@ fn is_retryable(code: &SqlState, message: &str) -> bool {
         || (c == "XX000" && message.contains("concurrently"))
 }
 
-/// The username planned for this lease. Anything else means the lease row
-/// was written by another issuer type, or altered: refuse rather than put
-/// it into a statement.
-fn planned_username(handle: &RevocationHandle) -> Result<&str, IssueError> {
-    if handle.kind != DB_USER_HANDLE {
-        return Err(IssueError::Internal(format!(
-            "revocation handle of kind {:?} given to the postgres issuer, which plans \
-             {DB_USER_HANDLE:?}",
-            handle.kind
-        )));
-    }
-    let name = handle.value.as_str();
-    let well_formed = name.len() <= POSTGRES_MAX_NAME
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !well_formed {
-        return Err(IssueError::Internal(format!(
-            "revocation handle {name:?} is not a username idmint generates \
-             ([a-z][a-z0-9_]*, at most {POSTGRES_MAX_NAME} characters)"
-        )));
-    }
-    Ok(name)
-}
-
 fn is_undefined_role(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNDEFINED_OBJECT)
 }
@@ -567,16 +534,11 @@ impl Issuer for PostgresIssuer {
             .compile(plan.role)
             .map_err(IssueError::Config)?
             .template;
-        Ok(RevocationHandle {
-            kind: DB_USER_HANDLE.to_string(),
-            value: naming::username(
-                template.username_prefix.as_deref(),
-                plan.role,
-                plan.identity,
-                plan.lease_id,
-                POSTGRES_MAX_NAME,
-            ),
-        })
+        Ok(target::planned_user_handle(
+            template.username_prefix.as_deref(),
+            plan,
+            POSTGRES_MAX_NAME,
+        ))
     }
 
     fn validate_role(&self, role: &Role) -> Result<(), String> {
@@ -584,20 +546,9 @@ impl Issuer for PostgresIssuer {
     }
 
     async fn issue(&self, req: &IssueRequest<'_>) -> Result<Minted, IssueError> {
-        let username = planned_username(req.revocation)?;
+        let username = self.planned_username(req.revocation)?;
         let compiled = self.compile(req.role).map_err(IssueError::Config)?;
-        // A credential never outlives the proof it was derived from.
-        let expires_at = req
-            .now
-            .plus(req.grant.ttl.as_duration())
-            .min(req.identity.expires_at);
-        if expires_at <= req.now {
-            return Err(IssueError::Internal(format!(
-                "the caller's proof expired at {} before the user could be created; \
-                 the caller must log in again",
-                req.identity.expires_at.rfc3339()
-            )));
-        }
+        let expires_at = req.credential_expiry("the user could be created")?;
         let password = naming::password(compiled.template.password_length)?;
         let rounds = self.scram_iterations;
         let verifier = if rounds <= INLINE_SCRAM_ITERATIONS {
@@ -652,7 +603,7 @@ impl Issuer for PostgresIssuer {
     }
 
     async fn revoke(&self, handle: &RevocationHandle) -> Result<(), IssueError> {
-        let username = planned_username(handle)?;
+        let username = self.planned_username(handle)?;
         let doing = format!("revoking user {username:?}");
         let disable = sql::disable_login(username);
         let terminate = sql::terminate_sessions(self.terminate_wait_ms());
@@ -715,7 +666,7 @@ impl Issuer for PostgresIssuer {
         handle: &RevocationHandle,
         new_expires_at: UnixTime,
     ) -> Result<(), IssueError> {
-        let username = planned_username(handle)?;
+        let username = self.planned_username(handle)?;
         let doing = format!(
             "extending user {username:?} to {}",
             new_expires_at.rfc3339()
@@ -950,14 +901,14 @@ admin_password_env = "PGPW"
             .unwrap();
         assert_eq!(handle.kind, DB_USER_HANDLE);
         assert!(handle.value.starts_with("svc_"), "{}", handle.value);
-        assert_eq!(planned_username(&handle).unwrap(), handle.value);
+        assert_eq!(i.planned_username(&handle).unwrap(), handle.value);
         for bad in ["", "Upper", "a;b", "1abc", &"a".repeat(64)] {
             let h = RevocationHandle {
                 kind: DB_USER_HANDLE.into(),
                 value: bad.into(),
             };
             assert!(
-                matches!(planned_username(&h), Err(IssueError::Internal(_))),
+                matches!(i.planned_username(&h), Err(IssueError::Internal(_))),
                 "{bad}"
             );
         }
@@ -966,7 +917,7 @@ admin_password_env = "PGPW"
             value: "abc".into(),
         };
         assert!(matches!(
-            planned_username(&other),
+            i.planned_username(&other),
             Err(IssueError::Internal(_))
         ));
     }

@@ -44,6 +44,7 @@ mod management;
 pub mod template;
 
 use crate::naming;
+use crate::target::{self, config as checks, redact};
 use crate::{IssueError, IssueRequest, Issuer, Minted, PlanRequest};
 use idmint_core::role::RabbitmqTemplate;
 use idmint_core::{RevocationHandle, Role, Secret, Ttl, UnixTime};
@@ -57,7 +58,7 @@ use std::time::Duration;
 use template::Permissions;
 
 /// The revocation handle kind this issuer plans: the RabbitMQ user name.
-pub const DB_USER_HANDLE: &str = "db_user";
+pub use crate::target::DB_USER_HANDLE;
 
 /// Longest user name idmint plans (RabbitMQ itself has no small limit).
 pub const RABBITMQ_MAX_NAME: usize = 64;
@@ -65,7 +66,6 @@ pub const RABBITMQ_MAX_NAME: usize = 64;
 const DEFAULT_AMQP_PORT: u16 = 5672;
 const DEFAULT_POOL_SIZE: usize = 8;
 const MAX_POOL_SIZE: usize = 256;
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn default_amqp_port() -> u16 {
     DEFAULT_AMQP_PORT
@@ -110,6 +110,7 @@ struct Endpoints {
     management_base: String,
     amqp_host: String,
     public_host: String,
+    pool_size: usize,
 }
 
 impl RabbitmqIssuerConfig {
@@ -121,9 +122,7 @@ impl RabbitmqIssuerConfig {
 
     fn endpoints(&self) -> Result<Endpoints, String> {
         let entry = format!("[[issuer.rabbitmq]] {:?}", self.name);
-        if self.name.trim().is_empty() {
-            return Err("[[issuer.rabbitmq]] needs a non-empty `name`".into());
-        }
+        checks::check_name("[[issuer.rabbitmq]]", &self.name)?;
         let url = url::Url::parse(&self.management_url).map_err(|e| {
             format!(
                 "{entry}: `management_url` {:?} is not a URL: {e}",
@@ -155,58 +154,27 @@ impl RabbitmqIssuerConfig {
             .clone()
             .unwrap_or_else(|| amqp_host.clone());
         for (field, host) in [("amqp_host", &amqp_host), ("public_host", &public_host)] {
-            if !valid_host(host) {
+            if !checks::valid_host(host) {
                 return Err(format!(
                     "{entry}: `{field}` {host:?} is not a host name or IP address"
                 ));
             }
         }
-        if self.amqp_port == 0 {
-            return Err(format!("{entry}: `amqp_port` must be 1-65535"));
-        }
+        checks::check_port(&entry, "amqp_port", self.amqp_port)?;
         if self.admin_user.is_empty() || self.admin_user.chars().any(char::is_control) {
             return Err(format!(
                 "{entry}: `admin_user` must be non-empty without control characters"
             ));
         }
-        if let Some(n) = self.pool_size {
-            if n == 0 || n > MAX_POOL_SIZE {
-                return Err(format!(
-                    "{entry}: `pool_size` must be 1-{MAX_POOL_SIZE}, got {n}"
-                ));
-            }
-        }
+        let pool_size =
+            checks::pool_size(&entry, self.pool_size, DEFAULT_POOL_SIZE, MAX_POOL_SIZE)?;
         Ok(Endpoints {
+            pool_size,
             management_base,
             amqp_host,
             public_host,
         })
     }
-}
-
-/// Error texts come from the broker; make sure none carries `secret`.
-fn redact(err: IssueError, secret: &str) -> IssueError {
-    match err {
-        IssueError::Target {
-            target,
-            message,
-            retryable,
-        } if !secret.is_empty() => IssueError::Target {
-            target,
-            message: message.replace(secret, "<redacted>"),
-            retryable,
-        },
-        other => other,
-    }
-}
-
-/// Whether `h` can be a host name or IP address (nothing that would break
-/// the URI).
-fn valid_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
 }
 
 /// Mints RabbitMQ users through the management API.
@@ -238,16 +206,13 @@ impl RabbitmqIssuer {
         admin_password: Secret<String>,
     ) -> Result<Self, IssueError> {
         let endpoints = cfg.endpoints().map_err(IssueError::Config)?;
-        let timeout = cfg
-            .connect_timeout
-            .map(Ttl::as_duration)
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let timeout = checks::connect_timeout(cfg.connect_timeout);
         let api = ManagementApi::new(
             endpoints.management_base,
             cfg.admin_user.clone(),
             admin_password,
             timeout,
-            cfg.pool_size.unwrap_or(DEFAULT_POOL_SIZE),
+            endpoints.pool_size,
         )
         .map_err(|e| {
             IssueError::Config(format!(
@@ -279,26 +244,13 @@ impl RabbitmqIssuer {
     /// The user a handle names, refusing anything this issuer could not
     /// have planned — above all the admin user.
     fn planned_user<'h>(&self, handle: &'h RevocationHandle) -> Result<&'h str, IssueError> {
-        if handle.kind != DB_USER_HANDLE {
-            return Err(IssueError::Internal(format!(
-                "revocation handle of kind {:?} given to the rabbitmq issuer {:?}, which plans {DB_USER_HANDLE:?}",
-                handle.kind, self.name
-            )));
-        }
-        let user = handle.value.as_str();
-        // Planned names are always `<prefix>_<role>_<subject>_<lease id>`.
-        let well_formed = user.len() <= RABBITMQ_MAX_NAME
-            && user.contains('_')
-            && user
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !well_formed || user == self.admin_user {
-            return Err(IssueError::Internal(format!(
-                "revocation handle {user:?} is not a user name the rabbitmq issuer {:?} plans; refusing to touch it",
-                self.name
-            )));
-        }
-        Ok(user)
+        target::planned_user(
+            handle,
+            "rabbitmq",
+            &self.name,
+            RABBITMQ_MAX_NAME,
+            Some(&self.admin_user),
+        )
     }
 
     fn unreachable(&self, action: &str, e: &Unreachable) -> IssueError {
@@ -351,11 +303,7 @@ impl RabbitmqIssuer {
     /// encoding (`[a-z0-9_]`, `[A-Za-z0-9]`), the vhost is one encoded path
     /// segment (`/` is `%2F`), an IPv6 host gets its brackets.
     fn uri(&self, user: &str, password: &str, vhost: &str) -> String {
-        let host = if self.public_host.contains(':') {
-            format!("[{}]", self.public_host)
-        } else {
-            self.public_host.clone()
-        };
+        let host = target::uri::uri_host(&self.public_host);
         format!(
             "amqp://{user}:{password}@{host}:{}/{}",
             self.amqp_port,
@@ -482,17 +430,11 @@ impl Issuer for RabbitmqIssuer {
 
     fn plan(&self, plan: &PlanRequest<'_>) -> Result<RevocationHandle, IssueError> {
         let template = self.template(plan.role).map_err(IssueError::Config)?;
-        let user = naming::username(
+        Ok(target::planned_user_handle(
             template.username_prefix.as_deref(),
-            plan.role,
-            plan.identity,
-            plan.lease_id,
+            plan,
             RABBITMQ_MAX_NAME,
-        );
-        Ok(RevocationHandle {
-            kind: DB_USER_HANDLE.to_string(),
-            value: user,
-        })
+        ))
     }
 
     fn validate_role(&self, role: &Role) -> Result<(), String> {
@@ -505,18 +447,7 @@ impl Issuer for RabbitmqIssuer {
         let template = self.template(req.role).map_err(IssueError::Config)?;
         let perms =
             Permissions::from_template(&req.role.name, template).map_err(IssueError::Config)?;
-        // A credential never outlives the proof it was derived from.
-        let expires_at = req
-            .now
-            .plus(req.grant.ttl.as_duration())
-            .min(req.identity.expires_at);
-        if expires_at <= req.now {
-            return Err(IssueError::Internal(format!(
-                "the caller's proof expired at {} before the RabbitMQ user could be created; \
-                 the caller must log in again",
-                req.identity.expires_at.rfc3339()
-            )));
-        }
+        let expires_at = req.credential_expiry("the RabbitMQ user could be created")?;
         let password = naming::password(None)?;
         self.create_user(user, &password, &perms)
             .await

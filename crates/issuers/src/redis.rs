@@ -50,6 +50,7 @@ mod acl;
 mod pool;
 
 use crate::naming::{self, REDIS_MAX_NAME};
+use crate::target::{self, config as checks, redact};
 use crate::{IssueError, IssueRequest, Issuer, Minted, PlanRequest};
 use acl::AclRules;
 use idmint_core::role::RedisTemplate;
@@ -58,20 +59,18 @@ use idmint_proto::Credential;
 use pool::{AdminPool, PoolError};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::time::Duration;
 use zeroize::Zeroizing;
 
 pub use acl::{REDIS_DANGEROUS_COMMANDS, SHARED_STATE_COMMANDS};
 
 /// The revocation handle kind this issuer plans: the ACL user name.
-pub const DB_USER_HANDLE: &str = "db_user";
+pub use crate::target::DB_USER_HANDLE;
 
 const DEFAULT_PORT: u16 = 6379;
 /// Multiplexed connections pipeline everything; two spread the work over
 /// two server-side clients, more is rarely useful.
 const DEFAULT_POOL_SIZE: usize = 2;
 const MAX_POOL_SIZE: usize = 64;
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn default_port() -> u16 {
     DEFAULT_PORT
@@ -113,48 +112,29 @@ impl RedisIssuerConfig {
     /// instead of failing every request.
     pub fn validate(&self) -> Result<(), String> {
         let entry = format!("[[issuer.redis]] {:?}", self.name);
-        if self.name.trim().is_empty() {
-            return Err("[[issuer.redis]] needs a non-empty `name`".into());
-        }
-        if !valid_host(&self.host) {
+        checks::check_name("[[issuer.redis]]", &self.name)?;
+        if !checks::valid_host(&self.host) {
             return Err(format!(
                 "{entry}: `host` {:?} is not a host name or IP address",
                 self.host
             ));
         }
         if let Some(h) = &self.public_host {
-            if !valid_host(h) {
+            if !checks::valid_host(h) {
                 return Err(format!(
                     "{entry}: `public_host` {h:?} is not a host name or IP address"
                 ));
             }
         }
-        if self.port == 0 {
-            return Err(format!("{entry}: `port` must be 1-65535"));
-        }
+        checks::check_port(&entry, "port", self.port)?;
         if self.admin_user.is_empty() || !self.admin_user.chars().all(|c| c.is_ascii_graphic()) {
             return Err(format!(
                 "{entry}: `admin_user` must be non-empty printable ASCII without spaces"
             ));
         }
-        if let Some(n) = self.pool_size {
-            if n == 0 || n > MAX_POOL_SIZE {
-                return Err(format!(
-                    "{entry}: `pool_size` must be 1-{MAX_POOL_SIZE}, got {n}"
-                ));
-            }
-        }
+        checks::pool_size(&entry, self.pool_size, DEFAULT_POOL_SIZE, MAX_POOL_SIZE)?;
         Ok(())
     }
-}
-
-/// Whether `h` can be a host name or IP address (no scheme, port, path,
-/// credentials or spaces that would break the URI or the connect).
-fn valid_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
 }
 
 /// Mints Redis ACL users.
@@ -186,10 +166,7 @@ impl RedisIssuer {
         admin_password: Secret<String>,
     ) -> Result<Self, IssueError> {
         cfg.validate().map_err(IssueError::Config)?;
-        let timeout = cfg
-            .connect_timeout
-            .map(Ttl::as_duration)
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let timeout = checks::connect_timeout(cfg.connect_timeout);
         Ok(Self {
             name: cfg.name.clone(),
             endpoint: format!("{}:{}", cfg.host, cfg.port),
@@ -221,26 +198,13 @@ impl RedisIssuer {
     /// have planned — above all the admin user, which a corrupted lease row
     /// must never get deleted.
     fn planned_user<'h>(&self, handle: &'h RevocationHandle) -> Result<&'h str, IssueError> {
-        if handle.kind != DB_USER_HANDLE {
-            return Err(IssueError::Internal(format!(
-                "revocation handle of kind {:?} given to the redis issuer {:?}, which plans {DB_USER_HANDLE:?}",
-                handle.kind, self.name
-            )));
-        }
-        let user = handle.value.as_str();
-        // Planned names are always `<prefix>_<role>_<subject>_<lease id>`.
-        let well_formed = user.len() <= REDIS_MAX_NAME
-            && user.contains('_')
-            && user
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !well_formed || user == self.admin_user {
-            return Err(IssueError::Internal(format!(
-                "revocation handle {user:?} is not a user name the redis issuer {:?} plans; refusing to touch it",
-                self.name
-            )));
-        }
-        Ok(user)
+        target::planned_user(
+            handle,
+            "redis",
+            &self.name,
+            REDIS_MAX_NAME,
+            Some(&self.admin_user),
+        )
     }
 
     /// Word a pool failure for the operator; `action` says what was tried.
@@ -292,11 +256,7 @@ impl RedisIssuer {
     /// `[a-z0-9_]` / `[A-Za-z0-9]`, so they need no percent-encoding; an IPv6
     /// host gets its brackets.
     fn uri(&self, user: &str, password: &str) -> String {
-        let host = if self.public_host.contains(':') {
-            format!("[{}]", self.public_host)
-        } else {
-            self.public_host.clone()
-        };
+        let host = target::uri::uri_host(&self.public_host);
         format!("redis://{user}:{password}@{host}:{}/", self.port)
     }
 }
@@ -313,17 +273,11 @@ impl Issuer for RedisIssuer {
 
     fn plan(&self, plan: &PlanRequest<'_>) -> Result<RevocationHandle, IssueError> {
         let template = self.template(plan.role).map_err(IssueError::Config)?;
-        let user = naming::username(
+        Ok(target::planned_user_handle(
             template.username_prefix.as_deref(),
-            plan.role,
-            plan.identity,
-            plan.lease_id,
+            plan,
             REDIS_MAX_NAME,
-        );
-        Ok(RevocationHandle {
-            kind: DB_USER_HANDLE.to_string(),
-            value: user,
-        })
+        ))
     }
 
     fn validate_role(&self, role: &Role) -> Result<(), String> {
@@ -336,18 +290,7 @@ impl Issuer for RedisIssuer {
         let template = self.template(req.role).map_err(IssueError::Config)?;
         let rules =
             AclRules::from_template(&req.role.name, template).map_err(IssueError::Config)?;
-        // A credential never outlives the proof it was derived from.
-        let expires_at = req
-            .now
-            .plus(req.grant.ttl.as_duration())
-            .min(req.identity.expires_at);
-        if expires_at <= req.now {
-            return Err(IssueError::Internal(format!(
-                "the caller's proof expired at {} before the Redis user could be created; \
-                 the caller must log in again",
-                req.identity.expires_at.rfc3339()
-            )));
-        }
+        let expires_at = req.credential_expiry("the Redis user could be created")?;
         let password = naming::password(template.password_length)?;
         // The redis crate copies arguments into its own (not zeroized)
         // buffer; this copy at least is wiped.
@@ -462,40 +405,9 @@ impl Issuer for RedisIssuer {
     }
 }
 
-/// Error texts come from the server; make sure none carries `secret`
-/// (Redis echoes a rejected ACL modifier, and `>password` is one).
-fn redact(err: IssueError, secret: &str) -> IssueError {
-    match err {
-        IssueError::Target {
-            target,
-            message,
-            retryable,
-        } if !secret.is_empty() => IssueError::Target {
-            target,
-            message: message.replace(secret, "<redacted>"),
-            retryable,
-        },
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_are_redacted_from_target_errors() {
-        let e = IssueError::Target {
-            target: "cache".into(),
-            message: "ERR Error in ACL SETUSER modifier '>S3cr3tPw': x".into(),
-            retryable: false,
-        };
-        let text = redact(e, "S3cr3tPw").to_string();
-        assert!(
-            !text.contains("S3cr3tPw") && text.contains("<redacted>"),
-            "{text}"
-        );
-    }
 
     fn config() -> RedisIssuerConfig {
         serde_json::from_value(serde_json::json!({

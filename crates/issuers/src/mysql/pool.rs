@@ -10,10 +10,11 @@
 //! Nothing connects until the first [`AdminPool::acquire`], so a target that
 //! is down when idmint starts only fails the requests that need it.
 
+use crate::target::admin_login::{lock, AdminLogin};
 use idmint_core::Secret;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -86,13 +87,6 @@ pub struct Endpoint {
     pub user: String,
 }
 
-struct Credentials {
-    password: Arc<Secret<String>>,
-    /// Bumped by every password change; connections of older generations
-    /// are closed instead of reused.
-    generation: u64,
-}
-
 struct IdleConn {
     conn: Conn,
     generation: u64,
@@ -103,17 +97,12 @@ struct IdleConn {
 /// Admin connections to one target. See the module docs.
 pub struct AdminPool {
     endpoint: Endpoint,
-    credentials: Mutex<Credentials>,
+    /// Connections of older generations are closed instead of reused.
+    login: AdminLogin,
     idle: Mutex<Vec<IdleConn>>,
     permits: Semaphore,
     connect_timeout: Duration,
     statement_timeout: Duration,
-}
-
-/// A poisoned mutex only means another task panicked while holding it; the
-/// data (a list of connections, a password) is still consistent.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl AdminPool {
@@ -127,10 +116,7 @@ impl AdminPool {
     ) -> Self {
         Self {
             endpoint,
-            credentials: Mutex::new(Credentials {
-                password: Arc::new(password),
-                generation: 0,
-            }),
+            login: AdminLogin::new(password),
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Semaphore::new(size),
             connect_timeout,
@@ -148,7 +134,7 @@ impl AdminPool {
             // The semaphore is never closed; treat it like a busy pool.
             Ok(Err(_)) | Err(_) => return Err(DbError::PoolBusy(wait)),
         };
-        let generation = lock(&self.credentials).generation;
+        let generation = self.login.generation();
         while let Some(idle) = self.pop_idle() {
             if idle.generation != generation {
                 discard(idle.conn, self.connect_timeout);
@@ -189,10 +175,7 @@ impl AdminPool {
     }
 
     async fn connect(&self) -> Result<(Conn, Flavor, u64), DbError> {
-        let (password, generation) = {
-            let c = lock(&self.credentials);
-            (Arc::clone(&c.password), c.generation)
-        };
+        let (password, generation) = self.login.current();
         let opts = OptsBuilder::default()
             .ip_or_hostname(self.endpoint.host.clone())
             .tcp_port(self.endpoint.port)
@@ -224,11 +207,7 @@ impl AdminPool {
     /// Use `password` for every connection from now on. Idle connections
     /// are closed now, busy ones when they are released.
     pub fn set_password(&self, password: Secret<String>) {
-        {
-            let mut c = lock(&self.credentials);
-            c.password = Arc::new(password);
-            c.generation = c.generation.wrapping_add(1);
-        }
+        self.login.replace(password);
         self.clear_idle();
     }
 
@@ -242,7 +221,7 @@ impl AdminPool {
     }
 
     fn give_back(&self, conn: Conn, generation: u64, flavor: Flavor) {
-        if lock(&self.credentials).generation != generation {
+        if self.login.generation() != generation {
             discard(conn, self.connect_timeout);
             return;
         }

@@ -14,10 +14,11 @@
 //! client side and by `statement_timeout` on the server side, so a bad
 //! target answers with an error instead of hanging a request.
 
+use crate::target::admin_login::{lock, AdminLogin};
 use idmint_core::Secret;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::error::SqlState;
@@ -71,13 +72,6 @@ impl PgError {
     }
 }
 
-/// The admin password and a counter that changes with it: connections
-/// opened with an older password are not put back after a rotation.
-struct AdminLogin {
-    password: Secret<String>,
-    generation: u64,
-}
-
 struct IdleClient {
     client: Client,
     generation: u64,
@@ -86,17 +80,12 @@ struct IdleClient {
 /// Pooled admin connections to one target.
 pub struct AdminPool {
     endpoint: Endpoint,
-    login: Mutex<AdminLogin>,
+    /// Connections opened with an older password are not put back.
+    login: AdminLogin,
     idle: Mutex<Vec<IdleClient>>,
     permits: Semaphore,
     connect_timeout: Duration,
     operation_timeout: Duration,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics while holding these locks; if something ever did, the
-    // data (a password, a list of idle clients) is still consistent.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl AdminPool {
@@ -110,10 +99,7 @@ impl AdminPool {
     ) -> Self {
         Self {
             endpoint,
-            login: Mutex::new(AdminLogin {
-                password,
-                generation: 0,
-            }),
+            login: AdminLogin::new(password),
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Semaphore::new(size),
             connect_timeout,
@@ -126,7 +112,7 @@ impl AdminPool {
     }
 
     fn generation(&self) -> u64 {
-        lock(&self.login).generation
+        self.login.generation()
     }
 
     /// Check out a connection: an idle one if there is one, else a new one.
@@ -169,11 +155,8 @@ impl AdminPool {
 
     async fn connect(&self) -> Result<(Client, u64), PgError> {
         let mut config = tokio_postgres::Config::new();
-        let generation = {
-            let login = lock(&self.login);
-            config.password(login.password.expose().as_bytes());
-            login.generation
-        };
+        let (password, generation) = self.login.current();
+        config.password(password.expose().as_bytes());
         config
             .host(&self.endpoint.host)
             .port(self.endpoint.port)
@@ -212,11 +195,7 @@ impl AdminPool {
     /// Use `new` for every connection opened from now on and drop the idle
     /// ones, which logged in with the old password.
     pub fn replace_password(&self, new: Secret<String>) {
-        {
-            let mut login = lock(&self.login);
-            login.password = new;
-            login.generation = login.generation.wrapping_add(1);
-        }
+        self.login.replace(new);
         lock(&self.idle).clear();
     }
 

@@ -1,33 +1,19 @@
 //! The ready-to-use connection URI handed to the caller.
 
+use crate::target::uri::{percent_encode, uri_host};
+
 /// `postgres://<user>:<password>@<host>:<port>/<database>` with user,
 /// password and database percent-encoded (RFC 3986: everything but
 /// unreserved characters), and an IPv6 host in brackets, so that libpq,
 /// JDBC-style parsers and `psql "$DATABASE_URL"` read it back unchanged.
 pub fn connection_uri(user: &str, password: &str, host: &str, port: u16, database: &str) -> String {
-    let host = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
     format!(
-        "postgres://{}:{}@{host}:{port}/{}",
+        "postgres://{}:{}@{}:{port}/{}",
         percent_encode(user),
         percent_encode(password),
+        uri_host(host),
         percent_encode(database)
     )
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

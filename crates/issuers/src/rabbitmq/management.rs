@@ -5,6 +5,7 @@
 //! whole request). The admin password is held sealed-in-memory
 //! ([`Secret`]) and swapped after a rotation.
 
+use crate::target::uri::percent_encode;
 use idmint_core::Secret;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -133,21 +134,13 @@ impl ManagementApi {
     }
 }
 
-/// Percent-encode one URL path segment: everything but RFC 3986
-/// unreserved characters, so a vhost or user name can never add a path
-/// segment, a query or a fragment. The default vhost `/` becomes `%2F`.
-/// A whole segment `.` or `..` would still be a dot segment (URL parsers
-/// resolve it, also as `%2E`), so the callers refuse those names.
+/// Percent-encode one URL path segment (see [`percent_encode`]), so a
+/// vhost or user name can never add a path segment, a query or a fragment.
+/// The default vhost `/` becomes `%2F`. A whole segment `.` or `..` would
+/// still be a dot segment (URL parsers resolve it, also as `%2E`), so the
+/// callers refuse those names.
 pub(crate) fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encode(s)
 }
 
 #[cfg(test)]
