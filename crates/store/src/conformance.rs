@@ -36,18 +36,41 @@ pub async fn run_store_suite(store: &dyn Store) {
 async fn lease_extension(store: &dyn Store) {
     let lease = sample_lease("ext|p", "db/ext", 1_000, 2_000);
     store.insert_lease(&lease).await.expect("insert");
-    assert!(store.extend_lease(&lease.id, UnixTime(3_000)).await.expect("extend"));
-    let got = store.get_lease(&lease.id).await.expect("get").expect("present");
+    assert!(store
+        .extend_lease(&lease.id, UnixTime(3_000))
+        .await
+        .expect("extend"));
+    let got = store
+        .get_lease(&lease.id)
+        .await
+        .expect("get")
+        .expect("present");
     assert_eq!(got.expires_at, UnixTime(3_000));
     assert!(store
-        .transition_lease(&lease.id, LeaseState::Pending, LeaseState::Revoked, None, None)
+        .transition_lease(
+            &lease.id,
+            LeaseState::Pending,
+            LeaseState::Revoked,
+            None,
+            None
+        )
         .await
         .expect("revoke"));
-    assert!(!store.extend_lease(&lease.id, UnixTime(9_000)).await.expect("extend dead"));
-    let got = store.get_lease(&lease.id).await.expect("get").expect("present");
+    assert!(!store
+        .extend_lease(&lease.id, UnixTime(9_000))
+        .await
+        .expect("extend dead"));
+    let got = store
+        .get_lease(&lease.id)
+        .await
+        .expect("get")
+        .expect("present");
     assert_eq!(got.expires_at, UnixTime(3_000));
     let missing = sample_lease("ext|p", "db/ext", 1_000, 2_000);
-    assert!(!store.extend_lease(&missing.id, UnixTime(3_000)).await.expect("extend missing"));
+    assert!(!store
+        .extend_lease(&missing.id, UnixTime(3_000))
+        .await
+        .expect("extend missing"));
 }
 
 /// A lease with fresh ids, realistic times, due at its expiry.

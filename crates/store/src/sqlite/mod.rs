@@ -394,7 +394,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn extend_lease(&self, id: &LeaseId, new_expires_at: UnixTime) -> Result<bool, StoreError> {
+    async fn extend_lease(
+        &self,
+        id: &LeaseId,
+        new_expires_at: UnixTime,
+    ) -> Result<bool, StoreError> {
         let id = id.clone();
         self.write(move |conn| {
             conn.prepare_cached(sql::EXTEND_LEASE)
