@@ -191,9 +191,16 @@ async fn assert_exact_access(t: &Tenant, user: &DbUser) -> anyhow::Result<mysql_
     let me: Option<String> = conn.query_first("SELECT CURRENT_USER()").await?;
     assert_eq!(me, Some(format!("{}@%", user.username)));
     let role: Option<String> = conn.query_first("SELECT CURRENT_ROLE()").await?;
-    assert_eq!(role.as_deref(), Some(t.reader.as_str()), "the group role is active by default");
+    assert_eq!(
+        role.as_deref(),
+        Some(t.reader.as_str()),
+        "the group role is active by default"
+    );
     let total: Option<i64> = conn
-        .query_first(format!("SELECT CAST(SUM(total) AS SIGNED) FROM {}.orders", t.shop))
+        .query_first(format!(
+            "SELECT CAST(SUM(total) AS SIGNED) FROM {}.orders",
+            t.shop
+        ))
         .await?;
     assert_eq!(total, Some(42));
     conn.query_drop(format!("INSERT INTO {}.events VALUES ('hello')", t.shop))
@@ -211,7 +218,10 @@ async fn assert_exact_access(t: &Tenant, user: &DbUser) -> anyhow::Result<mysql_
             "must be denied: {sql} ({code:?})"
         );
     }
-    let code = server_error_code(conn.query_drop(format!("CREATE DATABASE {}_x", t.shop)).await);
+    let code = server_error_code(
+        conn.query_drop(format!("CREATE DATABASE {}_x", t.shop))
+            .await,
+    );
     assert_eq!(code, Some(ER_DBACCESS_DENIED), "cannot create databases");
     Ok(conn)
 }
@@ -228,7 +238,11 @@ async fn issued_user_has_exactly_the_template_and_revocation_ends_its_session() 
         (user.host.as_str(), user.port, user.database.as_deref()),
         ("127.0.0.1", t.db.port(), Some(t.shop.as_str()))
     );
-    assert!(is_derived_username(&user.username, MYSQL_MAX_NAME), "{}", user.username);
+    assert!(
+        is_derived_username(&user.username, MYSQL_MAX_NAME),
+        "{}",
+        user.username
+    );
     assert!(belongs_to(&user.username, &resp.lease_id));
     assert_eq!(
         user.uri,
@@ -246,21 +260,36 @@ async fn issued_user_has_exactly_the_template_and_revocation_ends_its_session() 
     let grants = t.grants_of(&user.username).await?;
     assert_eq!(grants.len(), 4, "{grants:#?}");
     assert!(
-        grants.iter().any(|g| g.starts_with(&format!("SET DEFAULT ROLE `{}` FOR", t.reader))),
-        "{grants:#?}"
-    );
-    assert!(grants.iter().any(|g| g.starts_with("GRANT USAGE ON *.*")), "{grants:#?}");
-    assert!(
-        grants.iter().any(|g| g.starts_with(&format!("GRANT INSERT ON `{}`.`events`", t.shop))),
+        grants
+            .iter()
+            .any(|g| g.starts_with(&format!("SET DEFAULT ROLE `{}` FOR", t.reader))),
         "{grants:#?}"
     );
     assert!(
-        grants.iter().any(|g| g.starts_with(&format!("GRANT `{}` TO", t.reader))),
+        grants.iter().any(|g| g.starts_with("GRANT USAGE ON *.*")),
+        "{grants:#?}"
+    );
+    assert!(
+        grants
+            .iter()
+            .any(|g| g.starts_with(&format!("GRANT INSERT ON `{}`.`events`", t.shop))),
+        "{grants:#?}"
+    );
+    assert!(
+        grants
+            .iter()
+            .any(|g| g.starts_with(&format!("GRANT `{}` TO", t.reader))),
         "{grants:#?}"
     );
     let mut session = assert_exact_access(&t, &user).await?;
     assert_not_logged(&server, &user.password, "the issued password")?;
-    audit_event_for(&server, "credential_issued", &resp.lease_id, Duration::from_secs(5)).await?;
+    audit_event_for(
+        &server,
+        "credential_issued",
+        &resp.lease_id,
+        Duration::from_secs(5),
+    )
+    .await?;
 
     // MariaDB has no expiry to extend: renewal is bookkeeping in idmint.
     let renewed = app
@@ -275,13 +304,28 @@ async fn issued_user_has_exactly_the_template_and_revocation_ends_its_session() 
     assert!(renewed.expires_at >= unix_now() + 170, "{renewed:?}");
 
     // Revocation kills the open session and drops the user.
-    assert_eq!(app.client.revoke_lease(&resp.lease_id).await?.state, "revoked");
+    assert_eq!(
+        app.client.revoke_lease(&resp.lease_id).await?.state,
+        "revoked"
+    );
     let after: Result<Option<i64>, _> = session.query_first("SELECT 1").await;
-    assert!(after.is_err(), "the open session must be killed by revocation");
+    assert!(
+        after.is_err(),
+        "the open session must be killed by revocation"
+    );
     assert!(!t.user_exists(&user.username).await?, "the user is dropped");
     assert!(connect(&user.uri).await.is_err(), "a new login must fail");
-    audit_event_for(&server, "lease_revoked", &resp.lease_id, Duration::from_secs(5)).await?;
-    assert_eq!(app.client.revoke_lease(&resp.lease_id).await?.state, "revoked");
+    audit_event_for(
+        &server,
+        "lease_revoked",
+        &resp.lease_id,
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert_eq!(
+        app.client.revoke_lease(&resp.lease_id).await?.state,
+        "revoked"
+    );
     Ok(())
 }
 
@@ -304,14 +348,26 @@ async fn the_reaper_drops_the_user_and_its_sessions_at_expiry() -> anyhow::Resul
     let one: Option<i64> = session.query_first("SELECT 1").await?;
     assert_eq!(one, Some(1));
 
-    let gone = wait_until("the reaper to drop the expired user", REAPER_LIMIT, || async {
-        Ok((!t.user_exists(&user.username).await?).then_some(unix_now()))
-    })
+    let gone = wait_until(
+        "the reaper to drop the expired user",
+        REAPER_LIMIT,
+        || async { Ok((!t.user_exists(&user.username).await?).then_some(unix_now())) },
+    )
     .await?;
-    assert!(gone >= resp.expires_at, "dropped at {gone}, before expiry {}", resp.expires_at);
+    assert!(
+        gone >= resp.expires_at,
+        "dropped at {gone}, before expiry {}",
+        resp.expires_at
+    );
     let after: Result<Option<i64>, _> = session.query_first("SELECT 1").await;
     assert!(after.is_err(), "the open session ended with the lease");
-    let ev = audit_event_for(&server, "lease_expired", &resp.lease_id, Duration::from_secs(5)).await?;
+    let ev = audit_event_for(
+        &server,
+        "lease_expired",
+        &resp.lease_id,
+        Duration::from_secs(5),
+    )
+    .await?;
     assert_eq!(ev["detail"]["revoked_by"], "reaper");
     let admin = login_admin(&server, &jwks).await?;
     assert_eq!(lease(&admin, &resp.lease_id).await?.state, "revoked");
@@ -348,18 +404,21 @@ async fn a_grant_the_admin_may_not_give_fails_cleanly_without_a_partial_user() -
     // out still completes at the target.
     assert_eq!(lease.state, "pending", "{lease:?}");
     assert!(lease.last_error.is_some(), "{lease:?}");
-    let leftovers = t
-        .db
-        .sql(&format!(
+    let leftovers =
+        t.db.sql(&format!(
             "SELECT COUNT(*) FROM mysql.user WHERE User LIKE 'idm\\_%{}'",
             db_support::lease_suffix(&lease.id)
         ))
         .await?;
     assert_eq!(leftovers.trim(), "0", "no partial user is left behind");
-    let reconciled = wait_until("the reaper to settle the failed lease", REAPER_LIMIT, || async {
-        let l = db_support::lease(&admin, &lease.id).await?;
-        Ok((l.state != "pending").then_some(l))
-    })
+    let reconciled = wait_until(
+        "the reaper to settle the failed lease",
+        REAPER_LIMIT,
+        || async {
+            let l = db_support::lease(&admin, &lease.id).await?;
+            Ok((l.state != "pending").then_some(l))
+        },
+    )
     .await?;
     assert_eq!(reconciled.state, "revoked", "{reconciled:?}");
     audit_event_for(&server, "lease_expired", &lease.id, Duration::from_secs(5)).await?;

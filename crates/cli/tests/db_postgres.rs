@@ -122,8 +122,9 @@ impl Target {
         Ok(Self { pg, inspector })
     }
 
-    /// The `[[issuer.postgres]]` table for this server.
-    fn issuer_table(&self) -> anyhow::Result<idmint_testkit::toml::Table> {
+    /// The `[[issuer.postgres]]` table for this server, with `admin` as
+    /// idmint's admin account.
+    fn issuer_table(&self, admin: &str) -> anyhow::Result<idmint_testkit::toml::Table> {
         toml_table(&format!(
             r#"
 name = "{TARGET}"
@@ -136,20 +137,27 @@ pool_size = 4
 connect_timeout = "{CONNECT_TIMEOUT_SECS}s"
 "#,
             port = self.pg.port(),
-            admin = self.pg.admin_user(),
         ))
     }
 
-    /// A server spec with this target, [`ROLES`] and [`POLICY`].
+    /// A server spec with this target, [`ROLES`] and [`POLICY`]; idmint's
+    /// admin is the superuser `initdb` created.
     fn spec(&self, jwks: &TestJwks) -> anyhow::Result<ServerSpec> {
+        self.spec_with_admin(jwks, self.pg.admin_user(), self.pg.admin_password())
+    }
+
+    /// [`Self::spec`] with another admin account for idmint.
+    fn spec_with_admin(
+        &self,
+        jwks: &TestJwks,
+        admin: &str,
+        password: &str,
+    ) -> anyhow::Result<ServerSpec> {
         let mut spec = ServerSpec::with_oidc(vec![oidc(jwks)])
-            .with_issuer("postgres", self.issuer_table()?);
+            .with_issuer("postgres", self.issuer_table(admin)?);
         spec.roles = ROLES.to_string();
         spec.policies = vec![("db.cedar".to_string(), POLICY.to_string())];
-        spec.env = vec![(
-            ADMIN_PASSWORD_ENV.to_string(),
-            self.pg.admin_password().to_string(),
-        )];
+        spec.env = vec![(ADMIN_PASSWORD_ENV.to_string(), password.to_string())];
         Ok(spec)
     }
 
@@ -239,7 +247,10 @@ async fn issue(caller: &Caller, role: &str, ttl: Option<&str>) -> anyhow::Result
 /// Connected as the issued user, it can read `reporting` and nothing else.
 async fn assert_read_only_access(user: &DbUser) -> anyhow::Result<Client> {
     let session = connect(&user.uri).await?;
-    let me: String = session.query_one("SELECT current_user::text", &[]).await?.get(0);
+    let me: String = session
+        .query_one("SELECT current_user::text", &[])
+        .await?
+        .get(0);
     assert_eq!(me, user.username);
     let total: i64 = session
         .query_one("SELECT sum(total) FROM reporting.orders", &[])
@@ -247,7 +258,10 @@ async fn assert_read_only_access(user: &DbUser) -> anyhow::Result<Client> {
         .get(0);
     assert_eq!(total, 42, "reads the reporting schema");
     for (what, sql) in [
-        ("write reporting", "INSERT INTO reporting.orders VALUES (3, 1)"),
+        (
+            "write reporting",
+            "INSERT INTO reporting.orders VALUES (3, 1)",
+        ),
         ("change reporting", "UPDATE reporting.orders SET total = 0"),
         ("read app", "SELECT email FROM app.customers"),
         ("create in reporting", "CREATE TABLE reporting.mine (a int)"),
@@ -282,7 +296,12 @@ async fn issued_user_reads_reporting_only_and_revocation_ends_its_session() -> a
         "{}",
         user.username
     );
-    assert!(belongs_to(&user.username, &resp.lease_id), "{} / {}", user.username, resp.lease_id);
+    assert!(
+        belongs_to(&user.username, &resp.lease_id),
+        "{} / {}",
+        user.username,
+        resp.lease_id
+    );
     assert!(user.password.len() >= 16 && user.password.chars().all(|c| c.is_ascii_alphanumeric()));
     assert_eq!(
         user.uri,
@@ -295,10 +314,17 @@ async fn issued_user_reads_reporting_only_and_revocation_ends_its_session() -> a
     );
     assert_eq!(resp.ttl_seconds, 60, "role default_ttl");
     let now = unix_now();
-    assert!((now + 55..=now + 61).contains(&resp.expires_at), "{}", resp.expires_at);
+    assert!(
+        (now + 55..=now + 61).contains(&resp.expires_at),
+        "{}",
+        resp.expires_at
+    );
 
     // PostgreSQL itself expires the user at the lease's end.
-    assert_eq!(target.valid_until(&user.username).await?, Some(resp.expires_at));
+    assert_eq!(
+        target.valid_until(&user.username).await?,
+        Some(resp.expires_at)
+    );
     // Exactly the template: one membership, no role attributes.
     assert_eq!(target.memberships(&user.username).await?, vec!["readonly"]);
     let attrs = target
@@ -311,13 +337,23 @@ async fn issued_user_reads_reporting_only_and_revocation_ends_its_session() -> a
         .await?;
     let flags: Vec<bool> = (0..6).map(|i| attrs.get(i)).collect();
     assert_eq!(flags, vec![false, false, false, false, false, true]);
-    assert_eq!(target.role_count().await?, roles_before + 1, "one role was created");
+    assert_eq!(
+        target.role_count().await?,
+        roles_before + 1,
+        "one role was created"
+    );
 
     let session = assert_read_only_access(&user).await?;
 
     // The issuance is audited with the credential's fingerprint, never
     // with the password.
-    let issued = audit_event_for(&server, "credential_issued", &resp.lease_id, Duration::from_secs(5)).await?;
+    let issued = audit_event_for(
+        &server,
+        "credential_issued",
+        &resp.lease_id,
+        Duration::from_secs(5),
+    )
+    .await?;
     assert_eq!(issued["outcome"], "success");
     assert_eq!(issued["fingerprint"], resp.fingerprint.as_str());
     assert_eq!(issued["role"], READONLY);
@@ -327,11 +363,27 @@ async fn issued_user_reads_reporting_only_and_revocation_ends_its_session() -> a
     let revoked = app.client.revoke_lease(&resp.lease_id).await?;
     assert_eq!(revoked.state, "revoked");
     let after = session.simple_query("SELECT 1").await;
-    assert!(after.is_err(), "the open session must be terminated by revocation");
-    assert!(!target.role_exists(&user.username).await?, "the user is dropped");
+    assert!(
+        after.is_err(),
+        "the open session must be terminated by revocation"
+    );
+    assert!(
+        !target.role_exists(&user.username).await?,
+        "the user is dropped"
+    );
     assert!(connect(&user.uri).await.is_err(), "a new login must fail");
-    assert_eq!(target.role_count().await?, roles_before, "nothing is left behind");
-    audit_event_for(&server, "lease_revoked", &resp.lease_id, Duration::from_secs(5)).await?;
+    assert_eq!(
+        target.role_count().await?,
+        roles_before,
+        "nothing is left behind"
+    );
+    audit_event_for(
+        &server,
+        "lease_revoked",
+        &resp.lease_id,
+        Duration::from_secs(5),
+    )
+    .await?;
 
     // Revoking again is harmless.
     let again = app.client.revoke_lease(&resp.lease_id).await?;
@@ -356,18 +408,36 @@ async fn the_reaper_drops_the_user_at_lease_expiry() -> anyhow::Result<()> {
         .await?;
     let user = db_user(&resp)?;
     assert_eq!(resp.ttl_seconds, 3);
-    assert_eq!(target.valid_until(&user.username).await?, Some(resp.expires_at));
+    assert_eq!(
+        target.valid_until(&user.username).await?,
+        Some(resp.expires_at)
+    );
     let session = connect(&user.uri).await?;
     session.simple_query("SELECT 1").await?;
 
     // VALID UNTIL only stops new logins; the reaper ends the session too.
-    let gone = wait_until("the reaper to drop the expired user", REAPER_LIMIT, || async {
-        Ok((!target.role_exists(&user.username).await?).then_some(unix_now()))
-    })
+    let gone = wait_until(
+        "the reaper to drop the expired user",
+        REAPER_LIMIT,
+        || async { Ok((!target.role_exists(&user.username).await?).then_some(unix_now())) },
+    )
     .await?;
-    assert!(gone >= resp.expires_at, "dropped at {gone}, before expiry {}", resp.expires_at);
-    assert!(session.simple_query("SELECT 1").await.is_err(), "the open session ended");
-    let expired = audit_event_for(&server, "lease_expired", &resp.lease_id, Duration::from_secs(5)).await?;
+    assert!(
+        gone >= resp.expires_at,
+        "dropped at {gone}, before expiry {}",
+        resp.expires_at
+    );
+    assert!(
+        session.simple_query("SELECT 1").await.is_err(),
+        "the open session ended"
+    );
+    let expired = audit_event_for(
+        &server,
+        "lease_expired",
+        &resp.lease_id,
+        Duration::from_secs(5),
+    )
+    .await?;
     assert_eq!(expired["outcome"], "success");
     assert_eq!(expired["detail"]["revoked_by"], "reaper");
     let admin = login_admin(&server, &jwks).await?;
@@ -380,7 +450,10 @@ async fn renewal_moves_valid_until_and_the_lease_expiry() -> anyhow::Result<()> 
     let (target, jwks, server) = setup().await?;
     let app = login_app(&server, &jwks).await?;
     let (lease_id, user) = issue(&app, READONLY, None).await?;
-    let first = target.valid_until(&user.username).await?.unwrap_or_default();
+    let first = target
+        .valid_until(&user.username)
+        .await?
+        .unwrap_or_default();
 
     let renewed = app
         .client
@@ -392,11 +465,25 @@ async fn renewal_moves_valid_until_and_the_lease_expiry() -> anyhow::Result<()> 
         )
         .await?;
     let now = unix_now();
-    assert!(renewed.expires_at > first, "{} > {first}", renewed.expires_at);
-    assert!((now + 175..=now + 181).contains(&renewed.expires_at), "{}", renewed.expires_at);
-    assert_eq!(target.valid_until(&user.username).await?, Some(renewed.expires_at));
+    assert!(
+        renewed.expires_at > first,
+        "{} > {first}",
+        renewed.expires_at
+    );
+    assert!(
+        (now + 175..=now + 181).contains(&renewed.expires_at),
+        "{}",
+        renewed.expires_at
+    );
+    assert_eq!(
+        target.valid_until(&user.username).await?,
+        Some(renewed.expires_at)
+    );
     let admin = login_admin(&server, &jwks).await?;
-    assert_eq!(lease(&admin, &lease_id).await?.expires_at, renewed.expires_at);
+    assert_eq!(
+        lease(&admin, &lease_id).await?.expires_at,
+        renewed.expires_at
+    );
     let ev = audit_event_for(&server, "lease_renewed", &lease_id, Duration::from_secs(5)).await?;
     assert_eq!(ev["detail"]["expires_at"], renewed.expires_at);
     // The user keeps working after renewal.
@@ -413,7 +500,10 @@ async fn renewal_moves_valid_until_and_the_lease_expiry() -> anyhow::Result<()> 
         )
         .await?;
     assert!(capped.expires_at <= capped.created_at + 600, "{capped:?}");
-    assert_eq!(target.valid_until(&user.username).await?, Some(capped.expires_at));
+    assert_eq!(
+        target.valid_until(&user.username).await?,
+        Some(capped.expires_at)
+    );
 
     // A role without `renewable` refuses, and so does a revoked lease.
     let (oneshot, _) = issue(&app, ONESHOT, None).await?;
@@ -458,7 +548,10 @@ async fn revoke_by_prefix_is_admin_only_and_revokes_every_live_db_lease() -> any
     }
     let open = connect(&users[0].uri).await?;
     open.simple_query("SELECT 1").await?;
-    let token = app.client.creds("api/orders", &CredsRequest::default()).await?;
+    let token = app
+        .client
+        .creds("api/orders", &CredsRequest::default())
+        .await?;
 
     // Incident response is admin-only.
     let e = app
@@ -469,22 +562,43 @@ async fn revoke_by_prefix_is_admin_only_and_revokes_every_live_db_lease() -> any
     let (status, code, _) = api_error(&e);
     assert_eq!((status, code.as_str()), (403, "admin_required"));
     for u in &users {
-        assert!(target.role_exists(&u.username).await?, "refused means untouched");
+        assert!(
+            target.role_exists(&u.username).await?,
+            "refused means untouched"
+        );
     }
 
     let out = admin.client.revoke_prefix("db/").await?;
     assert!(out.failed.is_empty(), "{:?}", out.failed);
-    assert_eq!(out.revoked.iter().cloned().collect::<BTreeSet<_>>(), db_leases);
+    assert_eq!(
+        out.revoked.iter().cloned().collect::<BTreeSet<_>>(),
+        db_leases
+    );
     for u in &users {
-        assert!(!target.role_exists(&u.username).await?, "{} dropped", u.username);
+        assert!(
+            !target.role_exists(&u.username).await?,
+            "{} dropped",
+            u.username
+        );
     }
     assert!(target.idm_users().await?.is_empty());
-    assert!(open.simple_query("SELECT 1").await.is_err(), "open session ended");
+    assert!(
+        open.simple_query("SELECT 1").await.is_err(),
+        "open session ended"
+    );
     for l in all_leases(&admin).await? {
-        let want = if db_leases.contains(&l.id) { "revoked" } else { "active" };
+        let want = if db_leases.contains(&l.id) {
+            "revoked"
+        } else {
+            "active"
+        };
         assert_eq!(l.state, want, "{l:?}");
     }
-    assert_eq!(lease(&admin, &token.lease_id).await?.state, "active", "oauth lease untouched");
+    assert_eq!(
+        lease(&admin, &token.lease_id).await?.state,
+        "active",
+        "oauth lease untouched"
+    );
 
     let events = server.audit_events()?;
     let admin_events = events_of(&events, "admin");
@@ -507,9 +621,17 @@ async fn admin_rotation_locks_out_the_old_password_and_survives_a_restart() -> a
     issue(&app, READONLY, None).await?;
     connect(&target.pg.admin_url()).await?; // the bootstrap password works
 
-    let e = app.client.rotate_admin(TARGET).await.expect_err("admin only");
+    let e = app
+        .client
+        .rotate_admin(TARGET)
+        .await
+        .expect_err("admin only");
     assert_eq!(api_error(&e).0, 403);
-    let e = admin.client.rotate_admin("no-such-target").await.expect_err("unknown");
+    let e = admin
+        .client
+        .rotate_admin("no-such-target")
+        .await
+        .expect_err("unknown");
     let (status, code, _) = api_error(&e);
     assert_eq!((status, code.as_str()), (404, "unknown_target"));
 
@@ -523,9 +645,11 @@ async fn admin_rotation_locks_out_the_old_password_and_survives_a_restart() -> a
     assert_read_only_access(&user).await?;
     let events = server.audit_events()?;
     assert!(
-        events_of(&events, "admin").iter().any(|e| e["action"] == "rotate_admin"
-            && e["outcome"] == "success"
-            && e["detail"]["target"] == TARGET),
+        events_of(&events, "admin")
+            .iter()
+            .any(|e| e["action"] == "rotate_admin"
+                && e["outcome"] == "success"
+                && e["detail"]["target"] == TARGET),
         "rotation is audited"
     );
 
@@ -539,6 +663,48 @@ async fn admin_rotation_locks_out_the_old_password_and_survives_a_restart() -> a
     assert_eq!(admin.client.rotate_admin(TARGET).await?.version, 3);
     let (_, user) = issue(&app, READONLY, None).await?;
     assert_read_only_access(&user).await?;
+    Ok(())
+}
+
+/// The admin account the issuer documents as sufficient, without
+/// superuser: `CREATEROLE`, `pg_signal_backend`, and the privilege it hands
+/// out per user `WITH GRANT OPTION` (SELECT comes through `readonly`).
+const LEAST_PRIVILEGE_ADMIN_SQL: &str = "
+CREATE ROLE idmint_admin LOGIN CREATEROLE PASSWORD 'Least-Priv-admin-pw1';
+GRANT pg_signal_backend TO idmint_admin;
+GRANT USAGE ON SCHEMA reporting TO idmint_admin WITH GRANT OPTION;
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_least_privilege_admin_can_issue_revoke_and_rotate() -> anyhow::Result<()> {
+    let target = Target::start().await?;
+    target
+        .inspector
+        .batch_execute(LEAST_PRIVILEGE_ADMIN_SQL)
+        .await?;
+    let jwks = TestJwks::start().await?;
+    let spec = target.spec_with_admin(&jwks, "idmint_admin", "Least-Priv-admin-pw1")?;
+    let server = IdmintServer::start(bin(), spec).await?;
+    let app = login_app(&server, &jwks).await?;
+    let admin = login_admin(&server, &jwks).await?;
+
+    let (lease_id, user) = issue(&app, READONLY, None).await?;
+    let session = assert_read_only_access(&user).await?;
+    let revoked = app.client.revoke_lease(&lease_id).await;
+    let revoked =
+        revoked.map_err(|e| anyhow::anyhow!("revoking with a non-superuser admin: {e}"))?;
+    assert_eq!(revoked.state, "revoked");
+    assert!(
+        session.simple_query("SELECT 1").await.is_err(),
+        "session ended"
+    );
+    assert!(!target.role_exists(&user.username).await?, "user dropped");
+
+    assert_eq!(admin.client.rotate_admin(TARGET).await?.version, 2);
+    let (lease_id, user) = issue(&app, READONLY, None).await?;
+    assert_read_only_access(&user).await?;
+    app.client.revoke_lease(&lease_id).await?;
+    assert!(target.idm_users().await?.is_empty());
     Ok(())
 }
 
@@ -559,7 +725,12 @@ async fn a_target_that_is_down_gets_a_503_naming_it_and_no_active_lease() -> any
             .await?;
         let took = started.elapsed();
         assert_eq!(r.status, 503, "{}", r.summary());
-        assert_eq!(r.error_code(), Some("target_unavailable"), "{}", r.summary());
+        assert_eq!(
+            r.error_code(),
+            Some("target_unavailable"),
+            "{}",
+            r.summary()
+        );
         let message = r.error_message().unwrap_or_default();
         assert!(message.contains(TARGET), "names the target: {message}");
         assert!(
@@ -569,7 +740,11 @@ async fn a_target_that_is_down_gets_a_503_naming_it_and_no_active_lease() -> any
     }
     let leases = all_leases(&admin).await?;
     let active: Vec<_> = leases.iter().filter(|l| l.state == "active").collect();
-    assert_eq!(active.len(), 1, "only the lease issued while up: {leases:?}");
+    assert_eq!(
+        active.len(),
+        1,
+        "only the lease issued while up: {leases:?}"
+    );
     assert_eq!(active[0].id, before);
     let events = server.audit_events()?;
     let failed = events_of(&events, "issue_failed");
@@ -577,7 +752,11 @@ async fn a_target_that_is_down_gets_a_503_naming_it_and_no_active_lease() -> any
     assert!(failed.iter().all(|e| e["error"]["code"] == "issuer_failed"));
 
     // Revoking while the target is down fails loudly and keeps the lease.
-    let e = app.client.revoke_lease(&before).await.expect_err("target down");
+    let e = app
+        .client
+        .revoke_lease(&before)
+        .await
+        .expect_err("target down");
     let (status, code, message) = api_error(&e);
     assert_eq!((status, code.as_str()), (502, "revoke_failed"), "{message}");
     assert!(message.contains(TARGET), "{message}");
@@ -628,7 +807,10 @@ async fn a_crash_mid_burst_leaves_no_untracked_or_orphaned_user() -> anyhow::Res
     server.restart().await?;
     let admin = login_admin(&server, &jwks).await?;
     let leases = all_leases(&admin).await?;
-    let states: HashMap<&str, &str> = leases.iter().map(|l| (l.id.as_str(), l.state.as_str())).collect();
+    let states: HashMap<&str, &str> = leases
+        .iter()
+        .map(|l| (l.id.as_str(), l.state.as_str()))
+        .collect();
     for user in &users_at_crash {
         let owner = leases.iter().find(|l| belongs_to(user, &l.id));
         let state = owner.map(|l| l.state.as_str());
@@ -638,14 +820,21 @@ async fn a_crash_mid_burst_leaves_no_untracked_or_orphaned_user() -> anyhow::Res
         );
     }
     for id in &answered {
-        assert_eq!(states.get(id.as_str()), Some(&"active"), "answered lease {id}");
+        assert_eq!(
+            states.get(id.as_str()),
+            Some(&"active"),
+            "answered lease {id}"
+        );
     }
     let pending: Vec<String> = leases
         .iter()
         .filter(|l| l.state == "pending")
         .map(|l| l.id.clone())
         .collect();
-    assert!(!pending.is_empty(), "the crash cut off requests after their write-ahead: {leases:?}");
+    assert!(
+        !pending.is_empty(),
+        "the crash cut off requests after their write-ahead: {leases:?}"
+    );
     let half_made = users_at_crash
         .iter()
         .filter(|u| pending.iter().any(|id| belongs_to(u, id)))
@@ -663,10 +852,14 @@ async fn a_crash_mid_burst_leaves_no_untracked_or_orphaned_user() -> anyhow::Res
     spec.write(server.dir(), server.port())?;
     server.restart().await?;
     let admin = login_admin(&server, &jwks).await?;
-    let leases = wait_until("every pending lease to be reconciled", REAPER_LIMIT, || async {
-        let leases = all_leases(&admin).await?;
-        Ok((!leases.iter().any(|l| l.state == "pending")).then_some(leases))
-    })
+    let leases = wait_until(
+        "every pending lease to be reconciled",
+        REAPER_LIMIT,
+        || async {
+            let leases = all_leases(&admin).await?;
+            Ok((!leases.iter().any(|l| l.state == "pending")).then_some(leases))
+        },
+    )
     .await?;
     let users = target.idm_users().await?;
     let active: Vec<_> = leases.iter().filter(|l| l.state == "active").collect();
@@ -676,15 +869,24 @@ async fn a_crash_mid_burst_leaves_no_untracked_or_orphaned_user() -> anyhow::Res
             "{user} is left over without an active lease"
         );
     }
-    assert_eq!(users.len(), active.len(), "every active lease still has its user");
+    assert_eq!(
+        users.len(),
+        active.len(),
+        "every active lease still has its user"
+    );
     for id in &pending {
-        let now = leases.iter().find(|l| &l.id == id).map(|l| l.state.as_str());
+        let now = leases
+            .iter()
+            .find(|l| &l.id == id)
+            .map(|l| l.state.as_str());
         assert_eq!(now, Some("revoked"), "pending lease {id} was reconciled");
     }
     let events = server.audit_events()?;
     for id in &pending {
         assert!(
-            events_of(&events, "lease_expired").iter().any(|e| e["lease_id"] == id.as_str()),
+            events_of(&events, "lease_expired")
+                .iter()
+                .any(|e| e["lease_id"] == id.as_str()),
             "reconciliation of {id} is audited"
         );
     }
@@ -714,9 +916,16 @@ async fn hostile_identities_get_a_sanitized_user_and_change_nothing_else() -> an
         }),
     )
     .await?;
-    let resp = hostile.client.creds(READONLY, &CredsRequest::default()).await?;
+    let resp = hostile
+        .client
+        .creds(READONLY, &CredsRequest::default())
+        .await?;
     let user = db_user(&resp)?;
-    assert!(is_derived_username(&user.username, PG_MAX_NAME), "{}", user.username);
+    assert!(
+        is_derived_username(&user.username, PG_MAX_NAME),
+        "{}",
+        user.username
+    );
     assert!(belongs_to(&user.username, &resp.lease_id));
     // The tail of the subject survives as letters and digits only.
     assert!(user.username.contains("refsheadsmain"), "{}", user.username);
@@ -737,7 +946,13 @@ async fn hostile_identities_get_a_sanitized_user_and_change_nothing_else() -> an
     assert_read_only_access(&user).await?;
 
     // The audit log keeps the subject verbatim (it is data there).
-    let issued = audit_event_for(&server, "credential_issued", &resp.lease_id, Duration::from_secs(5)).await?;
+    let issued = audit_event_for(
+        &server,
+        "credential_issued",
+        &resp.lease_id,
+        Duration::from_secs(5),
+    )
+    .await?;
     assert_eq!(issued["identity"]["subject"], HOSTILE_SUBJECT);
     hostile.client.revoke_lease(&resp.lease_id).await?;
     assert_eq!(target.role_count().await?, roles_before);
@@ -746,7 +961,11 @@ async fn hostile_identities_get_a_sanitized_user_and_change_nothing_else() -> an
 
 /// What `idmint server --check-config` says about a config whose roles are
 /// `roles`, and whether a server with it starts.
-async fn check_roles(target: &Target, jwks: &TestJwks, roles: &str) -> anyhow::Result<(CliOutput, String)> {
+async fn check_roles(
+    target: &Target,
+    jwks: &TestJwks,
+    roles: &str,
+) -> anyhow::Result<(CliOutput, String)> {
     let mut spec = target.spec(jwks)?;
     spec.roles = roles.to_string();
     let dir = tempfile::tempdir()?;
@@ -755,7 +974,12 @@ async fn check_roles(target: &Target, jwks: &TestJwks, roles: &str) -> anyhow::R
     let cli = Cli::new(bin())?;
     let check = cli
         .run_env(
-            &["server", "--config", &config.display().to_string(), "--check-config"],
+            &[
+                "server",
+                "--config",
+                &config.display().to_string(),
+                "--check-config",
+            ],
             &spec.env,
         )
         .await?;
@@ -774,14 +998,31 @@ async fn dangerous_templates_are_refused_at_config_time() -> anyhow::Result<()> 
         format!("[[role]]\nname = \"{name}\"\nissuer = \"{TARGET}\"\nmax_ttl = \"5m\"\n[role.database]\n{template}\n")
     };
     for (name, template) in [
-        ("db/everything", "grants = [\"ALL PRIVILEGES ON DATABASE postgres\"]"),
+        (
+            "db/everything",
+            "grants = [\"ALL PRIVILEGES ON DATABASE postgres\"]",
+        ),
         ("db/files", "member_of = [\"pg_write_server_files\"]"),
-        ("db/injected", "grants = [\"SELECT ON TABLE t; DROP ROLE admin\"]"),
+        (
+            "db/injected",
+            "grants = [\"SELECT ON TABLE t; DROP ROLE admin\"]",
+        ),
     ] {
         let (check, started) = check_roles(&target, &jwks, &role(name, template)).await?;
-        assert!(!check.success(), "--check-config must fail for {name}:\n{}", check.summary());
-        assert!(check.stderr.contains(name), "names the role:\n{}", check.summary());
-        assert!(started.contains(name), "the server refuses to start naming {name}: {started}");
+        assert!(
+            !check.success(),
+            "--check-config must fail for {name}:\n{}",
+            check.summary()
+        );
+        assert!(
+            check.stderr.contains(name),
+            "names the role:\n{}",
+            check.summary()
+        );
+        assert!(
+            started.contains(name),
+            "the server refuses to start naming {name}: {started}"
+        );
     }
     // The same grant passes when the template opts in explicitly.
     let allowed = role(
@@ -809,7 +1050,10 @@ async fn cli_login(
     let mut cli = Cli::new(bin())?;
     cli.set_env("IDMINT_ADDR", &server.base_url());
     let token_file = cli.home().join("oidc-token");
-    std::fs::write(&token_file, db_support::token_for(jwks, subject, overrides)?)?;
+    std::fs::write(
+        &token_file,
+        db_support::token_for(jwks, subject, overrides)?,
+    )?;
     let out = cli
         .run(&["login", "--token-file", &token_file.display().to_string()])
         .await?;
@@ -820,7 +1064,11 @@ async fn cli_login(
 /// The leases of the CLI's identity, by id.
 async fn cli_leases(cli: &Cli) -> anyhow::Result<HashMap<String, Value>> {
     let list = ok(&cli.run(&["leases", "list", "-o", "json"]).await?)?;
-    let items = list["leases"].as_array().or_else(|| list.as_array()).cloned().unwrap_or_default();
+    let items = list["leases"]
+        .as_array()
+        .or_else(|| list.as_array())
+        .cloned()
+        .unwrap_or_default();
     Ok(items
         .into_iter()
         .map(|l| (l["id"].as_str().unwrap_or_default().to_string(), l))
@@ -836,10 +1084,19 @@ async fn the_cli_hands_out_uris_env_and_runs_commands_with_a_user() -> anyhow::R
     let out = cli.run(&["creds", READONLY, "-o", "uri"]).await?;
     assert!(out.success(), "{}", out.summary());
     let uri = out.stdout.trim().to_string();
-    assert!(uri.starts_with("postgres://idm_") && !uri.contains('\n'), "{uri}");
+    assert!(
+        uri.starts_with("postgres://idm_") && !uri.contains('\n'),
+        "{uri}"
+    );
     let session = connect(&uri).await?;
-    let me: String = session.query_one("SELECT current_user::text", &[]).await?.get(0);
-    assert!(uri.starts_with(&format!("postgres://{me}:")), "{uri} is {me}");
+    let me: String = session
+        .query_one("SELECT current_user::text", &[])
+        .await?
+        .get(0);
+    assert!(
+        uri.starts_with(&format!("postgres://{me}:")),
+        "{uri} is {me}"
+    );
 
     // -o env: export lines a real shell evaluates; psql connects with them.
     let out = cli.run(&["creds", READONLY, "-o", "env"]).await?;
@@ -856,20 +1113,40 @@ async fn the_cli_hands_out_uris_env_and_runs_commands_with_a_user() -> anyhow::R
         .output()
         .await?;
     let text = String::from_utf8_lossy(&shell.stdout).to_string();
-    assert!(shell.status.success(), "{text}{}", String::from_utf8_lossy(&shell.stderr));
+    assert!(
+        shell.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&shell.stderr)
+    );
     let mut lines = text.lines();
-    let (env_user, env_lease) = (lines.next().unwrap_or_default(), lines.next().unwrap_or_default());
+    let (env_user, env_lease) = (
+        lines.next().unwrap_or_default(),
+        lines.next().unwrap_or_default(),
+    );
     assert!(belongs_to(env_user, env_lease), "{env_user} / {env_lease}");
 
     // exec: psql finds the user in its environment; the lease is revoked
     // when the command ends.
     let out = cli
-        .run(&["exec", READONLY, "--", "psql", "-tAc", "select current_user"])
+        .run(&[
+            "exec",
+            READONLY,
+            "--",
+            "psql",
+            "-tAc",
+            "select current_user",
+        ])
         .await?;
     assert!(out.success(), "{}", out.summary());
     let exec_user = out.stdout.trim().to_string();
-    assert!(is_derived_username(&exec_user, PG_MAX_NAME) && exec_user.starts_with("idm_"), "{exec_user}");
-    assert!(!target.role_exists(&exec_user).await?, "exec revoked its user");
+    assert!(
+        is_derived_username(&exec_user, PG_MAX_NAME) && exec_user.starts_with("idm_"),
+        "{exec_user}"
+    );
+    assert!(
+        !target.role_exists(&exec_user).await?,
+        "exec revoked its user"
+    );
     let leases = cli_leases(&cli).await?;
     let exec_lease = leases
         .iter()
@@ -880,15 +1157,37 @@ async fn the_cli_hands_out_uris_env_and_runs_commands_with_a_user() -> anyhow::R
 
     // The command's exit code is passed through, and the lease still ends.
     let out = cli
-        .run(&["exec", READONLY, "--", "psql", "-tAc", "insert into reporting.orders values (9, 9)"])
+        .run(&[
+            "exec",
+            READONLY,
+            "--",
+            "psql",
+            "-tAc",
+            "insert into reporting.orders values (9, 9)",
+        ])
         .await?;
     assert_eq!(out.code, Some(1), "{}", out.summary());
-    assert!(out.stderr.contains("permission denied"), "{}", out.summary());
-    assert!(target.idm_users().await?.len() == 2, "only the uri and env users remain");
+    assert!(
+        out.stderr.contains("permission denied"),
+        "{}",
+        out.summary()
+    );
+    assert!(
+        target.idm_users().await?.len() == 2,
+        "only the uri and env users remain"
+    );
 
     // --no-revoke-after leaves the user to its TTL.
     let out = cli
-        .run(&["exec", READONLY, "--no-revoke-after", "--", "psql", "-tAc", "select current_user"])
+        .run(&[
+            "exec",
+            READONLY,
+            "--no-revoke-after",
+            "--",
+            "psql",
+            "-tAc",
+            "select current_user",
+        ])
         .await?;
     assert!(out.success(), "{}", out.summary());
     let kept = out.stdout.trim().to_string();
@@ -900,28 +1199,52 @@ async fn the_cli_hands_out_uris_env_and_runs_commands_with_a_user() -> anyhow::R
         .into_keys()
         .find(|id| belongs_to(&kept, id))
         .ok_or_else(|| anyhow::anyhow!("no lease for {kept}"))?;
-    let renewed = ok(&cli.run(&["leases", "renew", &kept_lease, "--ttl", "4m", "-o", "json"]).await?)?;
+    let renewed = ok(&cli
+        .run(&["leases", "renew", &kept_lease, "--ttl", "4m", "-o", "json"])
+        .await?)?;
     let expires = renewed["expires_at"].as_i64().unwrap_or_default();
     assert!(expires >= unix_now() + 230, "{renewed}");
     assert_eq!(target.valid_until(&kept).await?, Some(expires));
 
     // The admin's CLI: rotate the target's admin password, then revoke
     // every db/ lease; issuance keeps working after the rotation.
-    let ops = cli_login(&server, &jwks, ADMIN_SUBJECT, &json!({"repository": "acme/ops"})).await?;
-    let rotated = ok(&ops.run(&["target", "rotate-admin", TARGET, "-o", "json"]).await?)?;
+    let ops = cli_login(
+        &server,
+        &jwks,
+        ADMIN_SUBJECT,
+        &json!({"repository": "acme/ops"}),
+    )
+    .await?;
+    let rotated = ok(&ops
+        .run(&["target", "rotate-admin", TARGET, "-o", "json"])
+        .await?)?;
     assert_eq!(rotated["version"], 2, "{rotated}");
-    assert_eq!(sqlstate(connect(&target.pg.admin_url()).await), Some(SqlState::INVALID_PASSWORD));
+    assert_eq!(
+        sqlstate(connect(&target.pg.admin_url()).await),
+        Some(SqlState::INVALID_PASSWORD)
+    );
     let out = cli.run(&["creds", READONLY, "-o", "uri"]).await?;
     assert!(out.success(), "{}", out.summary());
     connect(out.stdout.trim()).await?;
     assert_eq!(target.idm_users().await?.len(), 4);
 
-    let denied = cli.run(&["leases", "revoke", "--prefix", "db/", "--yes"]).await?;
+    let denied = cli
+        .run(&["leases", "revoke", "--prefix", "db/", "--yes"])
+        .await?;
     assert!(!denied.success(), "{}", denied.summary());
-    assert_eq!(target.idm_users().await?.len(), 4, "a refused revoke changes nothing");
-    let out = ok(&ops.run(&["leases", "revoke", "--prefix", "db/", "--yes", "-o", "json"]).await?)?;
+    assert_eq!(
+        target.idm_users().await?.len(),
+        4,
+        "a refused revoke changes nothing"
+    );
+    let out = ok(&ops
+        .run(&["leases", "revoke", "--prefix", "db/", "--yes", "-o", "json"])
+        .await?)?;
     assert_eq!(out["revoked"].as_array().map(Vec::len), Some(4), "{out}");
     assert!(target.idm_users().await?.is_empty());
-    assert!(session.simple_query("SELECT 1").await.is_err(), "the -o uri session ended");
+    assert!(
+        session.simple_query("SELECT 1").await.is_err(),
+        "the -o uri session ended"
+    );
     Ok(())
 }

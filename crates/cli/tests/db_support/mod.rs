@@ -145,7 +145,10 @@ pub fn db_user(resp: &CredsResponse) -> anyhow::Result<DbUser> {
             database: database.clone(),
         }),
         Credential::OauthToken { .. } => {
-            anyhow::bail!("role {} returned an oauth token, not a database user", resp.role)
+            anyhow::bail!(
+                "role {} returned an oauth token, not a database user",
+                resp.role
+            )
         }
     }
 }
