@@ -214,6 +214,11 @@ pub enum OnRevoke {
 /// as one implicit transaction. Takes the ACL lock only when the user holds
 /// privileges or owns objects recorded in `pg_shdepend`, so revoking
 /// group-only users never queues.
+/// `REASSIGN OWNED`/`DROP OWNED` need the privileges of the role being
+/// dropped, which a non-superuser admin (CREATEROLE) lacks until it is a
+/// member: the batch grants the user to the admin first. The membership
+/// vanishes with `DROP ROLE`. A user that no longer exists fails the batch
+/// at the `GRANT` with "undefined role", which revocation treats as done.
 pub fn drop_user(username: &str, on_revoke: &OnRevoke) -> Result<String, SqlTextError> {
     let name = quote_ident(username);
     let literal = quote_literal(username)?;
@@ -225,6 +230,7 @@ pub fn drop_user(username: &str, on_revoke: &OnRevoke) -> Result<String, SqlText
         "SELECT pg_advisory_xact_lock({ACL_LOCK_KEY}) WHERE EXISTS ( \
            SELECT 1 FROM pg_shdepend d JOIN pg_roles r ON d.refobjid = r.oid \
            WHERE d.refclassid = 'pg_authid'::regclass AND r.rolname = {literal});\n\
+         GRANT {name} TO CURRENT_USER;\n\
          REASSIGN OWNED BY {name} TO {new_owner};\n\
          DROP OWNED BY {name};\n\
          DROP ROLE IF EXISTS {name};\n"
@@ -351,7 +357,7 @@ mod tests {
     #[test]
     fn drop_user_reassigns_to_the_configured_owner() {
         let admin = drop_user("u1", &OnRevoke::ReassignToAdmin).unwrap();
-        assert!(admin.contains("REASSIGN OWNED BY \"u1\" TO CURRENT_USER;"));
+        assert!(admin.contains("GRANT \"u1\" TO CURRENT_USER;\nREASSIGN OWNED BY \"u1\" TO CURRENT_USER;"));
         assert!(admin.contains("DROP OWNED BY \"u1\";"));
         assert!(admin.contains("DROP ROLE IF EXISTS \"u1\";"));
         assert!(admin.contains("r.rolname = 'u1'"));
