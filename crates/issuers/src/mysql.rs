@@ -36,7 +36,9 @@
 //! every privilege the templates grant `WITH GRANT OPTION`, `PROCESS` (to
 //! see other users' sessions), `CONNECTION ADMIN` or `SUPER` (to kill
 //! them), and the `member_of` roles `WITH ADMIN OPTION`. `ALL PRIVILEGES ON
-//! *.* WITH GRANT OPTION` covers all of it.
+//! *.* WITH GRANT OPTION` covers all of it except the roles: MariaDB still
+//! refuses `GRANT <role> TO …` (error 1698) unless the admin holds that role
+//! `WITH ADMIN OPTION`.
 //!
 //! Tested against MariaDB 10.11; MySQL 8 differs only where
 //! [`statements`] says so (untested here: Debian ships no MySQL server).

@@ -97,6 +97,16 @@ pub async fn revoke(
     Ok(out)
 }
 
+/// A revocation someone asked for failed: the lease becomes due now, so the
+/// reaper retries it with backoff instead of waiting for its natural expiry.
+pub async fn retry_requested(state: &AppState, lease: &Lease, error: &str, max_attempts: u32) {
+    let now = UnixTime::now();
+    if lease.expires_at > now {
+        let _ = state.store.extend_lease(&lease.id, now).await;
+    }
+    record_failure(state, lease, error, max_attempts).await;
+}
+
 /// Records a failed attempt; past the budget the lease is flagged
 /// irrevocable, audited and logged at error level: never silently dropped.
 pub async fn record_failure(state: &AppState, lease: &Lease, error: &str, max_attempts: u32) {

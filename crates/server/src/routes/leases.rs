@@ -116,8 +116,16 @@ pub async fn revoke(
         Some(rid.as_str()),
         Some(&s.identity.principal_key()),
     )
-    .await
-    .map_err(|e| lease_api_error(e).with_request_id(rid.as_str()))?;
+    .await;
+    let revoked = match revoked {
+        Ok(l) => l,
+        Err(e) => {
+            if matches!(e, RevokeError::Issuer(_)) {
+                revocation::retry_requested(&state, &lease, &e.to_string(), u32::MAX).await;
+            }
+            return Err(lease_api_error(e).with_request_id(rid.as_str()));
+        }
+    };
     Ok(Json(lease_info(&revoked)))
 }
 
@@ -321,7 +329,7 @@ pub async fn revoke_prefix(
                 Ok(_) => revoked.push(lease.id.to_string()),
                 Err(RevokeError::Audit) => return Err(fail(ApiError::audit_unavailable())),
                 Err(e) => {
-                    revocation::record_failure(&state, &lease, &e.to_string(), u32::MAX).await;
+                    revocation::retry_requested(&state, &lease, &e.to_string(), u32::MAX).await;
                     let mut info = lease_info(&lease);
                     info.last_error = Some(e.to_string());
                     failed.push(info);
