@@ -282,7 +282,11 @@ async fn exchange_inner(
             "no role matches this exchange",
         ));
     };
-    let chosen = {
+    // With one candidate, issuance's own evaluation decides: evaluating
+    // here too would run Cedar twice on the hot path.
+    let chosen = if candidates.len() == 1 {
+        first
+    } else {
         let bundle = state.bundle.load();
         let ctx = RequestContext {
             scopes: scopes.clone().unwrap_or_default(),
