@@ -61,6 +61,13 @@ pub struct CommonArgs {
     /// Threads that mint tokens before a run (default: all cores).
     #[arg(long, value_name = "N")]
     pub mint_threads: Option<usize>,
+    /// Before each run, wait up to this long until other processes use
+    /// less than --quiet-threshold cores (the machine is shared).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait_quiet: Option<Duration>,
+    /// Cores other processes may use for the machine to count as quiet.
+    #[arg(long, value_name = "CORES", default_value_t = 0.15)]
+    pub quiet_threshold: f64,
     #[arg(long, value_enum, default_value = "table")]
     pub output: OutputFormat,
     /// Where `--output json` writes (default target/bench/results.json).
@@ -82,10 +89,20 @@ pub struct SuiteArgs {
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
     /// Concurrent connections, one request in flight each; a list runs each.
-    #[arg(long, value_name = "N,..", value_delimiter = ',', default_value = "16,64")]
+    #[arg(
+        long,
+        value_name = "N,..",
+        value_delimiter = ',',
+        default_value = "16,64"
+    )]
     pub concurrency: Vec<usize>,
     /// Scenarios to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "healthz,login,exchange,creds")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "healthz,login,exchange,creds"
+    )]
     pub scenarios: Vec<Scenario>,
     /// Algorithm of the incoming CI tokens; a list runs login and exchange
     /// with each.
@@ -119,7 +136,8 @@ pub struct MemoryArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 10s, 2m or 1h: {e}"))?;
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 10s, 2m or 1h: {e}"))?;
     if d.is_zero() {
         return Err("the duration must be longer than zero".into());
     }
@@ -147,12 +165,22 @@ mod tests {
             "json",
         ])
         .unwrap();
-        let Command::LoginExchange(a) = cli.command else { panic!("expected login-exchange") };
+        let Command::LoginExchange(a) = cli.command else {
+            panic!("expected login-exchange")
+        };
         assert_eq!(a.duration, Duration::from_secs(5));
         assert_eq!(a.concurrency, vec![16, 64]);
         assert_eq!(a.alg, vec![IncomingAlg::Rs256, IncomingAlg::Es256]);
         assert_eq!(a.sign_alg, vec![SignAlg::Eddsa]);
-        assert_eq!(a.scenarios, vec![Scenario::Healthz, Scenario::Login, Scenario::Exchange, Scenario::Creds]);
+        assert_eq!(
+            a.scenarios,
+            vec![
+                Scenario::Healthz,
+                Scenario::Login,
+                Scenario::Exchange,
+                Scenario::Creds
+            ]
+        );
         assert_eq!(a.common.output, OutputFormat::Json);
         assert_eq!(a.common.token_lifetime, Duration::from_secs(3600));
     }
@@ -160,13 +188,19 @@ mod tests {
     #[test]
     fn memory_defaults_to_a_million_logins() {
         let cli = Cli::try_parse_from(["idmint-bench", "memory"]).unwrap();
-        let Command::Memory(m) = cli.command else { panic!("expected memory") };
+        let Command::Memory(m) = cli.command else {
+            panic!("expected memory")
+        };
         assert_eq!((m.logins, m.batch, m.concurrency), (1_000_000, 100_000, 64));
     }
 
     #[test]
     fn refuses_bad_durations() {
-        assert!(Cli::try_parse_from(["idmint-bench", "login-exchange", "--duration", "0s"]).is_err());
-        assert!(Cli::try_parse_from(["idmint-bench", "login-exchange", "--duration", "ten"]).is_err());
+        assert!(
+            Cli::try_parse_from(["idmint-bench", "login-exchange", "--duration", "0s"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["idmint-bench", "login-exchange", "--duration", "ten"]).is_err()
+        );
     }
 }

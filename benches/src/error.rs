@@ -35,7 +35,10 @@ pub enum BenchError {
     /// The one-request check before a scenario did not get the answer a
     /// working setup gives; the load run would only measure errors.
     #[error("preflight {scenario}: {message}")]
-    Preflight { scenario: &'static str, message: String },
+    Preflight {
+        scenario: &'static str,
+        message: String,
+    },
 
     /// Signing a benchmark token failed.
     #[error("minting benchmark tokens: {0}")]
@@ -45,6 +48,15 @@ pub enum BenchError {
     #[error("HTTP {what}: {message}")]
     Http { what: String, message: String },
 
+    /// The bench was interrupted; the server child has been stopped.
+    #[error("interrupted by {0}; the idmint server was stopped and nothing was written")]
+    Interrupted(&'static str),
+
+    /// The latency histograms could not be created or merged (their bounds
+    /// are constants, so this is a bug in the bench).
+    #[error("latency histogram: {0}")]
+    Histogram(String),
+
     /// Writing the JSON results.
     #[error("serializing the results as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -52,7 +64,10 @@ pub enum BenchError {
 
 impl BenchError {
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io { what: what.into(), source }
+        Self::Io {
+            what: what.into(),
+            source,
+        }
     }
 
     pub fn peer(what: &'static str, source: idmint_testkit::TestkitError) -> Self {
@@ -60,7 +75,10 @@ impl BenchError {
     }
 
     pub fn http(what: impl Into<String>, message: impl std::fmt::Display) -> Self {
-        Self::Http { what: what.into(), message: message.to_string() }
+        Self::Http {
+            what: what.into(),
+            message: message.to_string(),
+        }
     }
 }
 

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 pub const AUTH_NAME: &str = "bench";
 
 /// Algorithm of the CI tokens the server verifies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum IncomingAlg {
     /// RSA-2048 PKCS#1 v1.5 with SHA-256 (GitHub, GitLab, most IdPs).
@@ -40,7 +42,9 @@ impl IncomingAlg {
 }
 
 /// `[[issuer.oauth]] algorithm`: what idmint signs its tokens with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SignAlg {
     Es256,
@@ -73,14 +77,21 @@ impl Issuer {
     pub async fn start(algs: &[IncomingAlg]) -> Result<Self> {
         let mut keys = BTreeMap::new();
         for alg in algs {
-            let key = TestKey::generate(alg.key_alg()).map_err(|e| BenchError::peer("generating an issuer key", e))?;
+            let key = TestKey::generate(alg.key_alg())
+                .map_err(|e| BenchError::peer("generating an issuer key", e))?;
             keys.insert(*alg, key);
         }
-        let first = keys.values().next().cloned().ok_or_else(|| BenchError::Preflight {
-            scenario: "setup",
-            message: "no incoming token algorithm was selected; pass --alg".into(),
-        })?;
-        let jwks = TestJwks::start_with_key(first).await.map_err(|e| BenchError::peer("starting the OIDC issuer", e))?;
+        let first = keys
+            .values()
+            .next()
+            .cloned()
+            .ok_or_else(|| BenchError::Preflight {
+                scenario: "setup",
+                message: "no incoming token algorithm was selected; pass --alg".into(),
+            })?;
+        let jwks = TestJwks::start_with_key(first)
+            .await
+            .map_err(|e| BenchError::peer("starting the OIDC issuer", e))?;
         for key in keys.values() {
             jwks.publish(key);
         }
@@ -93,10 +104,13 @@ impl Issuer {
     }
 
     pub fn key(&self, alg: IncomingAlg) -> Result<TestKey> {
-        self.keys.get(&alg).cloned().ok_or_else(|| BenchError::Preflight {
-            scenario: "setup",
-            message: format!("the issuer has no {} key; pass it in --alg", alg.as_str()),
-        })
+        self.keys
+            .get(&alg)
+            .cloned()
+            .ok_or_else(|| BenchError::Preflight {
+                scenario: "setup",
+                message: format!("the issuer has no {} key; pass it in --alg", alg.as_str()),
+            })
     }
 
     /// How often the server fetched keys (discovery + JWKS): should stay at
@@ -123,7 +137,9 @@ pub struct Server {
 impl Server {
     pub async fn start(issuer: &Issuer, options: &ServerOptions) -> Result<Self> {
         if !options.bin.is_file() {
-            return Err(BenchError::ServerBinaryMissing { path: options.bin.clone() });
+            return Err(BenchError::ServerBinaryMissing {
+                path: options.bin.clone(),
+            });
         }
         let oidc = OidcSpec::new(AUTH_NAME, &issuer.url())
             .preset("github-actions")
@@ -142,7 +158,10 @@ impl Server {
         let inner = IdmintServer::start(&options.bin, spec)
             .await
             .map_err(|e| BenchError::peer("starting idmint server", e))?;
-        Ok(Self { inner, sign_alg: options.sign_alg })
+        Ok(Self {
+            inner,
+            sign_alg: options.sign_alg,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -163,16 +182,26 @@ impl Server {
 
     /// Graceful stop (SIGTERM: the audit log is closed with a checkpoint).
     pub fn stop(&mut self) -> Result<()> {
-        self.inner.stop().map(|_| ()).map_err(|e| BenchError::peer("stopping idmint server", e))
+        self.inner
+            .stop()
+            .map(|_| ())
+            .map_err(|e| BenchError::peer("stopping idmint server", e))
     }
 
     /// Sends one request of `scenario` and checks that a working setup's
     /// answer comes back, so a misconfiguration fails loudly here instead
     /// of showing up as a table of errors. Consumes one token (two for
     /// `creds`).
-    pub async fn preflight(&self, scenario: Scenario, mut token: impl FnMut() -> Option<String>) -> Result<()> {
+    pub async fn preflight(
+        &self,
+        scenario: Scenario,
+        mut token: impl FnMut() -> Option<String>,
+    ) -> Result<()> {
         let name = scenario.as_str();
-        let fail = |message: String| BenchError::Preflight { scenario: name, message };
+        let fail = |message: String| BenchError::Preflight {
+            scenario: name,
+            message,
+        };
         let mut conn = Connection::open(self.addr()).await?;
         let mut next_token = || token().ok_or_else(|| fail("no token left in the pool".into()));
         let request = match scenario {
@@ -185,7 +214,10 @@ impl Server {
             }
         };
         let answer = conn.send(request, true).await?;
-        let text = String::from_utf8_lossy(&answer.body).chars().take(600).collect::<String>();
+        let text = String::from_utf8_lossy(&answer.body)
+            .chars()
+            .take(600)
+            .collect::<String>();
         if answer.status != 200 {
             return Err(fail(format!("HTTP {}: {text}", answer.status)));
         }
@@ -194,25 +226,42 @@ impl Server {
             Scenario::Login => {
                 let login: LoginResponse = serde_json::from_slice(&answer.body)?;
                 if !login.token.starts_with(idmint_proto::SESSION_TOKEN_PREFIX) {
-                    return Err(fail(format!("the session token does not look like one: {text}")));
+                    return Err(fail(format!(
+                        "the session token does not look like one: {text}"
+                    )));
                 }
                 return Ok(());
             }
-            Scenario::Exchange => serde_json::from_slice::<TokenExchangeResponse>(&answer.body)?.access_token,
+            Scenario::Exchange => {
+                serde_json::from_slice::<TokenExchangeResponse>(&answer.body)?.access_token
+            }
             Scenario::Creds => {
                 let creds: CredsResponse = serde_json::from_slice(&answer.body)?;
                 if creds.role != scenario::ROLE {
-                    return Err(fail(format!("credentials for role {:?}, expected {:?}", creds.role, scenario::ROLE)));
+                    return Err(fail(format!(
+                        "credentials for role {:?}, expected {:?}",
+                        creds.role,
+                        scenario::ROLE
+                    )));
                 }
                 match creds.credential {
                     idmint_proto::Credential::OauthToken { access_token, .. } => access_token,
+                    // Never formatted: other credential kinds carry secrets.
+                    _ => {
+                        return Err(fail(
+                            "the role returned a credential that is not an oauth token".into(),
+                        ))
+                    }
                 }
             }
         };
         let header = idmint_testkit::jws::decode_segment(&signed_token, 0)
             .map_err(|e| fail(format!("the issued token is not a JWS: {e}")))?;
         if header["alg"] != self.sign_alg.as_str() {
-            return Err(fail(format!("expected an {} token, got header {header}", self.sign_alg.as_str())));
+            return Err(fail(format!(
+                "expected an {} token, got header {header}",
+                self.sign_alg.as_str()
+            )));
         }
         Ok(())
     }

@@ -30,11 +30,23 @@ pub struct Outgoing {
 
 impl Outgoing {
     pub fn get(path: &'static str) -> Self {
-        Self { method: Method::GET, path, content_type: None, bearer: None, body: String::new() }
+        Self {
+            method: Method::GET,
+            path,
+            content_type: None,
+            bearer: None,
+            body: String::new(),
+        }
     }
 
     pub fn post(path: &'static str, content_type: &'static str, body: String) -> Self {
-        Self { method: Method::POST, path, content_type: Some(content_type), bearer: None, body }
+        Self {
+            method: Method::POST,
+            path,
+            content_type: Some(content_type),
+            bearer: None,
+            body,
+        }
     }
 
     pub fn with_bearer(mut self, token: String) -> Self {
@@ -65,33 +77,55 @@ impl Connection {
         stream
             .set_nodelay(true)
             .map_err(|e| BenchError::http(format!("TCP_NODELAY on {addr}"), e))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake::<_, String>(TokioIo::new(stream))
-            .await
-            .map_err(|e| BenchError::http(format!("HTTP/1.1 handshake with {addr}"), e))?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake::<_, String>(TokioIo::new(stream))
+                .await
+                .map_err(|e| BenchError::http(format!("HTTP/1.1 handshake with {addr}"), e))?;
         // The connection future does the actual IO; it ends when the sender
         // is dropped or the server closes the connection.
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Self { sender, host: addr.to_string() })
+        Ok(Self {
+            sender,
+            host: addr.to_string(),
+        })
     }
 
     /// Sends `req` and reads the whole response. The body is kept only when
     /// `keep_body` (the load loop discards it, but must still read it to
     /// reuse the connection).
     pub async fn send(&mut self, req: Outgoing, keep_body: bool) -> Result<Answer> {
-        let Outgoing { method, path, content_type, bearer, body } = req;
+        let Outgoing {
+            method,
+            path,
+            content_type,
+            bearer,
+            body,
+        } = req;
         let what = || format!("{method} {path}");
-        let mut builder = Request::builder().method(method.clone()).uri(path).header(HOST, self.host.as_str());
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(HOST, self.host.as_str());
         if let Some(ct) = content_type {
             builder = builder.header(CONTENT_TYPE, ct);
         }
         if let Some(token) = &bearer {
             builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
         }
-        let request = builder.body(body).map_err(|e| BenchError::http(what(), e))?;
-        self.sender.ready().await.map_err(|e| BenchError::http(what(), e))?;
-        let response = self.sender.send_request(request).await.map_err(|e| BenchError::http(what(), e))?;
+        let request = builder
+            .body(body)
+            .map_err(|e| BenchError::http(what(), e))?;
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| BenchError::http(what(), e))?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| BenchError::http(what(), e))?;
         let status = response.status().as_u16();
         let body = read_body(response.into_body(), keep_body)
             .await

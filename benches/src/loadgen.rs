@@ -8,7 +8,7 @@
 //! length. CPU time of the server and of the generator itself is sampled at
 //! the start and end of the window.
 
-use crate::error::Result;
+use crate::error::{BenchError, Result};
 use crate::http::Connection;
 use crate::procstat::{ProcSample, SystemSample};
 use crate::scenario::{open_session, RequestSource, Scenario};
@@ -101,7 +101,7 @@ impl TaskTally {
 
 fn new_histogram() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_TRACKED_MICROS, SIGFIGS)
-        .map_err(|e| crate::error::BenchError::http("histogram", format!("creating the latency histogram: {e}")))
+        .map_err(|e| BenchError::Histogram(format!("creating the latency histogram: {e}")))
 }
 
 /// The merged result of a run.
@@ -173,17 +173,29 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
         completed: AtomicU64::new(0),
         errors: AtomicU64::new(0),
     });
-    let tasks: Vec<_> = (0..concurrency).map(|_| tokio::spawn(task(shared.clone()))).collect();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| tokio::spawn(task(shared.clone())))
+        .collect();
 
     shared.ready.wait().await;
     let t0 = Instant::now();
-    let window = Window { measure_from: t0 + plan.warmup, until: plan.duration.map(|d| t0 + plan.warmup + d) };
+    let window = Window {
+        measure_from: t0 + plan.warmup,
+        until: plan.duration.map(|d| t0 + plan.warmup + d),
+    };
     // Receivers only go away when tasks end, which needs the window first.
     let _ = window_tx.send(Some(window));
 
-    let ticker = tokio::spawn(tick_progress(shared.clone(), plan.progress.clone(), plan.progress_unit, t0));
+    let ticker = tokio::spawn(tick_progress(
+        shared.clone(),
+        plan.progress.clone(),
+        plan.progress_unit,
+        t0,
+    ));
     tokio::time::sleep_until(window.measure_from.into()).await;
-    let server_before = plan.server_pid.and_then(|pid| ProcSample::read(pid, plan.clock_ticks));
+    let server_before = plan
+        .server_pid
+        .and_then(|pid| ProcSample::read(pid, plan.clock_ticks));
     let client_before = ProcSample::read_self(plan.clock_ticks);
     let system_before = SystemSample::read(plan.clock_ticks);
     let sampled_from = Instant::now();
@@ -191,8 +203,14 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
     let mut merged = TaskTally::new()?;
     let mut failures = Vec::new();
     for t in tasks {
+        // A failed task is reported, not propagated: returning early would
+        // leave the other tasks running detached.
         let tally = match t.await {
-            Ok(tally) => tally?,
+            Ok(Ok(tally)) => tally,
+            Ok(Err(e)) => {
+                failures.push(format!("a load task stopped: {e}"));
+                continue;
+            }
             Err(e) => {
                 failures.push(format!("a load task failed: {e}"));
                 continue;
@@ -201,7 +219,7 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
         merged
             .histogram
             .add(&tally.histogram)
-            .map_err(|e| crate::error::BenchError::http("histogram", format!("merging latency histograms: {e:?}")))?;
+            .map_err(|e| BenchError::Histogram(format!("merging latency histograms: {e:?}")))?;
         merged.ok += tally.ok;
         for (status, n) in tally.by_status {
             *merged.by_status.entry(status).or_default() += n;
@@ -213,11 +231,17 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
             failures.push(why);
         }
     }
-    let server_after = plan.server_pid.and_then(|pid| ProcSample::read(pid, plan.clock_ticks));
+    let server_after = plan
+        .server_pid
+        .and_then(|pid| ProcSample::read(pid, plan.clock_ticks));
     let client_after = ProcSample::read_self(plan.clock_ticks);
     let system_after = SystemSample::read(plan.clock_ticks);
     let sampled = sampled_from.elapsed();
     ticker.abort();
+    // Wait for the abort to take effect: the ticker holds `shared`, and
+    // through it the token pool, which the caller wants back unshared.
+    let _ = ticker.await;
+    drop(shared);
 
     let end = match (window.until, merged.last_done) {
         (Some(until), Some(last)) if merged.pool_exhausted => until.min(last),
@@ -257,7 +281,10 @@ async fn tick_progress(shared: Arc<Shared>, bar: ProgressBar, unit: ProgressUnit
             ProgressUnit::Seconds => bar.set_position(now.duration_since(t0).as_secs()),
             ProgressUnit::Requests => bar.set_position(done),
         }
-        bar.set_message(format!("{rate:>8.0} req/s, {} errors", shared.errors.load(Ordering::Relaxed)));
+        bar.set_message(format!(
+            "{rate:>8.0} req/s, {} errors",
+            shared.errors.load(Ordering::Relaxed)
+        ));
     }
 }
 
@@ -269,11 +296,13 @@ async fn prepare(shared: &Shared) -> Result<(Connection, RequestSource)> {
         Scenario::Login => RequestSource::Login(shared.pool.clone()),
         Scenario::Exchange => RequestSource::Exchange(shared.pool.clone()),
         Scenario::Creds => {
-            let token = shared.pool.take().ok_or_else(|| crate::error::BenchError::Preflight {
+            let token = shared.pool.take().ok_or_else(|| BenchError::Preflight {
                 scenario: "creds",
                 message: "the token pool has no token left to log in with".into(),
             })?;
-            RequestSource::Creds { session_token: open_session(&mut conn, token).await? }
+            RequestSource::Creds {
+                session_token: open_session(&mut conn, token).await?,
+            }
         }
     };
     Ok((conn, source))
@@ -286,8 +315,14 @@ async fn task(shared: Arc<Shared>) -> Result<TaskTally> {
     shared.ready.wait().await;
     let mut window_rx = shared.window.clone();
     let window = match window_rx.wait_for(Option::is_some).await {
-        Ok(w) => (*w).unwrap_or(Window { measure_from: Instant::now(), until: Some(Instant::now()) }),
-        Err(_) => Window { measure_from: Instant::now(), until: Some(Instant::now()) },
+        Ok(w) => (*w).unwrap_or(Window {
+            measure_from: Instant::now(),
+            until: Some(Instant::now()),
+        }),
+        Err(_) => Window {
+            measure_from: Instant::now(),
+            until: Some(Instant::now()),
+        },
     };
     let mut tally = TaskTally::new()?;
     let (mut conn, source) = match prepared {
@@ -316,8 +351,11 @@ async fn task(shared: Arc<Shared>) -> Result<TaskTally> {
                     shared.errors.fetch_add(1, Ordering::Relaxed);
                 }
                 if window.records(started, done) {
-                    let micros = u64::try_from(done.duration_since(started).as_micros()).unwrap_or(u64::MAX);
-                    tally.histogram.saturating_record(micros.clamp(1, MAX_TRACKED_MICROS));
+                    let micros =
+                        u64::try_from(done.duration_since(started).as_micros()).unwrap_or(u64::MAX);
+                    tally
+                        .histogram
+                        .saturating_record(micros.clamp(1, MAX_TRACKED_MICROS));
                     tally.last_done = Some(done);
                     if success {
                         tally.ok += 1;
@@ -334,7 +372,8 @@ async fn task(shared: Arc<Shared>) -> Result<TaskTally> {
                 match reconnect(shared.plan_addr).await {
                     Ok(c) => conn = c,
                     Err(reconnect_error) => {
-                        tally.gave_up = Some(format!("{e}; reconnecting failed too: {reconnect_error}"));
+                        tally.gave_up =
+                            Some(format!("{e}; reconnecting failed too: {reconnect_error}"));
                         break;
                     }
                 }
@@ -352,7 +391,7 @@ async fn reconnect(addr: SocketAddr) -> Result<Connection> {
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| crate::error::BenchError::http(format!("connect to {addr}"), "no attempt made")))
+    Err(last.unwrap_or_else(|| BenchError::http(format!("connect to {addr}"), "no attempt made")))
 }
 
 #[cfg(test)]
@@ -379,18 +418,28 @@ mod tests {
                         let status = if n % 3 == 2 { 503 } else { 200 };
                         async move {
                             Ok::<_, Infallible>(
-                                Response::builder().status(status).body(String::from("{}")).unwrap(),
+                                Response::builder()
+                                    .status(status)
+                                    .body(String::from("{}"))
+                                    .unwrap(),
                             )
                         }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
         addr
     }
 
-    fn plan(addr: SocketAddr, scenario: Scenario, pool: Vec<String>, duration: Option<Duration>) -> LoadPlan {
+    fn plan(
+        addr: SocketAddr,
+        scenario: Scenario,
+        pool: Vec<String>,
+        duration: Option<Duration>,
+    ) -> LoadPlan {
         LoadPlan {
             addr,
             scenario,
@@ -409,7 +458,12 @@ mod tests {
     async fn counts_every_request_once_by_status_until_the_pool_is_empty() {
         let addr = flaky_server().await;
         let tokens: Vec<String> = (0..300).map(|i| format!("t{i}")).collect();
-        let out = run(plan(addr, Scenario::Login, tokens, None)).await.unwrap();
+        let plan = plan(addr, Scenario::Login, tokens, None);
+        let pool = plan.pool.clone();
+        let out = run(plan).await.unwrap();
+        // The run keeps no reference to the pool: the caller can take back
+        // its unused tokens.
+        assert_eq!(Arc::strong_count(&pool), 1);
         assert!(out.pool_exhausted);
         assert_eq!(out.ok + out.errors(), 300);
         assert_eq!(out.errors_by_status.get(&503), Some(&100));
@@ -424,9 +478,19 @@ mod tests {
     async fn a_timed_run_stops_at_its_deadline() {
         let addr = flaky_server().await;
         let started = Instant::now();
-        let out = run(plan(addr, Scenario::Healthz, vec![], Some(Duration::from_millis(300)))).await.unwrap();
+        let out = run(plan(
+            addr,
+            Scenario::Healthz,
+            vec![],
+            Some(Duration::from_millis(300)),
+        ))
+        .await
+        .unwrap();
         let took = started.elapsed();
-        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(5), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
         assert!(!out.pool_exhausted);
         assert_eq!(out.measured, Duration::from_millis(300));
         assert!(out.ok > 0 && out.rate() > 0.0);
@@ -436,9 +500,26 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_server_is_reported_not_hung() {
         // Bind and drop: the port is (almost certainly) closed now.
-        let addr = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-        let out = run(plan(addr, Scenario::Healthz, vec![], Some(Duration::from_millis(100)))).await.unwrap();
+        let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let out = run(plan(
+            addr,
+            Scenario::Healthz,
+            vec![],
+            Some(Duration::from_millis(100)),
+        ))
+        .await
+        .unwrap();
         assert_eq!(out.ok, 0);
-        assert!(out.failures.iter().any(|f| f.contains("connection setup failed")), "{:?}", out.failures);
+        assert!(
+            out.failures
+                .iter()
+                .any(|f| f.contains("connection setup failed")),
+            "{:?}",
+            out.failures
+        );
     }
 }

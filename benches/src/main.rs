@@ -20,6 +20,7 @@ mod loadgen;
 mod memory;
 mod procstat;
 mod progress;
+mod quiet;
 mod report;
 mod scenario;
 mod suite;
@@ -39,6 +40,8 @@ pub struct RunEnv {
     pub clock_ticks: u64,
     pub mint_threads: usize,
     pub quiet: bool,
+    /// `--wait-quiet` and `--quiet-threshold`.
+    pub wait_quiet: Option<(std::time::Duration, f64)>,
 }
 
 impl RunEnv {
@@ -50,13 +53,26 @@ impl RunEnv {
         if !idmint_bin.is_file() {
             return Err(BenchError::ServerBinaryMissing { path: idmint_bin });
         }
-        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1);
         Ok(Self {
             idmint_bin,
             clock_ticks: procstat::clock_ticks(),
             mint_threads: common.mint_threads.unwrap_or(cores).max(1),
             quiet: common.quiet,
+            wait_quiet: common.wait_quiet.map(|d| (d, common.quiet_threshold)),
         })
+    }
+
+    /// Waits for a quiet machine when `--wait-quiet` was given.
+    pub async fn settle(&self, server_pid: Option<u32>) {
+        if let Some((max_wait, threshold)) = self.wait_quiet {
+            quiet::wait(max_wait, threshold, server_pid, self.clock_ticks, |line| {
+                self.note(line)
+            })
+            .await;
+        }
     }
 
     /// A progress note on stderr (stdout carries only the results).
@@ -80,12 +96,17 @@ fn main() -> ExitCode {
         Command::Memory(a) => &a.common,
     };
     let runtime = if common.client_threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(common.client_threads).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(common.client_threads)
+            .enable_all()
+            .build()
     };
     let result = match runtime {
-        Ok(rt) => rt.block_on(run(&cli)),
+        Ok(rt) => rt.block_on(run_until_interrupted(&cli)),
         Err(e) => Err(BenchError::io("starting the load generator's runtime", e)),
     };
     match result {
@@ -97,6 +118,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs the command; on Ctrl-C or SIGTERM the command's future is dropped,
+/// which stops the server child process (its handle kills it on drop)
+/// instead of leaving it running.
+async fn run_until_interrupted(cli: &Cli) -> Result<()> {
+    tokio::select! {
+        result = run(cli) => result,
+        signal = interrupted() => Err(BenchError::Interrupted(signal)),
+    }
+}
+
+/// Resolves with the signal's name on SIGINT or SIGTERM.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        // Without a SIGTERM handler, Ctrl-C still works.
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
 async fn run(cli: &Cli) -> Result<()> {
     let machine = Machine::detect();
     let date = report::now_rfc3339();
@@ -104,7 +151,11 @@ async fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::LoginExchange(args) => {
             let env = RunEnv::new(&args.common)?;
-            env.note(&format!("{date}: {}; server binary {}", machine.describe(), env.idmint_bin.display()));
+            env.note(&format!(
+                "{date}: {}; server binary {}",
+                machine.describe(),
+                env.idmint_bin.display()
+            ));
             let records = suite::run(args, &env).await?;
             println!("idmint login/exchange benchmark, {date}");
             println!("{}", machine.describe());
@@ -128,15 +179,32 @@ async fn run(cli: &Cli) -> Result<()> {
                     "replay_protection": args.common.replay_protection,
                     "token_lifetime_s": args.common.token_lifetime.as_secs(),
                     "tokens": args.tokens,
+                    "wait_quiet_s": args.common.wait_quiet.map(|d| d.as_secs()),
+                    "quiet_threshold_cores": args.common.quiet_threshold,
                 });
-                write_results(&args.common, &machine, date, command, settings, &records, None)?;
+                write_results(
+                    &args.common,
+                    &machine,
+                    date,
+                    command,
+                    settings,
+                    &records,
+                    None,
+                )?;
             }
         }
         Command::Memory(args) => {
             let env = RunEnv::new(&args.common)?;
-            env.note(&format!("{date}: {}; server binary {}", machine.describe(), env.idmint_bin.display()));
+            env.note(&format!(
+                "{date}: {}; server binary {}",
+                machine.describe(),
+                env.idmint_bin.display()
+            ));
             let memory = memory::run(args, &env).await?;
-            println!("idmint memory benchmark: {} logins, {} per batch, {} connections, {date}", args.logins, args.batch, args.concurrency);
+            println!(
+                "idmint memory benchmark: {} logins, {} per batch, {} connections, {date}",
+                args.logins, args.batch, args.concurrency
+            );
             println!("{}", machine.describe());
             println!();
             print!("{}", memory.table());
@@ -150,7 +218,15 @@ async fn run(cli: &Cli) -> Result<()> {
                     "replay_protection": args.common.replay_protection,
                     "token_lifetime_s": args.common.token_lifetime.as_secs(),
                 });
-                write_results(&args.common, &machine, date, command, settings, &[], Some(&memory))?;
+                write_results(
+                    &args.common,
+                    &machine,
+                    date,
+                    command,
+                    settings,
+                    &[],
+                    Some(&memory),
+                )?;
             }
         }
     }
@@ -166,8 +242,18 @@ fn write_results(
     runs: &[report::RunRecord],
     memory: Option<&report::MemoryReport>,
 ) -> Result<()> {
-    let path = common.json_path.clone().unwrap_or_else(report::default_json_path);
-    let doc = ResultsDocument { date, machine, command, settings, runs, memory };
+    let path = common
+        .json_path
+        .clone()
+        .unwrap_or_else(report::default_json_path);
+    let doc = ResultsDocument {
+        date,
+        machine,
+        command,
+        settings,
+        runs,
+        memory,
+    };
     report::write_json(&path, &doc)?;
     eprintln!("results written to {}", path.display());
     Ok(())

@@ -24,26 +24,52 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 pub async fn run(args: &MemoryArgs, env: &RunEnv) -> Result<MemoryReport> {
     let issuer = Issuer::start(&[args.alg]).await?;
-    let mut supply = TokenSupply::new(&issuer, &[args.alg], args.common.token_lifetime, env.mint_threads, env.quiet)?;
-    let options = ServerOptions { bin: env.idmint_bin.clone(), sign_alg: SignAlg::Es256, replay_protection: args.common.replay_protection };
+    let mut supply = TokenSupply::new(
+        &issuer,
+        &[args.alg],
+        args.common.token_lifetime,
+        env.mint_threads,
+        env.quiet,
+    )?;
+    let options = ServerOptions {
+        bin: env.idmint_bin.clone(),
+        sign_alg: SignAlg::Es256,
+        replay_protection: args.common.replay_protection,
+    };
     let mut server = Server::start(&issuer, &options).await?;
     env.note(&format!(
         "idmint server pid {} on {} (data {}), replay protection {}",
-        server.pid().map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+        server
+            .pid()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "?".into()),
         server.addr(),
         server.data_dir().display(),
-        if args.common.replay_protection { "on" } else { "off" },
+        if args.common.replay_protection {
+            "on"
+        } else {
+            "off"
+        },
     ));
     let preflight = Arc::new(TokenPool::new(supply.mint(args.alg, 1).await?));
-    server.preflight(Scenario::Login, || preflight.take().map(str::to_string)).await?;
+    server
+        .preflight(Scenario::Login, || preflight.take().map(str::to_string))
+        .await?;
 
+    env.settle(server.pid()).await;
     let batch = args.batch.max(1);
     let mut done = 0u64;
     let mut samples = Vec::new();
     while done < args.logins {
         let count = batch.min(args.logins - done);
-        let tokens = supply.mint(args.alg, usize::try_from(count).unwrap_or(usize::MAX)).await?;
-        let bar = progress::counter(count, &format!("logins {}..{}", done + 1, done + count), env.quiet);
+        let tokens = supply
+            .mint(args.alg, usize::try_from(count).unwrap_or(usize::MAX))
+            .await?;
+        let bar = progress::counter(
+            count,
+            &format!("logins {}..{}", done + 1, done + count),
+            env.quiet,
+        );
         let outcome = loadgen::run(LoadPlan {
             addr: server.addr(),
             scenario: Scenario::Login,
@@ -59,13 +85,20 @@ pub async fn run(args: &MemoryArgs, env: &RunEnv) -> Result<MemoryReport> {
         .await?;
         bar.finish_and_clear();
         done += count;
-        let rss = server.pid().and_then(|pid| ProcSample::read(pid, env.clock_ticks)).map(|s| s.rss_bytes as f64 / MIB);
+        let rss = server
+            .pid()
+            .and_then(|pid| ProcSample::read(pid, env.clock_ticks))
+            .map(|s| s.rss_bytes as f64 / MIB);
         let sample = MemorySample {
             logins: done,
             batch_req_per_s: outcome.rate(),
             batch_p99_ms: outcome.latency_ms(0.99),
             batch_errors: outcome.errors(),
-            errors_by_status: outcome.errors_by_status.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+            errors_by_status: outcome
+                .errors_by_status
+                .iter()
+                .map(|(s, n)| (s.to_string(), *n))
+                .collect(),
             server_rss_mb: rss,
             audit_mb: file_mb(&[server.audit_file()]),
             db_mb: file_mb(&[
@@ -93,6 +126,10 @@ pub async fn run(args: &MemoryArgs, env: &RunEnv) -> Result<MemoryReport> {
 
 /// Total size of the files that exist, in MiB.
 fn file_mb(paths: &[&Path]) -> Option<f64> {
-    let sizes: Vec<u64> = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).collect();
+    let sizes: Vec<u64> = paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .collect();
     (!sizes.is_empty()).then(|| sizes.iter().sum::<u64>() as f64 / MIB)
 }

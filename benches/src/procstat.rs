@@ -59,7 +59,10 @@ impl SystemSample {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let (busy, total) = system_ticks(&stat)?;
         let tps = ticks_per_second.max(1) as f64;
-        Some(Self { busy_seconds: busy as f64 / tps, total_seconds: total as f64 / tps })
+        Some(Self {
+            busy_seconds: busy as f64 / tps,
+            total_seconds: total as f64 / tps,
+        })
     }
 }
 
@@ -68,7 +71,12 @@ impl SystemSample {
 /// counted in user). Idle and iowait are not busy.
 pub fn system_ticks(stat: &str) -> Option<(u64, u64)> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let values: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|v| v.parse().ok()).collect::<Option<_>>()?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
     if values.len() < 5 {
         return None;
     }
@@ -122,7 +130,8 @@ mod tests {
     #[test]
     fn parses_stat_with_a_hostile_command_name() {
         // comm "(a) b)" contains a space and a parenthesis.
-        let stat = "1234 ((a) b)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 10 1000 50";
+        let stat =
+            "1234 ((a) b)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 10 1000 50";
         assert_eq!(cpu_ticks(stat), Some(325));
         assert_eq!(cpu_ticks("1234 (x) S 1 2"), None);
         assert_eq!(cpu_ticks("no parenthesis"), None);
@@ -134,7 +143,9 @@ mod tests {
         assert_eq!(system_ticks(stat), Some((165, 1185)));
         assert_eq!(system_ticks("cpu0 1 2 3\n"), None);
         assert_eq!(system_ticks("cpu  1 x 3 4 5\n"), None);
-        assert!(SystemSample::read(clock_ticks()).is_some_and(|s| s.total_seconds >= s.busy_seconds));
+        assert!(
+            SystemSample::read(clock_ticks()).is_some_and(|s| s.total_seconds >= s.busy_seconds)
+        );
     }
 
     #[test]

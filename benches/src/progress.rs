@@ -23,12 +23,22 @@ fn bar(len: u64, template: &str, message: &str, quiet: bool) -> ProgressBar {
 
 /// A bar over a number of items (tokens minted, logins sent).
 pub fn counter(len: u64, message: &str, quiet: bool) -> ProgressBar {
-    bar(len, "{msg:40} [{elapsed_precise}] {bar:30} {pos}/{len} ({per_sec})", message, quiet)
+    bar(
+        len,
+        "{msg:40} [{elapsed_precise}] {bar:30} {pos}/{len} ({per_sec})",
+        message,
+        quiet,
+    )
 }
 
 /// A bar over the seconds of a timed run; the message shows live figures.
 pub fn timed(seconds: u64, prefix: &str, quiet: bool) -> ProgressBar {
-    let bar = bar(seconds, "{prefix:34} [{elapsed_precise}] {bar:30} {pos}/{len}s {msg}", "", quiet);
+    let bar = bar(
+        seconds,
+        "{prefix:34} [{elapsed_precise}] {bar:30} {pos}/{len}s {msg}",
+        "",
+        quiet,
+    );
     bar.set_prefix(prefix.to_string());
     bar
 }

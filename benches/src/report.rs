@@ -34,7 +34,9 @@ impl Machine {
             .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
             .unwrap_or(0.0);
         Self {
-            nproc: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            nproc: std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1),
             cpu_model: field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into()),
             memory_gib: (mem_kib / (1024.0 * 1024.0) * 10.0).round() / 10.0,
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -108,7 +110,10 @@ impl RunRecord {
         out: &LoadOutcome,
     ) -> Self {
         let seconds = out.measured.as_secs_f64();
-        let per_1k = |cpu: Option<f64>| cpu.filter(|_| out.ok > 0).map(|c| c / (out.ok as f64 / 1000.0));
+        let per_1k = |cpu: Option<f64>| {
+            cpu.filter(|_| out.ok > 0)
+                .map(|c| c / (out.ok as f64 / 1000.0))
+        };
         // CPU samples span from the start of the window until every task
         // ended: divide by that span, not by the (possibly shortened)
         // measurement window.
@@ -117,7 +122,10 @@ impl RunRecord {
         let server_cpu = cpu_delta(out.server_before, out.server_after);
         let client_cpu = cpu_delta(out.client_before, out.client_after);
         let (busy, total) = match (out.system_before, out.system_after) {
-            (Some(b), Some(a)) => (Some((a.busy_seconds - b.busy_seconds).max(0.0)), Some((a.total_seconds - b.total_seconds).max(0.0))),
+            (Some(b), Some(a)) => (
+                Some((a.busy_seconds - b.busy_seconds).max(0.0)),
+                Some((a.total_seconds - b.total_seconds).max(0.0)),
+            ),
             _ => (None, None),
         };
         let other = match (busy, server_cpu, client_cpu) {
@@ -141,7 +149,11 @@ impl RunRecord {
             p99_ms: out.latency_ms(0.99),
             max_ms: out.max_ms(),
             errors: out.errors(),
-            errors_by_status: out.errors_by_status.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+            errors_by_status: out
+                .errors_by_status
+                .iter()
+                .map(|(s, n)| (s.to_string(), *n))
+                .collect(),
             transport_errors: out.transport_errors,
             server_cpu_s_per_1k: per_1k(server_cpu),
             server_cores: cores(server_cpu),
@@ -158,13 +170,14 @@ impl RunRecord {
     /// A short line for the progress output.
     pub fn summary(&self) -> String {
         format!(
-            "{:<9} {:>4} conn: {:>9.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}{}",
+            "{:<9} {:>4} conn: {:>9.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  other load {} cores{}",
             self.scenario.as_str(),
             self.concurrency,
             self.req_per_s,
             self.p50_ms,
             self.p99_ms,
             self.errors,
+            opt(self.other_cores, 2),
             if self.tokens_ran_out { "  (token pool ran out: window shortened)" } else { "" }
         )
     }
@@ -178,7 +191,10 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: &[&str]) -> Self {
-        Self { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+        Self {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -221,23 +237,46 @@ impl Table {
 }
 
 fn opt(v: Option<f64>, decimals: usize) -> String {
-    v.map(|v| format!("{v:.decimals$}")).unwrap_or_else(|| "?".into())
+    v.map(|v| format!("{v:.decimals$}"))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// The results table of the login/exchange suite.
 pub fn runs_table(records: &[RunRecord]) -> String {
     let mut table = Table::new(&[
-        "scenario", "in", "sign", "conc", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "CPU-s/1k",
-        "srv cores", "gen cores", "other", "idle", "RSS MB",
+        "scenario",
+        "in",
+        "sign",
+        "conc",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "CPU-s/1k",
+        "srv cores",
+        "gen cores",
+        "other",
+        "idle",
+        "RSS MB",
     ]);
     for r in records {
-        let name = if r.scenario == Scenario::Healthz { "healthz (ceiling)".to_string() } else { r.scenario.as_str().to_string() };
+        let name = if r.scenario == Scenario::Healthz {
+            "healthz (ceiling)".to_string()
+        } else {
+            r.scenario.as_str().to_string()
+        };
         table.row(vec![
             name,
             r.incoming_alg.unwrap_or("-").to_string(),
             r.sign_alg.unwrap_or("-").to_string(),
             r.concurrency.to_string(),
-            format!("{:.0}{}", r.req_per_s, if r.tokens_ran_out { "*" } else { "" }),
+            format!(
+                "{:.0}{}",
+                r.req_per_s,
+                if r.tokens_ran_out { "*" } else { "" }
+            ),
             format!("{:.2}", r.p50_ms),
             format!("{:.2}", r.p90_ms),
             format!("{:.2}", r.p99_ms),
@@ -286,16 +325,27 @@ pub const FLAT_GROWTH_LIMIT: f64 = 0.20;
 impl MemoryReport {
     pub fn new(samples: Vec<MemorySample>) -> Self {
         let baseline = samples.first().and_then(|s| s.server_rss_mb);
-        let max = samples.iter().filter_map(|s| s.server_rss_mb).reduce(f64::max);
+        let max = samples
+            .iter()
+            .filter_map(|s| s.server_rss_mb)
+            .reduce(f64::max);
         let growth = match (baseline, max) {
             (Some(b), Some(m)) if b > 0.0 => Some((m - b) / b),
             _ => None,
         };
-        Self { samples, baseline_rss_mb: baseline, max_rss_mb: max, growth_after_warmup: growth, flat: growth.map(|g| g < FLAT_GROWTH_LIMIT) }
+        Self {
+            samples,
+            baseline_rss_mb: baseline,
+            max_rss_mb: max,
+            growth_after_warmup: growth,
+            flat: growth.map(|g| g < FLAT_GROWTH_LIMIT),
+        }
     }
 
     pub fn table(&self) -> String {
-        let mut table = Table::new(&["logins", "req/s", "p99 ms", "errors", "RSS MB", "audit MB", "db MB"]);
+        let mut table = Table::new(&[
+            "logins", "req/s", "p99 ms", "errors", "RSS MB", "audit MB", "db MB",
+        ]);
         for s in &self.samples {
             table.row(vec![
                 s.logins.to_string(),
@@ -308,11 +358,20 @@ impl MemoryReport {
             ]);
         }
         let mut out = table.render();
-        match (self.baseline_rss_mb, self.max_rss_mb, self.growth_after_warmup, self.flat) {
+        match (
+            self.baseline_rss_mb,
+            self.max_rss_mb,
+            self.growth_after_warmup,
+            self.flat,
+        ) {
             (Some(b), Some(m), Some(g), Some(flat)) => out.push_str(&format!(
                 "RSS after warm-up {b:.1} MB, max {m:.1} MB: growth {:.1} % -> {}\n",
                 g * 100.0,
-                if flat { "flat (< 20 %)" } else { "NOT flat (>= 20 %)" }
+                if flat {
+                    "flat (< 20 %)"
+                } else {
+                    "NOT flat (>= 20 %)"
+                }
             )),
             _ => out.push_str("server RSS could not be read (not Linux?)\n"),
         }
@@ -335,10 +394,12 @@ pub struct ResultsDocument<'a> {
 /// Writes `doc` to `path`, creating the directory.
 pub fn write_json(path: &Path, doc: &ResultsDocument<'_>) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| BenchError::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BenchError::io(format!("creating {}", dir.display()), e))?;
     }
     let text = serde_json::to_string_pretty(doc)?;
-    std::fs::write(path, text + "\n").map_err(|e| BenchError::io(format!("writing {}", path.display()), e))
+    std::fs::write(path, text + "\n")
+        .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))
 }
 
 /// `<target>/bench/results.json`, where `<target>` is the directory holding
@@ -390,7 +451,11 @@ mod tests {
 
     #[test]
     fn memory_growth_is_measured_from_the_first_sample() {
-        let flat = MemoryReport::new(vec![sample(100, 50.0), sample(200, 55.0), sample(300, 54.0)]);
+        let flat = MemoryReport::new(vec![
+            sample(100, 50.0),
+            sample(200, 55.0),
+            sample(300, 54.0),
+        ]);
         assert_eq!(flat.baseline_rss_mb, Some(50.0));
         assert_eq!(flat.max_rss_mb, Some(55.0));
         assert!((flat.growth_after_warmup.unwrap() - 0.1).abs() < 1e-9);

@@ -97,7 +97,11 @@ impl Scenario {
 
 /// `POST /api/v1/login` with `token`.
 pub fn login_request(token: &str) -> Result<Outgoing> {
-    let body = serde_json::to_string(&LoginRequest { method: "oidc".into(), token: token.to_string(), auth: None })?;
+    let body = serde_json::to_string(&LoginRequest {
+        method: "oidc".into(),
+        token: token.to_string(),
+        auth: None,
+    })?;
     Ok(Outgoing::post(LOGIN_PATH, JSON, body))
 }
 
@@ -129,7 +133,10 @@ pub async fn open_session(conn: &mut Connection, token: &str) -> Result<String> 
             message: format!(
                 "login for the session answered HTTP {}: {}",
                 answer.status,
-                String::from_utf8_lossy(&answer.body).chars().take(400).collect::<String>()
+                String::from_utf8_lossy(&answer.body)
+                    .chars()
+                    .take(400)
+                    .collect::<String>()
             ),
         });
     }
@@ -166,7 +173,9 @@ mod tests {
         let req = exchange_request("aa.bb.cc");
         assert_eq!(req.path, TOKEN_PATH);
         assert_eq!(req.content_type, Some(FORM));
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.body.as_bytes()).into_owned().collect();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.body.as_bytes())
+            .into_owned()
+            .collect();
         let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("grant_type"), Some(GRANT_TOKEN_EXCHANGE));
         assert_eq!(get("subject_token"), Some("aa.bb.cc"));
@@ -179,7 +188,10 @@ mod tests {
     fn login_and_creds_bodies_are_what_the_api_expects() {
         let req = login_request("x.y.z").unwrap();
         let parsed: LoginRequest = serde_json::from_str(&req.body).unwrap();
-        assert_eq!((parsed.method.as_str(), parsed.token.as_str(), parsed.auth), ("oidc", "x.y.z", None));
+        assert_eq!(
+            (parsed.method.as_str(), parsed.token.as_str(), parsed.auth),
+            ("oidc", "x.y.z", None)
+        );
         let creds = creds_request("idm_abc");
         let parsed: idmint_proto::CredsRequest = serde_json::from_str(&creds.body).unwrap();
         assert_eq!(parsed.scopes, Some(vec![ROLE_SCOPE.to_string()]));

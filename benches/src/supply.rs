@@ -22,19 +22,41 @@ pub struct TokenSupply {
 }
 
 impl TokenSupply {
-    pub fn new(issuer: &Issuer, algs: &[IncomingAlg], lifetime: Duration, mint_threads: usize, quiet: bool) -> Result<Self> {
+    pub fn new(
+        issuer: &Issuer,
+        algs: &[IncomingAlg],
+        lifetime: Duration,
+        mint_threads: usize,
+        quiet: bool,
+    ) -> Result<Self> {
         let mut keys = BTreeMap::new();
         for alg in algs {
             keys.insert(*alg, issuer.key(*alg)?);
         }
-        Ok(Self { issuer_url: issuer.url(), keys, lifetime, mint_threads: mint_threads.max(1), quiet, serial: 0, unused: BTreeMap::new() })
+        Ok(Self {
+            issuer_url: issuer.url(),
+            keys,
+            lifetime,
+            mint_threads: mint_threads.max(1),
+            quiet,
+            serial: 0,
+            unused: BTreeMap::new(),
+        })
     }
 
     /// Mints `count` fresh tokens of `alg` on the blocking pool (so the
     /// issuer, which runs on the bench's runtime, keeps answering).
     pub async fn mint(&mut self, alg: IncomingAlg, count: usize) -> Result<Vec<String>> {
-        let key = self.keys.get(&alg).cloned().ok_or_else(|| BenchError::Mint(format!("no issuer key for {}", alg.as_str())))?;
-        let spec = MintSpec { issuer: self.issuer_url.clone(), key, lifetime: self.lifetime };
+        let key = self
+            .keys
+            .get(&alg)
+            .cloned()
+            .ok_or_else(|| BenchError::Mint(format!("no issuer key for {}", alg.as_str())))?;
+        let spec = MintSpec {
+            issuer: self.issuer_url.clone(),
+            key,
+            lifetime: self.lifetime,
+        };
         let (serial, threads, quiet) = (self.serial, self.mint_threads, self.quiet);
         self.serial += count as u64;
         tokio::task::spawn_blocking(move || mint_reported(&spec, serial, count, threads, quiet))

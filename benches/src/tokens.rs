@@ -70,7 +70,13 @@ pub struct MintSpec {
 /// Signs `count` distinct tokens on `threads` threads. `serial` is the first
 /// token number; numbers (and so `jti`/`sub`) never repeat across calls as
 /// long as callers advance it by `count`.
-pub fn mint(spec: &MintSpec, serial: u64, count: usize, threads: usize, progress: &ProgressBar) -> Result<Vec<String>> {
+pub fn mint(
+    spec: &MintSpec,
+    serial: u64,
+    count: usize,
+    threads: usize,
+    progress: &ProgressBar,
+) -> Result<Vec<String>> {
     let threads = threads.clamp(1, count.max(1));
     let header = header_segment(&spec.key)?;
     let now = SystemTime::now()
@@ -103,7 +109,10 @@ pub fn mint(spec: &MintSpec, serial: u64, count: usize, threads: usize, progress
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(BenchError::Mint("a minting thread panicked".into()))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(BenchError::Mint("a minting thread panicked".into())))
+            })
             .collect()
     });
     let mut tokens = Vec::with_capacity(count);
@@ -160,9 +169,19 @@ fn random_hex(bytes: usize) -> Result<String> {
 const REPORTED_BATCH: usize = 1000;
 
 /// Mints with a progress bar and prints how long it took.
-pub fn mint_reported(spec: &MintSpec, serial: u64, count: usize, threads: usize, quiet: bool) -> Result<Vec<String>> {
+pub fn mint_reported(
+    spec: &MintSpec,
+    serial: u64,
+    count: usize,
+    threads: usize,
+    quiet: bool,
+) -> Result<Vec<String>> {
     let quiet = quiet || count < REPORTED_BATCH;
-    let bar = crate::progress::counter(count as u64, &format!("minting {count} {} tokens", spec.key.alg().as_str()), quiet);
+    let bar = crate::progress::counter(
+        count as u64,
+        &format!("minting {count} {} tokens", spec.key.alg().as_str()),
+        quiet,
+    );
     let started = Instant::now();
     let tokens = mint(spec, serial, count, threads, &bar)?;
     bar.finish_and_clear();
@@ -185,7 +204,10 @@ pub struct TokenPool {
 
 impl TokenPool {
     pub fn new(tokens: Vec<String>) -> Self {
-        Self { tokens, next: AtomicUsize::new(0) }
+        Self {
+            tokens,
+            next: AtomicUsize::new(0),
+        }
     }
 
     /// The next unused token, or `None` when the pool is exhausted.
@@ -213,7 +235,11 @@ mod tests {
     #[test]
     fn minted_tokens_are_distinct_and_verify() {
         let key = TestKey::generate(KeyAlg::Es256).unwrap();
-        let spec = MintSpec { issuer: "http://127.0.0.1:1".into(), key: key.clone(), lifetime: Duration::from_secs(600) };
+        let spec = MintSpec {
+            issuer: "http://127.0.0.1:1".into(),
+            key: key.clone(),
+            lifetime: Duration::from_secs(600),
+        };
         let tokens = mint(&spec, 100, 37, 4, &ProgressBar::hidden()).unwrap();
         assert_eq!(tokens.len(), 37);
         let jwks = serde_json::json!({ "keys": [key.public_jwk()] });
@@ -224,7 +250,10 @@ mod tests {
             assert_eq!(header["kid"], key.kid());
             assert_eq!(claims["aud"], AUDIENCE);
             assert_eq!(claims["ref"], "refs/heads/main");
-            assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 600);
+            assert_eq!(
+                claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+                600
+            );
             jtis.insert(claims["jti"].as_str().unwrap().to_string());
             subs.insert(claims["sub"].as_str().unwrap().to_string());
         }
