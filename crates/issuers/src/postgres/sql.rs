@@ -357,7 +357,8 @@ mod tests {
     #[test]
     fn drop_user_reassigns_to_the_configured_owner() {
         let admin = drop_user("u1", &OnRevoke::ReassignToAdmin).unwrap();
-        assert!(admin.contains("GRANT \"u1\" TO CURRENT_USER;\nREASSIGN OWNED BY \"u1\" TO CURRENT_USER;"));
+        assert!(admin
+            .contains("GRANT \"u1\" TO CURRENT_USER;\nREASSIGN OWNED BY \"u1\" TO CURRENT_USER;"));
         assert!(admin.contains("DROP OWNED BY \"u1\";"));
         assert!(admin.contains("DROP ROLE IF EXISTS \"u1\";"));
         assert!(admin.contains("r.rolname = 'u1'"));
