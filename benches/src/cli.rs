@@ -114,7 +114,7 @@ pub struct SuiteArgs {
     pub sign_alg: Vec<SignAlg>,
     /// Unused tokens kept ready before each login/exchange run (one per
     /// request; a run that exhausts them ends early and is marked `*`).
-    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    #[arg(long, value_name = "N", default_value_t = 250_000)]
     pub tokens: usize,
 }
 

@@ -101,6 +101,7 @@ pub async fn run(args: &MemoryArgs, env: &RunEnv) -> Result<MemoryReport> {
                 .collect(),
             server_rss_mb: rss,
             audit_mb: file_mb(&[server.audit_file()]),
+            other_cores: crate::report::other_cores(&outcome),
             db_mb: file_mb(&[
                 &server.data_dir().join("idmint.db"),
                 &server.data_dir().join("idmint.db-wal"),

@@ -101,6 +101,19 @@ fn cpu_delta(before: Option<ProcSample>, after: Option<ProcSample>) -> Option<f6
     Some((after?.cpu_seconds - before?.cpu_seconds).max(0.0))
 }
 
+/// Cores used by everything but the server and the generator during the
+/// sampled span of `out`.
+pub fn other_cores(out: &LoadOutcome) -> Option<f64> {
+    let span = out.sampled.as_secs_f64();
+    if span <= 0.0 {
+        return None;
+    }
+    let busy = out.system_after?.busy_seconds - out.system_before?.busy_seconds;
+    let ours = cpu_delta(out.server_before, out.server_after)?
+        + cpu_delta(out.client_before, out.client_after)?;
+    Some((busy - ours).max(0.0) / span)
+}
+
 impl RunRecord {
     pub fn new(
         scenario: Scenario,
@@ -127,10 +140,6 @@ impl RunRecord {
                 Some((a.total_seconds - b.total_seconds).max(0.0)),
             ),
             _ => (None, None),
-        };
-        let other = match (busy, server_cpu, client_cpu) {
-            (Some(b), Some(s), Some(c)) => Some((b - s - c).max(0.0)),
-            _ => None,
         };
         let idle = match (busy, total) {
             (Some(b), Some(t)) => Some((t - b).max(0.0)),
@@ -159,7 +168,7 @@ impl RunRecord {
             server_cores: cores(server_cpu),
             generator_cpu_s_per_1k: per_1k(client_cpu),
             generator_cores: cores(client_cpu),
-            other_cores: cores(other),
+            other_cores: other_cores(out),
             idle_cores: cores(idle),
             server_rss_mb: out.server_after.map(|s| s.rss_bytes as f64 / MIB),
             tokens_ran_out: out.pool_exhausted,
@@ -304,6 +313,8 @@ pub struct MemorySample {
     pub server_rss_mb: Option<f64>,
     pub audit_mb: Option<f64>,
     pub db_mb: Option<f64>,
+    /// Cores other processes used during the batch (see `RunRecord`).
+    pub other_cores: Option<f64>,
 }
 
 /// The memory scenario's verdict.
@@ -344,7 +355,7 @@ impl MemoryReport {
 
     pub fn table(&self) -> String {
         let mut table = Table::new(&[
-            "logins", "req/s", "p99 ms", "errors", "RSS MB", "audit MB", "db MB",
+            "logins", "req/s", "p99 ms", "errors", "RSS MB", "audit MB", "db MB", "other",
         ]);
         for s in &self.samples {
             table.row(vec![
@@ -355,6 +366,7 @@ impl MemoryReport {
                 opt(s.server_rss_mb, 1),
                 opt(s.audit_mb, 1),
                 opt(s.db_mb, 1),
+                opt(s.other_cores, 2),
             ]);
         }
         let mut out = table.render();
@@ -446,6 +458,7 @@ mod tests {
             server_rss_mb: Some(rss),
             audit_mb: None,
             db_mb: None,
+            other_cores: None,
         }
     }
 
