@@ -109,6 +109,20 @@ pub async fn serve(
     };
     let built = startup::build(&cfg, opts.dev, demo).await?;
     let state = built.state;
+    // Finish admin rotations a crash left half-done (in the background: a
+    // target that is down must not delay start-up).
+    for (name, issuer) in &state.issuers {
+        let (state, name, issuer) = (state.clone(), name.clone(), issuer.clone());
+        tokio::spawn(async move {
+            targets::resume_pending_rotation(
+                state.store.as_ref(),
+                &state.envelope,
+                issuer.as_ref(),
+                &name,
+            )
+            .await;
+        });
+    }
     for v in &built.verifiers {
         v.spawn_refresh();
         let v = v.clone();

@@ -395,37 +395,11 @@ pub async fn rotate_admin(
             ),
         )));
     }
-    let new = idmint_issuers::naming::password(Some(40))
-        .map_err(|e| fail(ApiError::internal(e.to_string())))?;
-    let sealed = crate::targets::seal_version(store, &state.envelope, &target, version + 1, &new)
-        .await
-        .map_err(|e| fail(ApiError::store_unavailable(e)))?;
-    if !sealed {
-        return Err(fail(ApiError::new(
-            StatusCode::CONFLICT,
-            "rotation_in_progress",
-            "another rotation of this target is under way; retry",
-        )));
-    }
-    let outcome = issuer.set_admin_password(&new).await;
-    let (status, result) = match &outcome {
-        Ok(()) => ("success", Ok(version + 1)),
-        Err(e) => {
-            // The new version is sealed but not in effect: re-seal the old
-            // password as the next version so "highest = current" holds.
-            let old = crate::targets::read_current(store, &state.envelope, &target, version).await;
-            if let Ok(old) = old {
-                let _ = crate::targets::seal_version(
-                    store,
-                    &state.envelope,
-                    &target,
-                    version + 2,
-                    &old,
-                )
-                .await;
-            }
-            ("error", Err(e.to_string()))
-        }
+    let outcome =
+        crate::targets::rotate(store, &state.envelope, issuer.as_ref(), &target, version).await;
+    let (status, result) = match outcome {
+        Ok(v) => ("success", Ok(v)),
+        Err(e) => ("error", Err(e)),
     };
     let ev = AuditEvent {
         request_id: Some(rid.to_string()),
