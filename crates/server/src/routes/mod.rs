@@ -23,7 +23,9 @@ pub async fn request_id_layer(
 ) -> axum::response::Response {
     let id = match RequestId::generate() {
         Ok(id) => id,
-        Err(e) => return ApiError::internal(e.to_string()).into_response_with(),
+        Err(e) => {
+            return axum::response::IntoResponse::into_response(ApiError::internal(e.to_string()))
+        }
     };
     req.extensions_mut().insert(ReqId(id.clone()));
     let mut resp = next.run(req).await;
@@ -31,15 +33,6 @@ pub async fn request_id_layer(
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
-}
-
-trait IntoResponseWith {
-    fn into_response_with(self) -> axum::response::Response;
-}
-impl IntoResponseWith for ApiError {
-    fn into_response_with(self) -> axum::response::Response {
-        axum::response::IntoResponse::into_response(self)
-    }
 }
 
 /// Turns axum's JSON rejection into our error format with a useful message.
