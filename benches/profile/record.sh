@@ -26,21 +26,16 @@ mkdir -p "$out"
 bench=$!
 trap 'kill $bench 2>/dev/null || true' EXIT
 
-# The server pid is printed at startup; login and exchange runs start after
-# their tokens are minted ("minted ..." line).
+# The server pid is printed at startup, "running ..." when the load starts
+# (after minting tokens and, with --wait-quiet, after the machine settled).
 pid=""
-for _ in $(seq 1 3000); do
+for _ in $(seq 1 6000); do
   pid=$(grep -o 'server pid [0-9]*' "$out/$scenario.err" | awk '{print $3}' || true)
-  if [ -n "$pid" ]; then
-    case $scenario in
-      login|exchange) grep -q '^minted' "$out/$scenario.err" && break ;;
-      *) break ;;
-    esac
-  fi
+  [ -n "$pid" ] && grep -q '^running ' "$out/$scenario.err" && break
   kill -0 $bench 2>/dev/null || { cat "$out/$scenario.err" >&2; exit 1; }
   sleep 0.2
 done
-sleep 4   # past the warm-up, into the measured window
+sleep 3   # past the warm-up, into the measured window
 perf record -F 499 --call-graph dwarf,16384 -p "$pid" -o "$out/$scenario.perf.data" -- sleep "$seconds" \
   >"$out/$scenario.perf.log" 2>&1
 wait $bench

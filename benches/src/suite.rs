@@ -213,6 +213,8 @@ impl Runner<'_> {
             sign.map(|a| format!("sign={a} ")).unwrap_or_default(),
         );
         self.env.settle(self.server.pid()).await;
+        // Profiling scripts wait for this line to know the load has started.
+        self.env.note(&format!("running {label}"));
         let total = self.args.warmup + self.args.duration;
         let bar = progress::timed(total.as_secs().max(1), &label, self.env.quiet);
         let outcome = loadgen::run(LoadPlan {
