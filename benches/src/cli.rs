@@ -62,7 +62,9 @@ pub struct CommonArgs {
     #[arg(long, value_name = "N")]
     pub mint_threads: Option<usize>,
     /// Before each run, wait up to this long until other processes use
-    /// less than --quiet-threshold cores (the machine is shared).
+    /// less than --quiet-threshold cores (the machine is shared); a run
+    /// they disturbed anyway is repeated up to three times and the least
+    /// disturbed one kept.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub wait_quiet: Option<Duration>,
     /// Cores other processes may use for the machine to count as quiet.
