@@ -69,6 +69,11 @@ pub struct OidcConfig {
     /// then carry a `jti`.
     #[serde(default)]
     pub replay_protection: bool,
+    /// Most `jti`s the replay cache holds at once (default 1,000,000, range
+    /// 1,000–50,000,000; about 100 bytes each). When full, new tokens are
+    /// refused (fail closed), so size it above peak logins × token lifetime.
+    #[serde(default)]
+    pub replay_cache_capacity: Option<usize>,
     /// Largest accepted token; default 16384.
     #[serde(default)]
     pub max_token_bytes: Option<usize>,
@@ -252,6 +257,14 @@ impl OidcConfig {
                 "subject_claim",
                 "subject_claim must name a claim; leave it out for \"sub\"".into(),
             ));
+        }
+        if let Some(cap) = self.replay_cache_capacity {
+            if !(1_000..=50_000_000).contains(&cap) {
+                return Err(err(
+                    "replay_cache_capacity",
+                    format!("replay_cache_capacity is {cap}; it must be between 1000 and 50000000"),
+                ));
+            }
         }
         let max_token_bytes = self.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
         if !(MIN_MAX_TOKEN_BYTES..=MAX_MAX_TOKEN_BYTES).contains(&max_token_bytes) {
@@ -479,6 +492,10 @@ mod tests {
             (
                 Box::new(|c| c.max_token_bytes = Some(10)),
                 "max_token_bytes is 10",
+            ),
+            (
+                Box::new(|c| c.replay_cache_capacity = Some(10)),
+                "replay_cache_capacity is 10",
             ),
             (
                 Box::new(|c| c.required_claims = vec!["".into()]),

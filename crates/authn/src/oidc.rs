@@ -60,7 +60,7 @@ impl OidcVerifier {
         let jwks = JwksCache::new(settings.jwks.clone(), http, clock.clone());
         let replay = cfg
             .replay_protection
-            .then(|| ReplayCache::new(DEFAULT_CAPACITY));
+            .then(|| ReplayCache::new(cfg.replay_cache_capacity.unwrap_or(DEFAULT_CAPACITY)));
         Ok(Self {
             cfg,
             settings,
