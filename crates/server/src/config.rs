@@ -457,7 +457,7 @@ file = { path = "audit.jsonl" }
     #[test]
     fn semantic_errors_point_at_the_table() {
         let e = err("[[auth.oidc]]\nname = \"gh\"\nissuer = \"https://x\"\naudiences = []\n");
-        assert!(e.starts_with("idmint.toml: line 1"), "{e}");
+        assert!(e.starts_with("idmint.toml: line 11:"), "{e}");
         assert!(e.contains("audiences"), "{e}");
         let two = "[[auth.oidc]]\nname = \"gh\"\nissuer = \"https://x\"\naudiences = [\"a\"]\n";
         let e = err(&format!("{two}{two}"));

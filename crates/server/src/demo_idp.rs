@@ -47,7 +47,8 @@ impl DemoIdp {
     }
 
     /// Claims of a GitHub Actions job on `acme/app` main, overridable.
-    pub fn mint(&self, req: DemoTokenRequest) -> Result<String, ApiError> {
+    /// Returns the token and its lifetime in seconds.
+    pub fn mint(&self, req: DemoTokenRequest) -> Result<(String, i64), ApiError> {
         let now = UnixTime::now().secs();
         let ttl = req.ttl_seconds.unwrap_or(600).clamp(1, 3600) as i64;
         let jti = TokenId::generate().map_err(|e| ApiError::internal(e.to_string()))?;
@@ -93,9 +94,11 @@ impl DemoIdp {
         obj.insert("nbf".into(), now.into());
         obj.insert("exp".into(), (now + ttl).into());
         obj.insert("jti".into(), jti.to_string().into());
-        self.key
+        let token = self
+            .key
             .sign_jwt(&claims)
-            .map_err(|e| ApiError::internal(e.to_string()))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok((token, ttl))
     }
 }
 
@@ -131,7 +134,6 @@ pub async fn token(
 ) -> Result<Json<Value>, ApiError> {
     let d = demo(&state)?;
     let Json(req) = body.map_err(crate::routes::json_error)?;
-    let ttl = req.ttl_seconds.unwrap_or(600).clamp(1, 3600);
-    let token = d.mint(req)?;
+    let (token, ttl) = d.mint(req)?;
     Ok(Json(json!({ "token": token, "expires_in": ttl })))
 }
