@@ -3,6 +3,8 @@
 //! Shared by the server and every client so that a field rename is a compile
 //! error on both sides rather than a silent mismatch.
 
+pub mod ssh;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
