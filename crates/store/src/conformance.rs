@@ -121,6 +121,7 @@ fn ids(leases: &[Lease]) -> Vec<LeaseId> {
 }
 
 async fn blobs(store: &dyn Store) {
+    mutable_blobs(store).await;
     assert_eq!(store.get_blob("blob:a").await.unwrap(), None, "absent blob");
     let first = store.put_blob_if_absent("blob:a", b"first").await.unwrap();
     assert_eq!(first, b"first", "first put stores its value");
@@ -809,4 +810,41 @@ async fn sealed_secrets(store: &dyn Store) {
         matches!(wrong, Err(StoreError::Unseal(_))),
         "a different root key cannot open it"
     );
+}
+
+async fn mutable_blobs(store: &dyn Store) {
+    store.put_blob("mut:a", b"one").await.unwrap();
+    store.put_blob("mut:a", b"two").await.unwrap();
+    assert_eq!(
+        store.get_blob("mut:a").await.unwrap().as_deref(),
+        Some(&b"two"[..]),
+        "put_blob replaces"
+    );
+    store.put_blob("mut:b", b"b").await.unwrap();
+    store
+        .put_blob("mut_c", b"not under the prefix")
+        .await
+        .unwrap();
+    store
+        .put_blob("mut%", b"a LIKE wildcard is literal")
+        .await
+        .unwrap();
+    let listed = store.list_blobs("mut:").await.unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            ("mut:a".to_string(), b"two".to_vec()),
+            ("mut:b".to_string(), b"b".to_vec())
+        ],
+        "list_blobs returns exactly the prefix, ordered"
+    );
+    assert_eq!(store.list_blobs("mut%").await.unwrap().len(), 1);
+    // Exactly one of two racing deletes wins: single-use values rely on it.
+    let (x, y) = tokio::join!(store.delete_blob("mut:a"), store.delete_blob("mut:a"));
+    assert!(
+        x.unwrap() ^ y.unwrap(),
+        "exactly one delete must see the blob"
+    );
+    assert_eq!(store.get_blob("mut:a").await.unwrap(), None);
+    assert!(!store.delete_blob("mut:absent").await.unwrap());
 }

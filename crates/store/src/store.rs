@@ -51,6 +51,10 @@ impl LeaseFilter {
 /// bounded in memory whatever the caller asks for.
 pub const MAX_DUE_LIMIT: usize = 10_000;
 
+/// Upper bound on [`Store::list_blobs`]; blobs are keys and registrations,
+/// never per-request data, so this is far above any real deployment.
+pub const MAX_BLOB_LIST: usize = 10_000;
+
 /// Persistent state of an idmint server.
 ///
 /// Every method is atomic on its own. A successful write is durable when the
@@ -70,6 +74,14 @@ pub trait Store: Send + Sync + 'static {
     /// concurrent writer won with). This makes "generate key on first start"
     /// race-free across servers sharing one database.
     async fn put_blob_if_absent(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// Insert or replace (e.g. an SSH host's re-enrolled agent key).
+    async fn put_blob(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Remove; returns whether it existed. Used for single-use values (join
+    /// tokens): exactly one concurrent caller sees `true`.
+    async fn delete_blob(&self, name: &str) -> Result<bool, StoreError>;
+    /// Names and values of every blob whose name starts with `prefix`,
+    /// ordered by name (at most [`MAX_BLOB_LIST`]).
+    async fn list_blobs(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
     // --- policy bundles ---
 

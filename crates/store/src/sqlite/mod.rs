@@ -275,6 +275,46 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_blob(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        let value = value.to_vec();
+        self.write_atomic(move |conn| {
+            conn.prepare_cached(sql::UPSERT_BLOB)
+                .and_then(|mut s| s.execute(params![name, value, UnixTime::now().0]))
+                .map(|_| ())
+                .map_err(|e| sql_error(&format!("storing blob {name}"), e))
+        })
+        .await
+    }
+
+    async fn delete_blob(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write_atomic(move |conn| {
+            conn.prepare_cached(sql::DELETE_BLOB)
+                .and_then(|mut s| s.execute([&name]))
+                .map(|n| n > 0)
+                .map_err(|e| sql_error(&format!("deleting blob {name}"), e))
+        })
+        .await
+    }
+
+    async fn list_blobs(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(sql::LIST_BLOBS)
+                .map_err(|e| sql_error("listing blobs", e))?;
+            let rows = stmt
+                .query_map(params![prefix, crate::store::MAX_BLOB_LIST as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(|e| sql_error("listing blobs", e))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(|e| sql_error("listing blobs", e))
+        })
+        .await
+    }
+
     async fn active_bundle(&self) -> Result<Option<StoredBundle>, StoreError> {
         self.read(|conn| {
             let context = "reading the active policy bundle";

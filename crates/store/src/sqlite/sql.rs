@@ -14,6 +14,13 @@ pub(crate) const GET_BLOB: &str = "SELECT value FROM blobs WHERE name = ?1";
 pub(crate) const INSERT_BLOB_IF_ABSENT: &str = "INSERT INTO blobs (name, value, created_at) \
      VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING";
 
+pub(crate) const UPSERT_BLOB: &str = "INSERT INTO blobs (name, value, created_at) \
+     VALUES (?1, ?2, ?3) ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+pub(crate) const DELETE_BLOB: &str = "DELETE FROM blobs WHERE name = ?1";
+/// `?1` is the prefix; `substr` instead of `LIKE` so `%`/`_` in names are literal.
+pub(crate) const LIST_BLOBS: &str = "SELECT name, value FROM blobs \
+     WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name LIMIT ?2";
+
 pub(crate) const ACTIVE_BUNDLE: &str =
     "SELECT b.version, b.sources, b.created_at, b.author, b.comment \
      FROM active_bundle a JOIN bundles b ON b.version = a.version WHERE a.id = 1";
