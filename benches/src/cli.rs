@@ -15,7 +15,9 @@ use std::time::Duration;
                   Examples:\n  \
                   target/release/idmint-bench login-exchange --duration 10s --concurrency 16,64\n  \
                   target/release/idmint-bench login-exchange --alg rs256,es256 --sign-alg es256,rs256 --output json\n  \
-                  target/release/idmint-bench memory --logins 1000000"
+                  target/release/idmint-bench memory --logins 1000000\n  \
+                  target/release/idmint-bench all --peer openbao --duration 10s --concurrency 16,64\n  \
+                  target/release/idmint-bench scale --leases 1000000"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -29,6 +31,138 @@ pub enum Command {
     LoginExchange(SuiteArgs),
     /// A million logins, sampling the server's RSS every batch.
     Memory(MemoryArgs),
+    /// Every comparison scenario against idmint and (`--peer openbao`) a
+    /// real OpenBao configured the same way; one table, JSON and an SVG
+    /// chart in target/bench/.
+    All(AllArgs),
+    /// idmint alone at scale: a million active leases, startup, reaper
+    /// under load, audit verification of millions of events.
+    Scale(ScaleArgs),
+}
+
+/// The system to compare idmint with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PeerKind {
+    /// OpenBao 2.7.2 (install with scripts/install-openbao.sh).
+    Openbao,
+}
+
+/// A comparison scenario. The order here is the order they run in.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compared {
+    /// The load generator's ceiling: idmint /healthz, OpenBao /v1/sys/health.
+    Ceiling,
+    /// A fresh CI JWT per request: idmint POST /api/v1/login, OpenBao
+    /// auth/jwt/login (batch and service tokens).
+    JwtLogin,
+    /// A fresh CI JWT for a signed access token: idmint's RFC 8693
+    /// exchange (one request); OpenBao login + identity/oidc/token (two).
+    LoginExchange,
+    /// idmint GET /api/v1/whoami, OpenBao auth/token/lookup-self.
+    TokenLookup,
+    /// PostgreSQL dynamic credentials on the same PostgreSQL.
+    PgCreds,
+    /// Revoking the credentials pg-creds issued (drops the users).
+    LeaseRevoke,
+    /// Signing an SSH user certificate (ed25519 CA).
+    SshSign,
+}
+
+impl Compared {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compared::Ceiling => "ceiling",
+            Compared::JwtLogin => "jwt-login",
+            Compared::LoginExchange => "login-exchange",
+            Compared::TokenLookup => "token-lookup",
+            Compared::PgCreds => "pg-creds",
+            Compared::LeaseRevoke => "lease-revoke",
+            Compared::SshSign => "ssh-sign",
+        }
+    }
+
+    /// Runs at `--pg-concurrency` instead of `--concurrency`.
+    pub fn uses_postgres(self) -> bool {
+        matches!(self, Compared::PgCreds | Compared::LeaseRevoke)
+    }
+
+    /// OpenBao's token type changes what is measured: run both.
+    pub fn token_type_matters(self) -> bool {
+        matches!(
+            self,
+            Compared::JwtLogin | Compared::LoginExchange | Compared::TokenLookup
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AllArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Also run every scenario against this system, alternating run by run.
+    #[arg(long, value_enum)]
+    pub peer: Option<PeerKind>,
+    /// OpenBao's `bao` binary; default: $IDMINT_BENCH_BAO, else where
+    /// scripts/install-openbao.sh puts it (.cache/openbao).
+    #[arg(long, value_name = "PATH")]
+    pub bao_bin: Option<PathBuf>,
+    /// Measured time per run (after the warm-up).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Unmeasured time at the start of each run (none for lease-revoke,
+    /// whose every request consumes a lease).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Concurrent connections for every scenario but pg-creds and
+    /// lease-revoke.
+    #[arg(
+        long,
+        value_name = "N,..",
+        value_delimiter = ',',
+        default_value = "16,64"
+    )]
+    pub concurrency: Vec<usize>,
+    /// Concurrent connections for pg-creds and lease-revoke.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub pg_concurrency: usize,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "ceiling,jwt-login,login-exchange,token-lookup,pg-creds,lease-revoke,ssh-sign"
+    )]
+    pub scenarios: Vec<Compared>,
+    /// CI tokens ready before each jwt-login/login-exchange run (one per
+    /// request; a run that exhausts them ends early and is marked `*`).
+    #[arg(long, value_name = "N", default_value_t = 250_000)]
+    pub tokens: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Active leases seeded into the server's store before it starts.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub leases: u64,
+    /// Leases created through the API first, to validate the seeding
+    /// against the real issuance path.
+    #[arg(long, value_name = "N", default_value_t = 2_000)]
+    pub api_leases: u64,
+    /// Expired leases the reaper must revoke while a live load runs.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub expired: u64,
+    /// Audit events seeded for `idmint audit verify`.
+    #[arg(long, value_name = "N", default_value_t = 10_000_000)]
+    pub audit_events: u64,
+    /// Length of each latency measurement.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub duration: Duration,
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

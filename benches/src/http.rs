@@ -11,6 +11,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
@@ -22,31 +23,42 @@ pub const FORM: &str = "application/x-www-form-urlencoded";
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub method: Method,
-    pub path: &'static str,
+    pub path: Cow<'static, str>,
     pub content_type: Option<&'static str>,
     pub bearer: Option<String>,
     pub body: String,
 }
 
 impl Outgoing {
-    pub fn get(path: &'static str) -> Self {
+    pub fn get(path: impl Into<Cow<'static, str>>) -> Self {
         Self {
             method: Method::GET,
-            path,
+            path: path.into(),
             content_type: None,
             bearer: None,
             body: String::new(),
         }
     }
 
-    pub fn post(path: &'static str, content_type: &'static str, body: String) -> Self {
+    pub fn post(
+        path: impl Into<Cow<'static, str>>,
+        content_type: &'static str,
+        body: String,
+    ) -> Self {
         Self {
             method: Method::POST,
-            path,
+            path: path.into(),
             content_type: Some(content_type),
             bearer: None,
             body,
         }
+    }
+
+    /// The same request with another method (`PUT` for OpenBao's
+    /// `sys/leases/revoke`).
+    pub fn with_method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
     }
 
     pub fn with_bearer(mut self, token: String) -> Self {
@@ -106,7 +118,7 @@ impl Connection {
         let what = || format!("{method} {path}");
         let mut builder = Request::builder()
             .method(method.clone())
-            .uri(path)
+            .uri(path.as_ref())
             .header(HOST, self.host.as_str());
         if let Some(ct) = content_type {
             builder = builder.header(CONTENT_TYPE, ct);

@@ -11,8 +11,7 @@
 use crate::error::{BenchError, Result};
 use crate::http::Connection;
 use crate::procstat::{ProcSample, SystemSample};
-use crate::scenario::{open_session, RequestSource, Scenario};
-use crate::tokens::TokenPool;
+use crate::workload::{OpResult, Workload};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use std::collections::BTreeMap;
@@ -44,14 +43,12 @@ pub enum ProgressUnit {
 /// One run of one scenario.
 pub struct LoadPlan {
     pub addr: SocketAddr,
-    pub scenario: Scenario,
+    /// What each connection does.
+    pub workload: Arc<dyn Workload>,
     pub concurrency: usize,
     pub warmup: Duration,
-    /// `None`: run until the token pool is exhausted.
+    /// `None`: run until the workload's input is exhausted.
     pub duration: Option<Duration>,
-    /// Tokens for `login`/`exchange` (one per request) and `creds` (one per
-    /// connection).
-    pub pool: Arc<TokenPool>,
     pub server_pid: Option<u32>,
     pub clock_ticks: u64,
     pub progress: ProgressBar,
@@ -83,6 +80,7 @@ struct TaskTally {
     last_done: Option<Instant>,
     pool_exhausted: bool,
     gave_up: Option<String>,
+    first_rejection: Option<String>,
 }
 
 impl TaskTally {
@@ -95,7 +93,31 @@ impl TaskTally {
             last_done: None,
             pool_exhausted: false,
             gave_up: None,
+            first_rejection: None,
         })
+    }
+}
+
+impl TaskTally {
+    /// Counts an HTTP answer to an operation started at `started`.
+    fn answered(&mut self, shared: &Shared, window: &Window, started: Instant, status: u16) {
+        let done = Instant::now();
+        shared.completed.fetch_add(1, Ordering::Relaxed);
+        let success = (200..300).contains(&status);
+        if !success {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if window.records(started, done) {
+            let micros = u64::try_from(done.duration_since(started).as_micros()).unwrap_or(u64::MAX);
+            self.histogram
+                .saturating_record(micros.clamp(1, MAX_TRACKED_MICROS));
+            self.last_done = Some(done);
+            if success {
+                self.ok += 1;
+            } else {
+                *self.by_status.entry(status).or_default() += 1;
+            }
+        }
     }
 }
 
@@ -121,6 +143,9 @@ pub struct LoadOutcome {
     pub pool_exhausted: bool,
     /// Why tasks stopped early, if any did (server down).
     pub failures: Vec<String>,
+    /// The first non-2xx answer of the run (status and body excerpt), to
+    /// say *why* there were errors.
+    pub first_rejection: Option<String>,
     pub server_before: Option<ProcSample>,
     pub server_after: Option<ProcSample>,
     pub client_before: Option<ProcSample>,
@@ -152,8 +177,7 @@ impl LoadOutcome {
 
 struct Shared {
     plan_addr: SocketAddr,
-    scenario: Scenario,
-    pool: Arc<TokenPool>,
+    workload: Arc<dyn Workload>,
     ready: Barrier,
     window: watch::Receiver<Option<Window>>,
     completed: AtomicU64,
@@ -166,8 +190,7 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
     let (window_tx, window_rx) = watch::channel(None);
     let shared = Arc::new(Shared {
         plan_addr: plan.addr,
-        scenario: plan.scenario,
-        pool: plan.pool.clone(),
+        workload: plan.workload.clone(),
         ready: Barrier::new(concurrency + 1),
         window: window_rx,
         completed: AtomicU64::new(0),
@@ -227,6 +250,9 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
         merged.transport_errors += tally.transport_errors;
         merged.last_done = merged.last_done.max(tally.last_done);
         merged.pool_exhausted |= tally.pool_exhausted;
+        if merged.first_rejection.is_none() {
+            merged.first_rejection = tally.first_rejection;
+        }
         if let Some(why) = tally.gave_up {
             failures.push(why);
         }
@@ -239,7 +265,8 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
     let sampled = sampled_from.elapsed();
     ticker.abort();
     // Wait for the abort to take effect: the ticker holds `shared`, and
-    // through it the token pool, which the caller wants back unshared.
+    // through the workload the token pool, which the caller wants back
+    // unshared.
     let _ = ticker.await;
     drop(shared);
 
@@ -259,6 +286,7 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
         measured: end.saturating_duration_since(window.measure_from),
         pool_exhausted: merged.pool_exhausted,
         failures,
+        first_rejection: merged.first_rejection,
         server_before,
         server_after,
         client_before,
@@ -289,23 +317,10 @@ async fn tick_progress(shared: Arc<Shared>, bar: ProgressBar, unit: ProgressUnit
 }
 
 /// Connection setup for one task: not timed, done before the barrier.
-async fn prepare(shared: &Shared) -> Result<(Connection, RequestSource)> {
+async fn prepare(shared: &Shared) -> Result<(Connection, Box<dyn crate::workload::Feed>)> {
     let mut conn = Connection::open(shared.plan_addr).await?;
-    let source = match shared.scenario {
-        Scenario::Healthz => RequestSource::Healthz,
-        Scenario::Login => RequestSource::Login(shared.pool.clone()),
-        Scenario::Exchange => RequestSource::Exchange(shared.pool.clone()),
-        Scenario::Creds => {
-            let token = shared.pool.take().ok_or_else(|| BenchError::Preflight {
-                scenario: "creds",
-                message: "the token pool has no token left to log in with".into(),
-            })?;
-            RequestSource::Creds {
-                session_token: open_session(&mut conn, token).await?,
-            }
-        }
-    };
-    Ok((conn, source))
+    let feed = shared.workload.open(&mut conn).await?;
+    Ok((conn, feed))
 }
 
 async fn task(shared: Arc<Shared>) -> Result<TaskTally> {
@@ -325,7 +340,7 @@ async fn task(shared: Arc<Shared>) -> Result<TaskTally> {
         },
     };
     let mut tally = TaskTally::new()?;
-    let (mut conn, source) = match prepared {
+    let (mut conn, mut feed) = match prepared {
         Ok(p) => p,
         Err(e) => {
             tally.gave_up = Some(format!("connection setup failed: {e}"));
@@ -336,35 +351,21 @@ async fn task(shared: Arc<Shared>) -> Result<TaskTally> {
         if window.over(Instant::now()) {
             break;
         }
-        let Some(request) = source.next() else {
-            tally.pool_exhausted = true;
-            break;
-        };
-        let request = request?;
         let started = Instant::now();
-        match conn.send(request, false).await {
-            Ok(answer) => {
-                let done = Instant::now();
-                shared.completed.fetch_add(1, Ordering::Relaxed);
-                let success = (200..300).contains(&answer.status);
-                if !success {
-                    shared.errors.fetch_add(1, Ordering::Relaxed);
-                }
-                if window.records(started, done) {
-                    let micros =
-                        u64::try_from(done.duration_since(started).as_micros()).unwrap_or(u64::MAX);
-                    tally
-                        .histogram
-                        .saturating_record(micros.clamp(1, MAX_TRACKED_MICROS));
-                    tally.last_done = Some(done);
-                    if success {
-                        tally.ok += 1;
-                    } else {
-                        *tally.by_status.entry(answer.status).or_default() += 1;
-                    }
-                }
+        match feed.op(&mut conn).await {
+            OpResult::Exhausted => {
+                tally.pool_exhausted = true;
+                break;
             }
-            Err(e) => {
+            OpResult::Fatal(e) => return Err(e),
+            OpResult::Status(status) => tally.answered(&shared, &window, started, status),
+            OpResult::Rejected { status, body } => {
+                if tally.first_rejection.is_none() {
+                    tally.first_rejection = Some(format!("HTTP {status}: {body}"));
+                }
+                tally.answered(&shared, &window, started, status);
+            }
+            OpResult::Transport(e) => {
                 shared.errors.fetch_add(1, Ordering::Relaxed);
                 if window.records(started, Instant::now()) {
                     tally.transport_errors += 1;
@@ -397,6 +398,9 @@ async fn reconnect(addr: SocketAddr) -> Result<Connection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::Scenario;
+    use crate::tokens::TokenPool;
+    use crate::workload::ScenarioWorkload;
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
     use hyper::{Request, Response};
@@ -437,16 +441,15 @@ mod tests {
     fn plan(
         addr: SocketAddr,
         scenario: Scenario,
-        pool: Vec<String>,
+        pool: Arc<TokenPool>,
         duration: Option<Duration>,
     ) -> LoadPlan {
         LoadPlan {
             addr,
-            scenario,
+            workload: ScenarioWorkload::new(scenario, pool),
             concurrency: 4,
             warmup: Duration::ZERO,
             duration,
-            pool: Arc::new(TokenPool::new(pool)),
             server_pid: Some(std::process::id()),
             clock_ticks: crate::procstat::clock_ticks(),
             progress: ProgressBar::hidden(),
@@ -458,9 +461,10 @@ mod tests {
     async fn counts_every_request_once_by_status_until_the_pool_is_empty() {
         let addr = flaky_server().await;
         let tokens: Vec<String> = (0..300).map(|i| format!("t{i}")).collect();
-        let plan = plan(addr, Scenario::Login, tokens, None);
-        let pool = plan.pool.clone();
-        let out = run(plan).await.unwrap();
+        let pool = Arc::new(TokenPool::new(tokens));
+        let out = run(plan(addr, Scenario::Login, pool.clone(), None))
+            .await
+            .unwrap();
         // The run keeps no reference to the pool: the caller can take back
         // its unused tokens.
         assert_eq!(Arc::strong_count(&pool), 1);
@@ -481,7 +485,7 @@ mod tests {
         let out = run(plan(
             addr,
             Scenario::Healthz,
-            vec![],
+            Arc::new(TokenPool::new(vec![])),
             Some(Duration::from_millis(300)),
         ))
         .await
@@ -508,7 +512,7 @@ mod tests {
         let out = run(plan(
             addr,
             Scenario::Healthz,
-            vec![],
+            Arc::new(TokenPool::new(vec![])),
             Some(Duration::from_millis(100)),
         ))
         .await

@@ -12,20 +12,25 @@
 //! `procstat` (CPU and RSS from /proc), `report` (table and JSON), `suite`
 //! and `memory` (the two commands).
 
+mod chart;
 mod cli;
+mod compare;
 mod error;
 mod fixture;
 mod http;
 mod loadgen;
 mod memory;
+mod openbao;
 mod procstat;
 mod progress;
 mod quiet;
 mod report;
+mod scale;
 mod scenario;
 mod suite;
 mod supply;
 mod tokens;
+mod workload;
 
 use clap::Parser;
 use cli::{Cli, Command, CommonArgs, OutputFormat};
@@ -94,6 +99,8 @@ fn main() -> ExitCode {
     let common = match &cli.command {
         Command::LoginExchange(a) => &a.common,
         Command::Memory(a) => &a.common,
+        Command::All(a) => &a.common,
+        Command::Scale(a) => &a.common,
     };
     let runtime = if common.client_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -228,6 +235,96 @@ async fn run(cli: &Cli) -> Result<()> {
                     Some(&memory),
                 )?;
             }
+        }
+        Command::All(args) => {
+            let env = RunEnv::new(&args.common)?;
+            env.note(&format!(
+                "{date}: {}; server binary {}",
+                machine.describe(),
+                env.idmint_bin.display()
+            ));
+            let rows = compare::run(args, &env).await?;
+            let title = match args.peer {
+                Some(_) => "idmint vs OpenBao 2.7.2",
+                None => "idmint",
+            };
+            println!("{title} comparison, {date}");
+            println!("{}", machine.describe());
+            println!(
+                "{} s measured after {} s warm-up per run (lease-revoke: no warm-up); closed loop, one operation in flight per connection; pg-creds and lease-revoke at {} connections",
+                args.duration.as_secs_f64(),
+                args.warmup.as_secs_f64(),
+                args.pg_concurrency
+            );
+            println!();
+            println!("{}", compare::rows::table(&rows));
+            println!("req/s counts successful operations (login-exchange on OpenBao is a login plus an identity-token read); CPU-s/1k req is server CPU per 1000 of them; * = input ran out before the end of the window.");
+            let dir = args
+                .common
+                .json_path
+                .as_ref()
+                .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+                .unwrap_or_else(|| {
+                    report::default_json_path()
+                        .parent()
+                        .map(std::path::Path::to_path_buf)
+                        .unwrap_or_default()
+                });
+            let json_path = args
+                .common
+                .json_path
+                .clone()
+                .unwrap_or_else(|| dir.join("comparison.json"));
+            let settings = serde_json::json!({
+                "peer": args.peer.map(|_| "openbao"),
+                "duration_s": args.duration.as_secs_f64(),
+                "warmup_s": args.warmup.as_secs_f64(),
+                "concurrency": args.concurrency,
+                "pg_concurrency": args.pg_concurrency,
+                "client_threads": args.common.client_threads.max(1),
+                "tokens": args.tokens,
+            });
+            let doc = serde_json::json!({
+                "date": date,
+                "machine": machine,
+                "command": command,
+                "settings": settings,
+                "rows": rows,
+            });
+            report::write_value(&json_path, &doc)?;
+            let svg_path = dir.join("comparison.svg");
+            report::write_text(&svg_path, &chart::svg(&rows, &format!("{title}, {date}")))?;
+            eprintln!(
+                "results written to {} and {}",
+                json_path.display(),
+                svg_path.display()
+            );
+        }
+        Command::Scale(args) => {
+            let env = RunEnv::new(&args.common)?;
+            let report = scale::run(args, &env).await?;
+            println!("idmint at scale, {date}");
+            println!("{}", machine.describe());
+            println!();
+            print!("{}", report.table());
+            let path = args
+                .common
+                .json_path
+                .clone()
+                .unwrap_or_else(|| {
+                    report::default_json_path()
+                        .parent()
+                        .map(|d| d.join("scale.json"))
+                        .unwrap_or_default()
+                });
+            let doc = serde_json::json!({
+                "date": date,
+                "machine": machine,
+                "command": command,
+                "scale": report,
+            });
+            report::write_value(&path, &doc)?;
+            eprintln!("results written to {}", path.display());
         }
     }
     Ok(())

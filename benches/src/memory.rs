@@ -16,6 +16,7 @@ use crate::report::{MemoryReport, MemorySample};
 use crate::scenario::Scenario;
 use crate::supply::TokenSupply;
 use crate::tokens::TokenPool;
+use crate::workload::ScenarioWorkload;
 use crate::RunEnv;
 use std::path::Path;
 use std::sync::Arc;
@@ -72,11 +73,10 @@ pub async fn run(args: &MemoryArgs, env: &RunEnv) -> Result<MemoryReport> {
         );
         let outcome = loadgen::run(LoadPlan {
             addr: server.addr(),
-            scenario: Scenario::Login,
+            workload: ScenarioWorkload::new(Scenario::Login, Arc::new(TokenPool::new(tokens))),
             concurrency: args.concurrency,
             warmup: std::time::Duration::ZERO,
             duration: None,
-            pool: Arc::new(TokenPool::new(tokens)),
             server_pid: server.pid(),
             clock_ticks: env.clock_ticks,
             progress: bar.clone(),

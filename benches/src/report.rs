@@ -414,6 +414,21 @@ pub fn write_json(path: &Path, doc: &ResultsDocument<'_>) -> Result<()> {
         .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))
 }
 
+/// Writes any JSON document to `path`, creating the directory.
+pub fn write_value(path: &Path, doc: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(doc)?;
+    write_text(path, &(text + "\n"))
+}
+
+/// Writes `text` to `path`, creating the directory.
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BenchError::io(format!("creating {}", dir.display()), e))?;
+    }
+    std::fs::write(path, text).map_err(|e| BenchError::io(format!("writing {}", path.display()), e))
+}
+
 /// `<target>/bench/results.json`, where `<target>` is the directory holding
 /// the profile directory of this executable (`target/release/idmint-bench`
 /// → `target`).

@@ -15,6 +15,7 @@ use crate::report::RunRecord;
 use crate::scenario::Scenario;
 use crate::supply::TokenSupply;
 use crate::tokens::TokenPool;
+use crate::workload::ScenarioWorkload;
 use crate::RunEnv;
 use std::sync::Arc;
 
@@ -219,11 +220,10 @@ impl Runner<'_> {
         let bar = progress::timed(total.as_secs().max(1), &label, self.env.quiet);
         let outcome = loadgen::run(LoadPlan {
             addr: self.server.addr(),
-            scenario,
+            workload: ScenarioWorkload::new(scenario, pool.clone()),
             concurrency,
             warmup: self.args.warmup,
             duration: Some(self.args.duration),
-            pool: pool.clone(),
             server_pid: self.server.pid(),
             clock_ticks: self.env.clock_ticks,
             progress: bar.clone(),

@@ -216,6 +216,13 @@ impl TokenPool {
         self.tokens.get(i).map(String::as_str)
     }
 
+    /// How many tokens are still unused.
+    pub fn remaining(&self) -> usize {
+        self.tokens
+            .len()
+            .saturating_sub(self.next.load(Ordering::Relaxed))
+    }
+
     /// The unused tokens, for the next run.
     pub fn into_unused(self) -> Vec<String> {
         let used = self.next.load(Ordering::Relaxed).min(self.tokens.len());

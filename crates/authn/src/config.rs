@@ -101,6 +101,53 @@ pub struct OidcConfig {
     /// Session lifetime for identities of this config (read by the server).
     #[serde(default)]
     pub session_ttl: Option<Ttl>,
+    /// Claim holding a person's groups (e.g. `groups`, `roles`,
+    /// `cognito:groups`). When set, or with the `human` preset (default
+    /// `groups`), it becomes the attribute `groups`: a set of strings for
+    /// Cedar (`principal.groups.contains("admins")`).
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    /// OAuth client id `idmint login --sso` uses at the IdP (a public,
+    /// native client with PKCE); default: the first of `audiences`, which is
+    /// the `aud` of the ID tokens that client gets.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Scopes `idmint login --sso` asks for; default `openid email groups`.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+}
+
+impl OidcConfig {
+    /// The claim mapped to the `groups` attribute, if any.
+    pub fn effective_groups_claim(&self) -> Option<&str> {
+        match (&self.groups_claim, self.effective_preset()) {
+            (Some(c), _) => Some(c.as_str()),
+            (None, Preset::Human) => Some("groups"),
+            (None, _) => None,
+        }
+    }
+
+    /// Whether people log in with this config (`idmint login --sso`).
+    pub fn is_human(&self) -> bool {
+        self.effective_kind() == IdentityKind::Human
+    }
+
+    /// The OAuth client id for `idmint login --sso`.
+    pub fn sso_client_id(&self) -> Option<&str> {
+        self.client_id
+            .as_deref()
+            .or_else(|| self.audiences.first().map(String::as_str))
+    }
+
+    /// The scopes for `idmint login --sso`.
+    pub fn sso_scopes(&self) -> Vec<String> {
+        self.scopes.clone().unwrap_or_else(|| {
+            ["openid", "email", "groups"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        })
+    }
 }
 
 /// Where the JWKS comes from.

@@ -183,6 +183,10 @@ impl OidcVerifier {
         })?
         .to_string();
         self.settings.preset.check_and_derive(&mut claims)?;
+        if let Some(name) = self.cfg.effective_groups_claim() {
+            let groups = groups_of(claims.get(name));
+            claims.insert("groups".into(), Value::Array(groups));
+        }
 
         let jti = match claims.get("jti") {
             Some(Value::String(jti)) if !jti.is_empty() => Some(jti.as_str()),
@@ -381,6 +385,22 @@ impl OidcAuthenticator {
     }
 }
 
+/// The `groups` attribute from the configured groups claim: strings kept,
+/// a single string taken as one group, anything else (numbers, objects, a
+/// missing claim) ignored, so the attribute is always a set of strings and
+/// a malformed claim can only *remove* groups, never add any.
+fn groups_of(claim: Option<&Value>) -> Vec<Value> {
+    match claim {
+        Some(Value::String(s)) if !s.is_empty() => vec![Value::String(s.clone())],
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,5 +420,19 @@ mod tests {
         assert_send(&verifier.prefetch());
         let authn = OidcAuthenticator::new(vec![verifier]);
         assert_send(&authn.verify("x", None));
+    }
+}
+
+#[cfg(test)]
+mod groups_tests {
+    use super::groups_of;
+    use serde_json::json;
+
+    #[test]
+    fn groups_are_always_a_list_of_strings() {
+        assert_eq!(groups_of(Some(&json!(["admins", 3, "", "dev"]))), vec![json!("admins"), json!("dev")]);
+        assert_eq!(groups_of(Some(&json!("ops"))), vec![json!("ops")]);
+        assert!(groups_of(Some(&json!({"__entity": "x"}))).is_empty());
+        assert!(groups_of(None).is_empty());
     }
 }

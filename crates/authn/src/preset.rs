@@ -46,6 +46,12 @@ pub enum Preset {
     /// Any other OIDC issuer: nothing beyond the generic checks. Kind
     /// `workload`.
     Generic,
+    /// People signing in through the company IdP (Okta, Entra ID, Keycloak,
+    /// …) with `idmint login --sso`: ID tokens of the CLI's OIDC client.
+    /// Kind `human`. The `groups` attribute is always a set of strings
+    /// (from `groups_claim`, default `groups`; empty when the IdP sent
+    /// none), so `principal.groups.contains("admins")` never errors.
+    Human,
 }
 
 const GITHUB_ACTIONS: &[&str] = &[
@@ -80,6 +86,7 @@ impl Preset {
             Preset::Circleci => "circleci",
             Preset::Kubernetes => "kubernetes",
             Preset::Generic => "generic",
+            Preset::Human => "human",
         }
     }
 
@@ -88,6 +95,7 @@ impl Preset {
         match self {
             Preset::GithubActions | Preset::GitlabCi | Preset::Circleci => IdentityKind::Ci,
             Preset::Kubernetes | Preset::Generic => IdentityKind::Workload,
+            Preset::Human => IdentityKind::Human,
         }
     }
 
@@ -97,7 +105,7 @@ impl Preset {
             Preset::GithubActions => GITHUB_ACTIONS,
             Preset::GitlabCi => GITLAB_CI,
             Preset::Circleci => CIRCLECI,
-            Preset::Kubernetes | Preset::Generic => &[],
+            Preset::Kubernetes | Preset::Generic | Preset::Human => &[],
         }
     }
 
@@ -128,7 +136,7 @@ impl Preset {
                 claims.insert("service_account".into(), Value::String(service_account));
                 Ok(())
             }
-            Preset::GithubActions | Preset::GitlabCi | Preset::Generic => Ok(()),
+            Preset::GithubActions | Preset::GitlabCi | Preset::Generic | Preset::Human => Ok(()),
         }
     }
 }

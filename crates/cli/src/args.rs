@@ -2,6 +2,9 @@
 //!
 //! Parsing only; what each command does is in `commands/`.
 
+mod agent;
+
+pub use agent::{AgentCommand, AgentEnrollArgs, AgentInstallArgs, AgentRunArgs, AgentStateArgs};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use idmint_client::TokenType;
 use std::ffi::OsString;
@@ -73,7 +76,9 @@ pub enum OutputFormat {
     Text,
     /// JSON on stdout.
     Json,
-    /// Shell `export` lines, for `eval "$(idmint creds ROLE -o env)"`.
+    /// Shell `export` lines, for `eval "$(idmint creds ROLE -o env)"`
+    /// (also accepted as `shell`).
+    #[value(alias = "shell")]
     Env,
     /// Only the connection URI of a database credential, for
     /// `psql "$(idmint creds db/orders -o uri)"`.
@@ -120,7 +125,11 @@ pub enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
 
-    /// Work with policy bundles offline.
+    /// Store administration: schema migrations, copying into PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCommand),
+
+    /// Policy: test offline, drafts, approvals, history, rollback.
     #[command(subcommand)]
     Policy(PolicyCommand),
 
@@ -131,9 +140,23 @@ pub enum Command {
     /// Show whether the server is live and ready.
     Status,
 
+    /// SSH with a one-time certificate and a just-in-time account on the host.
+    #[command(after_help = crate::ssh_args::SSH_AFTER_HELP)]
+    Ssh(crate::ssh_args::SshArgs),
+
     /// Walk through the whole flow against a temporary dev server.
     #[command(after_help = DEMO_AFTER_HELP)]
     Demo(DemoArgs),
+
+    /// AWS helpers: `credential_process` for the AWS CLI, SDKs and
+    /// Terraform, and writing the profile that uses it.
+    #[command(subcommand)]
+    Aws(AwsCommand),
+
+    /// The host agent for SSH access: just-in-time accounts (run as root
+    /// on each SSH host).
+    #[command(subcommand, after_help = agent::AGENT_AFTER_HELP)]
+    Agent(AgentCommand),
 }
 
 const SERVER_AFTER_HELP: &str = "\
@@ -168,6 +191,58 @@ pub struct ServerArgs {
     /// Validate the configuration, policy and key files, then exit.
     #[arg(long)]
     pub check_config: bool,
+
+    /// Store to use instead of `[storage]` in the config:
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` or `sqlite:///PATH`.
+    #[arg(long, value_name = "URL", env = "IDMINT_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+}
+
+const STORE_MIGRATE_AFTER_HELP: &str = "\
+Without --from/--to, brings the schema of one store (--store URL, or
+[storage] of --config) to this idmint's version; servers also do this at
+start, so this is for upgrading ahead of a rolling restart.
+
+With --from/--to, copies a whole deployment (sealed keys, policy history,
+leases, token denylist) into an empty store and verifies the copy (counts
+and a checksum over every lease). Stop the source server first. Both
+stores must be sealed with the same root key: keys are copied sealed.
+
+Examples:
+  idmint store migrate --store postgres://idmint:PW@db:5432/idmint
+  idmint store migrate --config /etc/idmint/idmint.toml
+  idmint store migrate --from sqlite:///var/lib/idmint/idmint.db \\
+                       --to postgres://idmint:PW@db:5432/idmint";
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Apply schema migrations, or copy a deployment into another store.
+    #[command(after_help = STORE_MIGRATE_AFTER_HELP)]
+    Migrate(StoreMigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreMigrateArgs {
+    /// The store to migrate: `postgres://…` or `sqlite:///PATH`.
+    #[arg(long, value_name = "URL", env = "IDMINT_STORE", hide_env_values = true,
+          conflicts_with_all = ["config", "from", "to"])]
+    pub store: Option<String>,
+
+    /// Migrate the store configured in `[storage]` of this idmint.toml.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["from", "to"])]
+    pub config: Option<PathBuf>,
+
+    /// Copy from this store (e.g. `sqlite:///var/lib/idmint/idmint.db`).
+    #[arg(long, value_name = "URL", requires = "to")]
+    pub from: Option<String>,
+
+    /// Copy into this store (e.g. `postgres://idmint:PW@db:5432/idmint`).
+    #[arg(long, value_name = "URL", requires = "from")]
+    pub to: Option<String>,
+
+    /// Copy even if the target is not empty (what is there must match).
+    #[arg(long, requires = "to")]
+    pub force: bool,
 }
 
 const LOGIN_AFTER_HELP: &str = "\
@@ -210,6 +285,24 @@ pub struct LoginArgs {
     /// Audience to request from GitHub Actions during auto-detection.
     #[arg(long, default_value = "idmint", value_name = "AUD")]
     pub audience: String,
+
+    /// Sign in as a person through the company IdP (the server's
+    /// `[[auth.oidc]]` with preset "human"; NAME when it has several).
+    /// Without a token and outside CI this is what `idmint login` does.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["token_file", "token"])]
+    pub sso: Option<String>,
+
+    /// SSO with the device code flow: for shells without a browser.
+    #[arg(long, conflicts_with_all = ["token_file", "token"])]
+    pub device: bool,
+
+    /// SSO: print the sign-in URL instead of opening a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// SSO: user name or e-mail to pre-fill at the IdP (`login_hint`).
+    #[arg(long, value_name = "USER")]
+    pub login_hint: Option<String>,
 }
 
 const CREDS_AFTER_HELP: &str = "\
@@ -251,7 +344,9 @@ pub struct CredsArgs {
     pub scopes: Vec<String>,
 
     /// Audience of the credential. Default: the role's first audience.
-    #[arg(long, value_name = "AUD")]
+    /// For AWS `assumed_role` roles this is the role ARN to assume
+    /// (`--role-arn`).
+    #[arg(long, visible_alias = "role-arn", value_name = "AUD")]
     pub audience: Option<String>,
 }
 
@@ -310,7 +405,9 @@ pub struct ExecArgs {
     pub scopes: Vec<String>,
 
     /// Audience of the credential. Default: the role's first audience.
-    #[arg(long, value_name = "AUD")]
+    /// For AWS `assumed_role` roles this is the role ARN to assume
+    /// (`--role-arn`).
+    #[arg(long, visible_alias = "role-arn", value_name = "AUD")]
     pub audience: Option<String>,
 
     /// Revoke the lease when CMD ends (the default).
@@ -526,6 +623,89 @@ pub enum PolicyCommand {
     /// Evaluate a request against a policy directory, offline.
     #[command(after_help = POLICY_TEST_AFTER_HELP)]
     Test(PolicyTestArgs),
+    /// Propose, review and approve policy changes (two-person rule).
+    #[command(subcommand, after_help = POLICY_DRAFT_AFTER_HELP)]
+    Draft(PolicyDraftCommand),
+    /// Every policy version: author, approvers, comment, time.
+    History,
+    /// Propose going back to an old version (a draft that needs approval).
+    Rollback(PolicyRollbackArgs),
+}
+
+const POLICY_DRAFT_AFTER_HELP: &str = "\
+A draft becomes the active policy only when enough admins other than its
+author approve it ([governance] approvals, more for roles with labels in
+approvals_for_labels). Who may draft and approve is policy itself: Cedar
+actions Action::\"policy::draft\" and Action::\"policy::approve\" on
+Server::\"idmint\".
+
+Examples:
+  idmint policy draft create --from ./policy --comment \"tighten deploys\"
+  idmint policy draft show 3f9a1c2b7d4e
+  idmint policy draft diff 3f9a1c2b7d4e
+  idmint policy draft approve 3f9a1c2b7d4e          # as a second admin
+  idmint policy draft approve 3f9a1c2b7d4e --break-glass --reason \"INC-42\"";
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyDraftCommand {
+    /// Upload a policy directory as a draft (validated by the server).
+    Create(PolicyDraftCreateArgs),
+    /// Drafts, newest first.
+    List,
+    /// A draft: state, approvals, role changes and impact on real requests.
+    Show(PolicyDraftIdArgs),
+    /// Unified diff of the draft against the active policy.
+    Diff(PolicyDraftIdArgs),
+    /// Approve a draft; the last required approval activates it.
+    Approve(PolicyDraftApproveArgs),
+    /// Reject a pending draft.
+    Reject(PolicyDraftRejectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyDraftCreateArgs {
+    /// Directory with `*.cedar` files and `roles.toml`.
+    #[arg(long = "from", value_name = "DIR")]
+    pub from: PathBuf,
+    /// Why: shown to approvers and kept in the history.
+    #[arg(long, default_value = "")]
+    pub comment: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyDraftIdArgs {
+    /// Draft id (from `idmint policy draft list`).
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyDraftApproveArgs {
+    /// Draft id.
+    pub id: String,
+    /// Emergency: activate now on your approval alone, for
+    /// [governance] break_glass_ttl; reverts unless a second admin approves.
+    #[arg(long, requires = "reason")]
+    pub break_glass: bool,
+    /// Why (required with --break-glass).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyDraftRejectArgs {
+    /// Draft id.
+    pub id: String,
+    /// What the author should change.
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyRollbackArgs {
+    /// The version to return to (see `idmint policy history`).
+    pub version: u64,
+    #[arg(long, default_value = "")]
+    pub comment: String,
 }
 
 const POLICY_TEST_AFTER_HELP: &str = "\
@@ -551,8 +731,9 @@ pub struct PolicyTestArgs {
     /// Directory with `*.cedar` files and `roles.toml`.
     #[arg(long, value_name = "DIR", default_value = "policy")]
     pub policy_dir: PathBuf,
-    /// Cedar action: `issue` (get a credential) or `admin`.
-    #[arg(long, default_value = "issue", value_parser = ["issue", "admin"])]
+    /// Cedar action: `issue` (get a credential), `admin`, or the governance
+    /// actions `policy::draft` and `policy::approve`.
+    #[arg(long, default_value = "issue", value_parser = ["issue", "admin", "policy::draft", "policy::approve"])]
     pub action: String,
     /// Requested lifetime (default: the role's default TTL).
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
@@ -616,6 +797,101 @@ pub struct DemoArgs {
     /// Keep the server running afterwards (until Ctrl-C) to try commands by hand.
     #[arg(long)]
     pub keep_running: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AwsCommand {
+    /// Print AWS credentials for ROLE in the `credential_process` format.
+    #[command(after_help = AWS_CREDENTIAL_PROCESS_AFTER_HELP)]
+    CredentialProcess(AwsCredentialProcessArgs),
+    /// Write a profile using `idmint aws credential-process` to the AWS
+    /// config file.
+    #[command(after_help = AWS_CONFIGURE_PROFILE_AFTER_HELP)]
+    ConfigureProfile(AwsConfigureProfileArgs),
+}
+
+const AWS_CREDENTIAL_PROCESS_AFTER_HELP: &str = "\
+Prints {\"Version\":1,\"AccessKeyId\",\"SecretAccessKey\",\"SessionToken\",\"Expiration\"}
+as the AWS CLI, the SDKs and Terraform expect from a `credential_process`.
+Nothing else is written to stdout; errors go to stderr with a non-zero exit.
+
+The credentials are cached in $XDG_CACHE_HOME/idmint/aws/ (or
+~/.cache/idmint/aws/): one 0600 file per role and request in a 0700
+directory, keyed by server, role, request and the idmint session, and
+replaced when less than --refresh-before remains. The file holds the secret
+key in clear, protected by its permissions like the AWS CLI's own cache; a
+cache file readable by others is refused. --no-cache skips it.
+
+For a `federated` role idmint mints a web-identity token and this command
+calls STS AssumeRoleWithWebIdentity itself (--sts-endpoint, --region).
+
+Examples:
+  idmint aws credential-process aws/deploy-prod
+  idmint aws credential-process aws/deploy-prod --role-arn arn:aws:iam::123456789012:role/deploy";
+
+#[derive(Debug, Args)]
+pub struct AwsCredentialProcessArgs {
+    /// The AWS role (e.g. aws/deploy-prod).
+    pub role: String,
+    /// Requested lifetime (e.g. 15m); capped by the role and policy.
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<String>,
+    /// Requested policy (scope); repeat for several. Default: all of the role's.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// `assumed_role` roles: which of the role's ARNs to assume.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// Fetch new credentials when less than this remains of the cached ones.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_ttl)]
+    pub refresh_before: String,
+    /// Do not read or write the local cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// `federated` roles: the STS endpoint for AssumeRoleWithWebIdentity
+    /// (default: https://sts.REGION.amazonaws.com).
+    #[arg(long, value_name = "URL")]
+    pub sts_endpoint: Option<String>,
+    /// `federated` roles: the STS region (default: the role's, else us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+}
+
+const AWS_CONFIGURE_PROFILE_AFTER_HELP: &str = "\
+Adds or updates [profile NAME] in $AWS_CONFIG_FILE (default ~/.aws/config):
+credential_process (this idmint binary, --server and the role), and region and
+endpoint_url when given. Other profiles, keys and comments are kept; the file
+is replaced atomically and keeps its permissions (0600 when new).
+
+Examples:
+  idmint aws configure-profile deploy --role aws/deploy-prod --region eu-west-1
+  aws --profile deploy sts get-caller-identity
+  AWS_PROFILE=deploy terraform plan";
+
+#[derive(Debug, Args)]
+pub struct AwsConfigureProfileArgs {
+    /// Profile name (`default` writes [default]).
+    pub name: String,
+    /// The AWS role the profile gets credentials for.
+    #[arg(long, value_name = "ROLE")]
+    pub role: String,
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Endpoint for every AWS service of the profile (e.g. a test endpoint).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Requested lifetime passed to credential-process.
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<String>,
+    /// Requested policy (scope) passed to credential-process; repeatable.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// Role ARN passed to credential-process.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// The config file (default $AWS_CONFIG_FILE, else ~/.aws/config).
+    #[arg(long, value_name = "FILE", env = "AWS_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
 }
 
 fn parse_ttl(s: &str) -> Result<String, String> {

@@ -79,10 +79,55 @@ pub fn exported(resp: &CredsResponse) -> Result<Vec<EnvVar>> {
             vars.push("IDMINT_USERNAME", username)?;
             vars.push("IDMINT_PASSWORD", password)?;
         }
+        Credential::Aws {
+            access_key_id,
+            secret_access_key,
+            session_token,
+            region,
+            ..
+        } => {
+            vars.push("AWS_ACCESS_KEY_ID", access_key_id)?;
+            vars.push("AWS_SECRET_ACCESS_KEY", secret_access_key)?;
+            if let Some(token) = session_token {
+                vars.push("AWS_SESSION_TOKEN", token)?;
+            }
+            if let Some(region) = region {
+                vars.push("AWS_REGION", region)?;
+                vars.push("AWS_DEFAULT_REGION", region)?;
+            }
+        }
+        Credential::AwsWebIdentity {
+            token,
+            role_arn,
+            role_session_name,
+            region,
+            ..
+        } => {
+            vars.push("IDMINT_WEB_IDENTITY_TOKEN", token)?;
+            vars.push("AWS_ROLE_ARN", role_arn)?;
+            vars.push("AWS_ROLE_SESSION_NAME", role_session_name)?;
+            if let Some(region) = region {
+                vars.push("AWS_REGION", region)?;
+                vars.push("AWS_DEFAULT_REGION", region)?;
+            }
+        }
     }
     vars.push("IDMINT_EXPIRES_AT", &resp.expires_at.to_string())?;
     Ok(vars.0)
 }
+
+/// Variables that would make an AWS SDK or CLI ignore (or mix with) the
+/// keys `idmint exec` sets: an explicit profile wins over environment
+/// keys in the AWS CLI, and a stale session token would be sent with a
+/// user's long-term key.
+const AWS_SHADOWING: &[&str] = &[
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SECURITY_TOKEN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+];
 
 /// The environment of `idmint exec`'s command: everything [`exported`]
 /// sets, plus the variables the engine's own client programs read, so that
@@ -125,6 +170,12 @@ pub fn for_child(resp: &CredsResponse) -> Result<ChildEnv> {
             Engine::Redis => vars.push("REDIS_URL", uri)?,
             Engine::Rabbitmq => vars.push("AMQP_URL", uri)?,
             Engine::Other => {}
+        }
+    }
+    if let Credential::Aws { session_token, .. } = &resp.credential {
+        remove.extend_from_slice(AWS_SHADOWING);
+        if session_token.is_none() {
+            remove.push("AWS_SESSION_TOKEN");
         }
     }
     Ok(ChildEnv {
@@ -325,6 +376,51 @@ pub(crate) mod tests {
         assert_eq!(pairs(&env.set), pairs(&exported(&oauth_resp()).unwrap()));
         assert!(pairs(&env.set).contains(&("IDMINT_ACCESS_TOKEN", "eyJ.x.y")));
         assert!(env.remove.is_empty());
+    }
+
+    pub(crate) fn aws_resp(session_token: Option<&str>) -> CredsResponse {
+        CredsResponse {
+            lease_id: "lease_aws".into(),
+            role: "aws/deploy".into(),
+            issuer: "aws".into(),
+            expires_at: 600,
+            ttl_seconds: 600,
+            ttl_clamped: false,
+            policy_version: 2,
+            fingerprint: "fp_aws".into(),
+            credential: Credential::Aws {
+                access_key_id: "ASIAEXAMPLE".into(),
+                secret_access_key: "se/cr+et".into(),
+                session_token: session_token.map(str::to_string),
+                expiration: "1970-01-01T00:10:00Z".into(),
+                region: Some("eu-west-1".into()),
+                mode: "assumed_role".into(),
+                arn: None,
+            },
+        }
+    }
+
+    #[test]
+    fn aws_keys_become_the_sdk_variables() {
+        assert_eq!(
+            pairs(&exported(&aws_resp(Some("tok"))).unwrap()),
+            vec![
+                ("IDMINT_LEASE_ID", "lease_aws"),
+                ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+                ("AWS_SECRET_ACCESS_KEY", "se/cr+et"),
+                ("AWS_SESSION_TOKEN", "tok"),
+                ("AWS_REGION", "eu-west-1"),
+                ("AWS_DEFAULT_REGION", "eu-west-1"),
+                ("IDMINT_EXPIRES_AT", "600"),
+            ]
+        );
+        let env = for_child(&aws_resp(Some("tok"))).unwrap();
+        assert!(env.remove.contains(&"AWS_PROFILE"));
+        assert!(!env.remove.contains(&"AWS_SESSION_TOKEN"));
+        // An IAM user's key has no token: an inherited one must not stay.
+        let env = for_child(&aws_resp(None)).unwrap();
+        assert!(env.remove.contains(&"AWS_SESSION_TOKEN"));
+        assert!(!pairs(&env.set).iter().any(|(n, _)| *n == "AWS_SESSION_TOKEN"));
     }
 
     #[test]

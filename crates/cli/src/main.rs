@@ -4,6 +4,7 @@
 //! (`idmint-client`), formatting (`output`). Decisions live in the server.
 
 mod args;
+mod aws_process;
 mod child_process;
 mod commands;
 mod confirm;
@@ -13,6 +14,8 @@ mod input;
 mod jwt;
 mod output;
 mod session;
+mod sso;
+mod ssh_args;
 
 use clap::Parser;
 use std::process::ExitCode;

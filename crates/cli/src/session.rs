@@ -183,7 +183,7 @@ impl SessionCache {
 }
 
 /// Create `path` exclusively with mode 0600, write `data`, fsync.
-fn write_new_private(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_new_private(path: &Path, data: &[u8]) -> Result<()> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -199,7 +199,7 @@ fn write_new_private(path: &Path, data: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     let mut b = fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]

@@ -99,7 +99,7 @@ fn parse_base_url(base_url: &str) -> Result<Url, ClientError> {
 /// A path segment taken from user input: `path_segments_mut` silently drops
 /// `.`/`..` and would collapse empty segments, which would send the request
 /// to a different endpoint, so those are refused.
-fn check_segment<'a>(what: &str, full: &str, segment: &'a str) -> Result<&'a str, ClientError> {
+pub(crate) fn check_segment<'a>(what: &str, full: &str, segment: &'a str) -> Result<&'a str, ClientError> {
     if segment.is_empty() || segment == "." || segment == ".." {
         return Err(ClientError::InvalidArgument(format!(
             "{what} {full:?} is not valid: it must not be empty or contain empty, \".\" or \"..\" path segments"
@@ -110,7 +110,7 @@ fn check_segment<'a>(what: &str, full: &str, segment: &'a str) -> Result<&'a str
 
 /// Whether a request carries the session token.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Auth {
+pub(crate) enum Auth {
     None,
     Session,
 }
@@ -410,7 +410,7 @@ impl IdmintClient {
     }
 
     /// A session-authenticated `POST` with a JSON body, answered with JSON.
-    async fn post_json<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn post_json<B: Serialize, T: DeserializeOwned>(
         &self,
         segments: &[&str],
         body: &B,
@@ -425,7 +425,7 @@ impl IdmintClient {
         response::json(&raw, &url)
     }
 
-    async fn get_json<T: DeserializeOwned>(
+    pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
         segments: &[&str],
         query: &[(&str, String)],

@@ -15,14 +15,18 @@
 pub mod ci;
 mod client;
 mod error;
+mod governance;
 mod params;
 mod response;
 mod secret;
+mod ssh;
+mod ssh_key;
 
 pub use client::{normalize_base_url, ClientOptions, IdmintClient, USER_AGENT};
 pub use error::ClientError;
 pub use params::{DemoTokenRequest, LeaseQuery, TokenExchangeParams, TokenType};
 pub use secret::SecretString;
+pub use ssh_key::SshKeyPair;
 
 /// Wire types, re-exported so that users of the client need no second
 /// dependency to name request and response bodies.

@@ -11,7 +11,8 @@
 //! - resource: `Role::"<name>"` with `name`, `issuer` and `labels`, or
 //!   `Server::"idmint"` for admin actions.
 //! - context: `ttl_seconds`, `scopes`, `audience`, `source_ip` (an `ip`
-//!   value when known), `now` (Unix seconds).
+//!   value when known), `now` (Unix seconds), and for SSH sessions `host`
+//!   (`{name, labels}`; test with `context has host` first).
 //!
 //! Default deny, forbid wins (Cedar semantics). A permit policy can carry an
 //! obligation `@ttl_cap("5m")`; the tightest cap among the policies that
@@ -88,6 +89,17 @@ pub struct RequestContext {
     pub audience: Option<String>,
     pub source_ip: Option<std::net::IpAddr>,
     pub now: i64,
+    /// The SSH host a session is requested for (`context.host`); `None`
+    /// for every other request.
+    pub host: Option<HostContext>,
+}
+
+/// An SSH host as policy sees it: `context.host.name` and
+/// `context.host.labels.<key>` (from the issuer's `hosts` config).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostContext {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The outcome of one evaluation, with what is needed to explain it.
@@ -295,6 +307,23 @@ impl PolicyBundle {
             ),
             ("now".to_string(), RestrictedExpression::new_long(ctx.now)),
         ];
+        if let Some(host) = &ctx.host {
+            let labels = RestrictedExpression::new_record(
+                host.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone()))),
+            )
+            .map_err(|e| e.to_string())?;
+            let record = RestrictedExpression::new_record([
+                (
+                    "name".to_string(),
+                    RestrictedExpression::new_string(host.name.clone()),
+                ),
+                ("labels".to_string(), labels),
+            ])
+            .map_err(|e| e.to_string())?;
+            pairs.push(("host".to_string(), record));
+        }
         if let Some(ip) = ctx.source_ip {
             pairs.push((
                 "source_ip".to_string(),
@@ -478,6 +507,40 @@ when { principal has actor && principal.actor == "mallory" };
             !b.evaluate(&hostile, "issue", Some(&role), &RequestContext::default())
                 .allowed
         );
+    }
+
+    #[test]
+    fn host_is_in_context_for_ssh_requests() {
+        let b = bundle(
+            r#"permit (principal, action, resource)
+               when { context has host && context.host.name == "web-1"
+                      && context.host.labels.env == "prod" };"#,
+        )
+        .unwrap();
+        let role = b.role("api").unwrap().clone();
+        let id = ident(serde_json::json!({}));
+        let host = |name: &str, env: &str| RequestContext {
+            host: Some(HostContext {
+                name: name.into(),
+                labels: BTreeMap::from([("env".to_string(), env.to_string())]),
+            }),
+            ..Default::default()
+        };
+        assert!(
+            b.evaluate(&id, "issue", Some(&role), &host("web-1", "prod"))
+                .allowed
+        );
+        assert!(
+            !b.evaluate(&id, "issue", Some(&role), &host("web-2", "prod"))
+                .allowed
+        );
+        assert!(
+            !b.evaluate(&id, "issue", Some(&role), &host("web-1", "dev"))
+                .allowed
+        );
+        // No host (any non-SSH request): the guard keeps it a plain deny.
+        let d = b.evaluate(&id, "issue", Some(&role), &RequestContext::default());
+        assert!(!d.allowed && d.errors.is_empty(), "{d:?}");
     }
 
     #[test]

@@ -42,6 +42,82 @@ pub struct Role {
     /// `rabbitmq` issuer: the user's vhost permissions.
     #[serde(default)]
     pub rabbitmq: Option<RabbitmqTemplate>,
+    /// `ssh` issuer: which hosts, which account and sudo rights a session
+    /// gets. Validated by the ssh issuer when a bundle loads.
+    #[serde(default)]
+    pub ssh: Option<SshTemplate>,
+    /// `aws` issuer: STS session, IAM user or web-identity token.
+    #[serde(default)]
+    pub aws: Option<AwsTemplate>,
+}
+
+/// How an `ssh` role grants access.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SshMode {
+    /// A just-in-time account `wl_<id>` created by `idmint agent` on the
+    /// host for this one session and removed afterwards.
+    #[default]
+    Jit,
+    /// Only a certificate for the role's static `principals`; no agent, no
+    /// account (hosts that manage accounts otherwise, like Vault's ssh/sign).
+    Certificate,
+}
+
+/// The template of an `ssh` role (`ssh = { … }` in `roles.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshTemplate {
+    #[serde(default)]
+    pub mode: SshMode,
+    /// Label selector: every label must match the host's; empty means any
+    /// host of the issuer.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, String>,
+    /// `certificate` mode only: the login names the certificate is valid for.
+    #[serde(default)]
+    pub principals: Vec<String>,
+    /// `jit` mode: sudo rules of the account: absolute command lines, or
+    /// exactly `["ALL"]`; empty means no sudo.
+    #[serde(default)]
+    pub sudo: Vec<String>,
+    /// `jit` mode: login shell (absolute path); `/bin/bash` when absent.
+    #[serde(default)]
+    pub shell: Option<String>,
+    /// Certificate extensions (`permit-pty`, …); `["permit-pty"]` when absent.
+    #[serde(default = "default_ssh_extensions")]
+    pub extensions: Vec<String>,
+    /// `force-command` critical option.
+    #[serde(default)]
+    pub force_command: Option<String>,
+    /// Put the caller's address into the `source-address` critical option.
+    #[serde(default)]
+    pub bind_source_address: bool,
+}
+
+fn default_ssh_extensions() -> Vec<String> {
+    vec!["permit-pty".to_string()]
+}
+
+impl SshTemplate {
+    /// Login shell of just-in-time accounts when the role names none.
+    pub const DEFAULT_SHELL: &'static str = "/bin/bash";
+
+    pub fn shell(&self) -> &str {
+        self.shell.as_deref().unwrap_or(Self::DEFAULT_SHELL)
+    }
+
+    /// The first selector label the host's labels do not satisfy, as
+    /// `(key, wanted, found)`; `None` when the host matches.
+    pub fn unmatched_label<'a>(
+        &'a self,
+        host_labels: &'a BTreeMap<String, String>,
+    ) -> Option<(&'a str, &'a str, Option<&'a str>)> {
+        self.hosts.iter().find_map(|(k, want)| {
+            let found = host_labels.get(k).map(String::as_str);
+            (found != Some(want.as_str())).then_some((k.as_str(), want.as_str(), found))
+        })
+    }
 }
 
 /// The grant template of a database role. idmint turns it into correctly
@@ -110,6 +186,63 @@ pub struct RabbitmqTemplate {
     pub username_prefix: Option<String>,
     #[serde(default)]
     pub allow_dangerous: bool,
+}
+
+/// How an `aws` role's credential is minted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AwsMode {
+    /// STS `AssumeRole` by idmint: temporary keys with a session token.
+    AssumedRole,
+    /// An IAM user per lease with an access key, deleted at revocation.
+    IamUser,
+    /// An idmint-signed JWT (`aud = sts.amazonaws.com`) the caller trades
+    /// for keys with `AssumeRoleWithWebIdentity` itself.
+    Federated,
+}
+
+impl AwsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AwsMode::AssumedRole => "assumed_role",
+            AwsMode::IamUser => "iam_user",
+            AwsMode::Federated => "federated",
+        }
+    }
+}
+
+/// The audience of every web-identity token idmint mints for AWS.
+pub const AWS_STS_AUDIENCE: &str = "sts.amazonaws.com";
+
+/// The template of an `aws` role; checked by the aws issuer when the policy
+/// bundle loads (ARNs, policy JSON, tag templates).
+///
+/// Narrowing: a request picks named `policies` through the role's `scopes`
+/// (a subset only, so a session never gets more than the template) and,
+/// for `assumed_role`, one of `role_arns` through its `audience`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsTemplate {
+    pub mode: AwsMode,
+    /// `assumed_role`: the roles idmint may assume (the first is the
+    /// default); `federated`: the role the caller assumes with the token.
+    #[serde(default)]
+    pub role_arns: Vec<String>,
+    /// Named IAM policy documents (JSON). `assumed_role`: the session
+    /// policy; `iam_user`: the user's inline policy. A request gets the
+    /// union of the statements of the policies its scopes name.
+    #[serde(default)]
+    pub policies: BTreeMap<String, String>,
+    /// `assumed_role`: session tags, values templated from the identity,
+    /// e.g. `repo = "{claims.repository}"`, `who = "{subject}"`.
+    #[serde(default)]
+    pub session_tags: BTreeMap<String, String>,
+    /// `iam_user`: managed policies attached to the user.
+    #[serde(default)]
+    pub managed_policy_arns: Vec<String>,
+    /// `iam_user`: user name prefix (the rest is derived, ≤ 64 characters).
+    #[serde(default)]
+    pub username_prefix: Option<String>,
 }
 
 /// The role file: `[[role]]` tables.
@@ -183,7 +316,18 @@ impl Role {
             message: e.to_string(),
         })?;
         let mut roles = BTreeMap::new();
-        for role in parsed.role {
+        for mut role in parsed.role {
+            // An aws role's request narrowing reuses `audiences`: the role
+            // ARN for `assumed_role`, the token audience for `federated`.
+            if let Some(aws) = &role.aws {
+                if role.audiences.is_empty() {
+                    role.audiences = match aws.mode {
+                        AwsMode::AssumedRole => aws.role_arns.clone(),
+                        AwsMode::Federated => vec![AWS_STS_AUDIENCE.to_string()],
+                        AwsMode::IamUser => Vec::new(),
+                    };
+                }
+            }
             let invalid = |message: String| RoleError::Invalid {
                 file: file.to_string(),
                 role: role.name.clone(),
@@ -329,6 +473,33 @@ scopes = ["orders:read", "orders:write"]
             r.narrow(&aud, None),
             Err(NarrowError::AudienceNotAllowed(..))
         ));
+    }
+
+    #[test]
+    fn ssh_template_defaults_and_host_selector() {
+        let roles = Role::parse_file(
+            "roles.toml",
+            "[[role]]\nname='web'\nissuer='ssh'\nmax_ttl='10m'\n\
+             ssh = { hosts = { env = 'prod', role = 'web' }, sudo = ['/usr/bin/systemctl restart web'] }\n",
+        )
+        .unwrap();
+        let t = roles["web"].ssh.clone().unwrap();
+        assert_eq!(t.mode, SshMode::Jit);
+        assert_eq!(t.shell(), "/bin/bash");
+        assert_eq!(t.extensions, vec!["permit-pty"]);
+        let prod_web = BTreeMap::from([
+            ("env".to_string(), "prod".to_string()),
+            ("role".to_string(), "web".to_string()),
+        ]);
+        assert_eq!(t.unmatched_label(&prod_web), None);
+        let dev = BTreeMap::from([("env".to_string(), "dev".to_string())]);
+        assert_eq!(t.unmatched_label(&dev), Some(("env", "prod", Some("dev"))));
+        let e = Role::parse_file(
+            "r.toml",
+            "[[role]]\nname='x'\nissuer='ssh'\nmax_ttl='5m'\nssh = { mode = 'root' }\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("root"), "{e}");
     }
 
     #[test]

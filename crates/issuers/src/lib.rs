@@ -11,6 +11,7 @@
 //! 4. at expiry or on request, [`Issuer::revoke`] removes it — idempotently,
 //!    because the reaper may retry after a partial failure.
 
+pub mod aws;
 mod error;
 pub mod keys;
 pub mod mysql;
@@ -19,6 +20,7 @@ pub mod oauth;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
+pub mod ssh;
 mod target;
 
 pub use error::IssueError;

@@ -83,6 +83,8 @@ fn role(name: &str, grants: &[String], member_of: &[String], allow_dangerous: bo
             allow_dangerous,
         }),
         redis: None,
+        ssh: None,
+        aws: None,
         rabbitmq: None,
     }
 }

@@ -3,7 +3,9 @@
 //! Shared by the server and every client so that a field rename is a compile
 //! error on both sides rather than a silent mismatch.
 
+pub mod governance;
 pub mod ssh;
+pub mod sso;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -112,6 +114,36 @@ pub enum Credential {
         port: u16,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         database: Option<String>,
+    },
+    /// AWS keys: an STS session (`assumed_role`, with a session token) or
+    /// an IAM user's access key (`iam_user`, no session token).
+    Aws {
+        access_key_id: String,
+        secret_access_key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_token: Option<String>,
+        /// RFC 3339 UTC (`2026-11-23T18:05:00Z`): the lease's end. An STS
+        /// session may stay usable at AWS a little longer (AWS's minimum
+        /// session is 15 minutes); treat this as the end.
+        expiration: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// `assumed_role` or `iam_user`.
+        mode: String,
+        /// The role assumed (`assumed_role`) or the user's ARN (`iam_user`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arn: Option<String>,
+    },
+    /// An idmint-signed JWT (`aud = sts.amazonaws.com`) for the caller's own
+    /// `AssumeRoleWithWebIdentity` call (`federated` AWS roles).
+    AwsWebIdentity {
+        token: String,
+        role_arn: String,
+        role_session_name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// `jti` of the token.
+        token_id: String,
     },
 }
 

@@ -113,6 +113,38 @@ pub struct SshSessionResponse {
     pub fingerprint: String,
 }
 
+/// `POST /api/v1/ssh/sign/{role}` (session token auth): a certificate for a
+/// `mode = "certificate"` role's static principals; no agent, no account.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SshSignRequest {
+    /// The public key to certify, OpenSSH format (`ssh-ed25519 AAAA…`).
+    pub public_key: String,
+    /// Requested lifetime (`"5m"`); capped by role and policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshSignResponse {
+    pub lease_id: String,
+    pub request_id: String,
+    pub role: String,
+    /// OpenSSH certificate line (`ssh-ed25519-cert-v01@openssh.com AAAA…`).
+    pub certificate: String,
+    pub principals: Vec<String>,
+    pub serial: u64,
+    /// Unix seconds (includes a 30 s allowance for clock skew).
+    pub valid_after: i64,
+    /// Unix seconds; the lease's expiry.
+    pub valid_before: i64,
+    pub policy_version: u64,
+    /// Keyed fingerprint of the certificate, as audited.
+    pub fingerprint: String,
+    /// OpenSSH fingerprint of the certified public key (`SHA256:…`).
+    pub key_fingerprint: String,
+}
+
 /// `GET /api/v1/ssh/ca` (public): the CA keys, for `idmint ssh known-hosts`
 /// and `idmint agent install`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! The router: every route, its limits and middleware in one place.
 
-use crate::routes::{self, health, leases, login, oauth, wellknown};
+use crate::routes::{self, agent, health, leases, login, oauth, policy, ssh, sso, wellknown};
 use crate::state::AppState;
 use crate::{demo_idp, error::ApiError};
 use axum::extract::DefaultBodyLimit;
@@ -14,6 +14,7 @@ pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Rou
     let mut app = Router::new()
         .route("/api/v1/login", post(login::login))
         .route("/api/v1/whoami", get(login::whoami))
+        .route("/api/v1/auth/sso", get(sso::methods))
         .route("/api/v1/logout", post(login::logout))
         .route("/api/v1/creds/{*role}", post(login::creds))
         .route("/api/v1/leases", get(leases::list))
@@ -25,6 +26,23 @@ pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Rou
             post(leases::rotate_admin),
         )
         .route("/api/v1/audit/trace/{reference}", get(leases::trace))
+        .route(
+            "/api/v1/policy/drafts",
+            post(policy::create).get(policy::list),
+        )
+        .route("/api/v1/policy/drafts/{id}", get(policy::show))
+        .route("/api/v1/policy/drafts/{id}/diff", get(policy::diff))
+        .route("/api/v1/policy/drafts/{id}/approve", post(policy::approve))
+        .route("/api/v1/policy/drafts/{id}/reject", post(policy::reject))
+        .route("/api/v1/policy/rollback", post(policy::rollback))
+        .route("/api/v1/policy/history", get(policy::history))
+        .route("/api/v1/ssh/sessions", post(ssh::sessions))
+        .route("/api/v1/ssh/sign/{*role}", post(ssh::sign_role))
+        .route("/api/v1/ssh/ca", get(ssh::ca))
+        .route("/api/v1/ssh/hosts/{host}/join-token", post(ssh::join_token))
+        .route("/api/v1/agent/enroll", post(agent::enroll))
+        .route("/api/v1/agent/grants", get(agent::grants))
+        .route("/api/v1/agent/events", post(agent::events))
         .route("/oauth/token", post(oauth::token))
         .route(
             "/.well-known/openid-configuration",

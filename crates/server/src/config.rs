@@ -7,10 +7,12 @@
 
 use idmint_authn::OidcConfig;
 use idmint_core::Ttl;
+use idmint_issuers::aws::AwsIssuerConfig;
 use idmint_issuers::mysql::MysqlIssuerConfig;
 use idmint_issuers::postgres::PostgresIssuerConfig;
 use idmint_issuers::rabbitmq::RabbitmqIssuerConfig;
 use idmint_issuers::redis::RedisIssuerConfig;
+use idmint_issuers::ssh::SshIssuerConfig;
 use idmint_issuers::OauthIssuerConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -34,6 +36,9 @@ pub struct IdmintConfig {
     pub issuer: IssuerSection,
     #[serde(default)]
     pub reaper: ReaperSection,
+    /// Policy drafts and approvals (two-person rule, break-glass).
+    #[serde(default)]
+    pub governance: crate::governance::GovernanceSection,
     /// Directory with `roles.toml` and `*.cedar`: seeds bundle version 1.
     pub policy_dir: PathBuf,
 }
@@ -94,6 +99,28 @@ pub struct TlsSection {
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
     pub sqlite: Option<SqliteSection>,
+    /// `postgres = { url, pool_size, tls, ca_file }`: for production and
+    /// for several active servers sharing one database.
+    #[serde(default)]
+    pub postgres: Option<Spanned<idmint_store::PostgresConfig>>,
+    /// `idmint server --store URL`: replaces whatever the file configures.
+    #[serde(skip)]
+    pub store_override: Option<idmint_store::StoreLocation>,
+}
+
+impl StorageSection {
+    /// The configured backend. `validate` guarantees exactly one is set;
+    /// `None` only for a config that skipped validation.
+    pub fn location(&self) -> Option<idmint_store::StoreLocation> {
+        if let Some(location) = &self.store_override {
+            return Some(location.clone());
+        }
+        match (&self.sqlite, &self.postgres) {
+            (Some(s), None) => Some(idmint_store::StoreLocation::Sqlite(s.path.clone())),
+            (None, Some(p)) => Some(idmint_store::StoreLocation::Postgres(p.get_ref().clone())),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +218,10 @@ pub struct IssuerSection {
     pub redis: Vec<Spanned<RedisIssuerConfig>>,
     #[serde(default)]
     pub rabbitmq: Vec<Spanned<RabbitmqIssuerConfig>>,
+    #[serde(default)]
+    pub aws: Vec<Spanned<AwsIssuerConfig>>,
+    #[serde(default)]
+    pub ssh: Vec<Spanned<SshIssuerConfig>>,
 }
 
 impl IssuerSection {
@@ -222,6 +253,16 @@ impl IssuerSection {
                 .iter()
                 .map(|e| (e.get_ref().name.clone(), e.span().start)),
         );
+        out.extend(
+            self.aws
+                .iter()
+                .map(|e| (e.get_ref().name.clone(), e.span().start)),
+        );
+        out.extend(
+            self.ssh
+                .iter()
+                .map(|e| (e.get_ref().name.clone(), e.span().start)),
+        );
         out
     }
 }
@@ -240,6 +281,15 @@ pub struct ReaperSection {
     /// hold for it is revoked. Must exceed the slowest target's minting time.
     #[serde(default = "default_pending_grace")]
     pub pending_grace: Ttl,
+    /// How long a reaper pass owns the leases it picked (servers sharing a
+    /// PostgreSQL store never revoke one lease twice). If a server dies
+    /// mid-pass, another takes its leases over after this long.
+    #[serde(default = "default_claim_for")]
+    pub claim_for: Ttl,
+}
+
+fn default_claim_for() -> Ttl {
+    Ttl::clamped(30)
 }
 
 impl Default for ReaperSection {
@@ -248,6 +298,7 @@ impl Default for ReaperSection {
             interval: default_reaper_interval(),
             max_attempts: default_max_attempts(),
             pending_grace: default_pending_grace(),
+            claim_for: default_claim_for(),
         }
     }
 }
@@ -311,6 +362,14 @@ impl IdmintConfig {
         if let Some(s) = &mut self.storage.sqlite {
             fix(&mut s.path);
         }
+        if let Some(ca) = self
+            .storage
+            .postgres
+            .as_mut()
+            .and_then(|p| p.get_mut().ca_file.as_mut())
+        {
+            fix(ca);
+        }
         if let Some(k) = &mut self.seal.key_file {
             fix(k);
         }
@@ -343,8 +402,15 @@ impl IdmintConfig {
             line,
             message,
         };
-        if self.storage.sqlite.is_none() {
-            return Err(err(None, "[storage]: configure a backend, e.g. sqlite = { path = \"/var/lib/idmint/idmint.db\" }".into()));
+        match (&self.storage.sqlite, &self.storage.postgres) {
+            (None, None) => return Err(err(None, "[storage]: configure a backend, e.g. sqlite = { path = \"/var/lib/idmint/idmint.db\" } or postgres = { url = \"postgres://idmint:PASSWORD@db:5432/idmint\" }".into())),
+            (Some(_), Some(pg)) => return Err(err(Some(line_at(text, pg.span().start)), "[storage]: configure only one of sqlite and postgres".into())),
+            (None, Some(pg)) => {
+                pg.get_ref()
+                    .validate()
+                    .map_err(|e| err(Some(line_at(text, pg.span().start)), e.to_string()))?;
+            }
+            (Some(_), None) => {}
         }
         match (&self.seal.key_file, &self.seal.key_env) {
             (None, None) => {
@@ -411,8 +477,53 @@ impl IdmintConfig {
                 ));
             }
         }
+        for entry in &self.issuer.aws {
+            let line = Some(line_at(text, entry.span().start));
+            entry.get_ref().validate().map_err(|e| err(line, e))?;
+        }
+        self.validate_ssh(text).map_err(|(line, m)| err(line, m))?;
         if self.reaper.max_attempts == 0 {
             return Err(err(None, "[reaper] max_attempts must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+impl IdmintConfig {
+    /// `[[issuer.ssh]]`: each entry valid, its name unique among all
+    /// issuers, its hosts unique across ssh issuers (requests and agents
+    /// name only the host), and `ready_timeout` shorter than
+    /// `[server] request_timeout` (a session request waits that long).
+    fn validate_ssh(&self, text: &str) -> Result<(), (Option<usize>, String)> {
+        let all = self.issuer.names_and_spans();
+        let mut hosts: std::collections::HashMap<&str, &str> = Default::default();
+        for entry in &self.issuer.ssh {
+            let line = Some(line_at(text, entry.span().start));
+            let cfg = entry.get_ref();
+            cfg.validate().map_err(|e| (line, e))?;
+            if all.iter().filter(|(n, _)| *n == cfg.name).count() > 1 {
+                return Err((
+                    line,
+                    format!(
+                        "[[issuer.ssh]] name {:?} is used by another issuer",
+                        cfg.name
+                    ),
+                ));
+            }
+            if cfg.ready_timeout >= self.server.request_timeout {
+                return Err((line, format!(
+                    "[[issuer.ssh]] {:?}: ready_timeout {} must be shorter than [server] request_timeout {}",
+                    cfg.name, cfg.ready_timeout, self.server.request_timeout
+                )));
+            }
+            for h in &cfg.hosts {
+                if let Some(other) = hosts.insert(&h.name, &cfg.name) {
+                    return Err((line, format!(
+                        "[[issuer.ssh]] {:?}: host {:?} is also declared by issuer {other:?}; host names must be unique",
+                        cfg.name, h.name
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -421,6 +532,29 @@ impl IdmintConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_issuers_are_validated_with_lines() {
+        let ok = "[[issuer.ssh]]\nname = \"ssh\"\nhosts = [{ name = \"web-1\", address = \"127.0.0.1\", port = 2222, labels = { env = \"prod\" } }]\n";
+        let cfg = IdmintConfig::parse("idmint.toml", &format!("{BASE}{ok}")).unwrap();
+        assert_eq!(cfg.issuer.ssh[0].get_ref().hosts[0].port, 2222);
+        let e = err(&format!("{ok}[[issuer.ssh]]\nname = \"ssh2\"\nhosts = [{{ name = \"web-1\", address = \"x\" }}]\n"));
+        assert!(
+            e.starts_with("idmint.toml: line 14:") && e.contains("unique"),
+            "{e}"
+        );
+        let e = err("[[issuer.ssh]]\nname = \"ssh\"\nready_timeout = \"1m\"\n");
+        assert!(
+            e.starts_with("idmint.toml: line 11:") && e.contains("request_timeout"),
+            "{e}"
+        );
+        let e = err(
+            "[[issuer.ssh]]\nname = \"s\"\nhosts = [{ name = \"bad host\", address = \"x\" }]\n",
+        );
+        assert!(e.contains("line 11") && e.contains("host name"), "{e}");
+        let e = err("[[issuer.oauth]]\nname = \"dup\"\n[[issuer.ssh]]\nname = \"dup\"\n");
+        assert!(e.contains("used by another issuer"), "{e}");
+    }
 
     const BASE: &str = r#"policy_dir = "policy"
 [server]

@@ -126,6 +126,7 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
             .or_else(|| role.audiences.first().cloned()),
         source_ip: input.source_ip,
         now: now.secs(),
+        host: None,
     };
     let decision = bundle.evaluate(input.identity, "issue", Some(role), &ctx);
     base.decision = Some(decision_of(&decision));

@@ -11,6 +11,7 @@ pub mod config;
 mod demo_idp;
 mod dev;
 mod error;
+mod governance;
 mod issuance;
 mod metrics;
 pub mod policy_source;
@@ -18,8 +19,10 @@ mod reaper;
 mod revocation;
 mod routes;
 mod session_auth;
+mod ssh;
 mod startup;
 mod state;
+mod store_sync;
 mod targets;
 mod tls;
 
@@ -40,6 +43,8 @@ pub struct ServeOptions {
     pub data_dir: Option<PathBuf>,
     /// Overrides `[server] listen`.
     pub listen: Option<SocketAddr>,
+    /// Overrides `[storage]`: `sqlite://PATH` or `postgres://…`.
+    pub store: Option<String>,
 }
 
 /// Sent once the listener is bound, so callers (tests, `idmint demo`) learn
@@ -100,6 +105,12 @@ pub async fn serve(
             cfg.server.listen = l;
         }
     }
+    if let Some(url) = &opts.store {
+        cfg.storage.store_override = Some(
+            idmint_store::StoreLocation::parse(url)
+                .map_err(|e| ServerError::Config(format!("--store: {e}")))?,
+        );
+    }
     let addr = listener
         .local_addr()
         .map_err(|e| ServerError::Startup(e.to_string()))?;
@@ -138,8 +149,11 @@ pub async fn serve(
         interval: cfg.reaper.interval.as_duration(),
         max_attempts: cfg.reaper.max_attempts,
         pending_grace: cfg.reaper.pending_grace.as_duration(),
+        claim_for: cfg.reaper.claim_for.as_duration(),
     }
     .spawn(state.clone());
+    store_sync::spawn(state.clone());
+    governance::sync::spawn(state.clone());
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     let info = ServerInfo {

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub audit_written: Gauge,
     pub audit_failures: Gauge,
     pub policy_version: Gauge,
+    /// Governance actions by kind (`draft_created`, `activated`,
+    /// `break_glass`, `break_glass_reverted`, …): break-glass is alerted on.
+    pub governance: Family<OutcomeLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -65,6 +68,7 @@ impl Metrics {
         let audit_written = Gauge::default();
         let audit_failures = Gauge::default();
         let policy_version = Gauge::default();
+        let governance = Family::<OutcomeLabel, Counter>::default();
         registry.register("logins", "Login attempts by outcome", logins.clone());
         registry.register(
             "decisions",
@@ -121,6 +125,11 @@ impl Metrics {
             "Active policy bundle version",
             policy_version.clone(),
         );
+        registry.register(
+            "policy_governance",
+            "Policy governance actions by kind; alert on outcome=\"break_glass\"",
+            governance.clone(),
+        );
         Self {
             registry,
             logins,
@@ -135,6 +144,7 @@ impl Metrics {
             audit_written,
             audit_failures,
             policy_version,
+            governance,
         }
     }
 

@@ -14,7 +14,16 @@ pub struct LeaseReaper {
     /// Leases still `pending` this long after creation lost their request (a
     /// crash between write-ahead and activation): revoked like expired ones.
     pub pending_grace: Duration,
+    /// How long one pass owns the leases it picked (see
+    /// [`idmint_store::Store::claim_due_leases`]). The pass stops starting
+    /// revocations once [`CLAIM_SAFETY`] of this is used up, so a claim
+    /// never lapses while this server is still revoking under it.
+    pub claim_for: Duration,
 }
+
+/// Fraction (in percent) of a claim a pass may use before it leaves the
+/// rest of its batch to the next claim.
+const CLAIM_SAFETY: u32 = 60;
 
 impl LeaseReaper {
     pub fn spawn(self, state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
@@ -34,9 +43,17 @@ impl LeaseReaper {
         loop {
             let now = UnixTime::now();
             state.denylist.purge(now);
+            // Claimed, not just read: with several servers on one store,
+            // each lease is revoked by exactly one of them.
+            let claimed_at = std::time::Instant::now();
             let due = match state
                 .store
-                .due_leases(now, self.pending_grace.as_secs() as i64, BATCH)
+                .claim_due_leases(
+                    now,
+                    self.pending_grace.as_secs() as i64,
+                    BATCH,
+                    now.plus(self.claim_for),
+                )
                 .await
             {
                 Ok(d) => d,
@@ -46,7 +63,17 @@ impl LeaseReaper {
                 }
             };
             let n = due.len();
+            let budget = self.claim_for * CLAIM_SAFETY / 100;
             for lease in due {
+                if claimed_at.elapsed() > budget {
+                    // Leave the rest: the claim lapses soon and another
+                    // pass (here or on another server) takes them over.
+                    tracing::warn!(
+                        lease = %lease.id,
+                        "reaper pass ran out of its claim time; the remaining due leases are retried in the next pass"
+                    );
+                    return done;
+                }
                 match revocation::revoke(state, &lease, RevokeReason::Expired, None, Some("reaper"))
                     .await
                 {

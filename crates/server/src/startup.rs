@@ -16,7 +16,7 @@ use idmint_core::policy::SourceFile;
 use idmint_core::session::SessionSealer;
 use idmint_core::{PolicyBundle, SealKey, UnixTime};
 use idmint_issuers::{Issuer, KeyRing, OauthIssuer, SigningAlg, SigningKey};
-use idmint_store::{get_or_create_secret, Envelope, SqliteStore, Store, StoreError};
+use idmint_store::{get_or_create_secret, Envelope, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -106,6 +106,30 @@ fn oauth_issuers(
     Ok(issuers)
 }
 
+/// The `[[issuer.aws]]` issuers. They sign the web-identity tokens of
+/// `federated` roles with the same key ring and `iss` as the oauth
+/// issuers; `offline` swaps RS256 for ES256 as [`oauth_issuers`] does.
+/// idmint's own AWS credentials are resolved here (environment, shared
+/// files; no network).
+fn aws_issuers(
+    cfg: &IdmintConfig,
+    public_url: &str,
+    keys: &Arc<KeyRing>,
+    offline: bool,
+    issuers: &mut Issuers,
+) -> Result<(), ServerError> {
+    for entry in &cfg.issuer.aws {
+        let mut c = entry.get_ref().clone();
+        if offline && c.jwt_algorithm.unwrap_or(SigningAlg::RS256) == SigningAlg::RS256 {
+            c.jwt_algorithm = Some(SigningAlg::ES256);
+        }
+        let i = idmint_issuers::aws::AwsIssuer::new(&c, public_url.to_string(), keys.clone())
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        issuers.insert(c.name.clone(), Arc::new(i));
+    }
+    Ok(())
+}
+
 /// Every issuer, built without the store (throwaway keys, placeholder
 /// admin secrets): for `--check-config`, which must not write anything.
 pub fn offline_issuers(cfg: &IdmintConfig) -> Result<Issuers, ServerError> {
@@ -113,6 +137,7 @@ pub fn offline_issuers(cfg: &IdmintConfig) -> Result<Issuers, ServerError> {
     let (ed, _) = SigningKey::generate(SigningAlg::EdDSA).map_err(startup)?;
     let keys = Arc::new(KeyRing::new(vec![es, ed]));
     let mut issuers = oauth_issuers(cfg, &public_url(cfg), &keys, true)?;
+    aws_issuers(cfg, &public_url(cfg), &keys, true, &mut issuers)?;
     for e in &cfg.issuer.postgres {
         issuers.insert(
             e.get_ref().name.clone(),
@@ -135,6 +160,21 @@ pub fn offline_issuers(cfg: &IdmintConfig) -> Result<Issuers, ServerError> {
         issuers.insert(
             e.get_ref().name.clone(),
             targets::build_offline(e.get_ref())?,
+        );
+    }
+    for e in &cfg.issuer.ssh {
+        // Throwaway CA keys: role validation does not depend on them.
+        let ca = || {
+            idmint_issuers::ssh::SshCaKey::generate_pkcs8()
+                .and_then(|k| idmint_issuers::ssh::SshCaKey::from_pkcs8(&k))
+                .map_err(startup)
+        };
+        let c = e.get_ref();
+        let authority = idmint_issuers::ssh::SshAuthority::new(&c.name, ca()?, ca()?);
+        let service = Arc::new(crate::ssh::SshService::new(c.clone(), authority));
+        issuers.insert(
+            c.name.clone(),
+            Arc::new(crate::ssh::issuer::SshIssuer::new(service)),
         );
     }
     Ok(issuers)
@@ -178,6 +218,33 @@ fn gen_signing(alg: SigningAlg) -> impl FnOnce() -> Result<Vec<u8>, StoreError> 
     }
 }
 
+/// The `[[issuer.ssh]]` issuers: CA keys (created sealed on first start),
+/// hosts, enrolled agents. Adds each issuer to `issuers`.
+async fn ssh_runtime(
+    cfg: &IdmintConfig,
+    store: &dyn Store,
+    envelope: &Envelope,
+    issuers: &mut Issuers,
+) -> Result<crate::ssh::SshRuntime, ServerError> {
+    let mut services = vec![];
+    for e in &cfg.issuer.ssh {
+        let c = e.get_ref();
+        let authority = crate::ssh::load_authority(c, store, envelope)
+            .await
+            .map_err(ServerError::Startup)?;
+        let service = Arc::new(crate::ssh::SshService::new(c.clone(), authority));
+        issuers.insert(
+            c.name.clone(),
+            Arc::new(crate::ssh::issuer::SshIssuer::new(service.clone())),
+        );
+        services.push(service);
+    }
+    let registry = crate::ssh::host_registry::HostRegistry::load(store, envelope)
+        .await
+        .map_err(|e| ServerError::Startup(format!("loading enrolled ssh agents: {e}")))?;
+    Ok(crate::ssh::SshRuntime::new(services, registry))
+}
+
 pub struct Built {
     pub state: Arc<AppState>,
     pub verifiers: Vec<Arc<OidcVerifier>>,
@@ -188,12 +255,13 @@ pub async fn build(
     dev: bool,
     demo: Option<DemoIdp>,
 ) -> Result<Built, ServerError> {
-    let sqlite = cfg
+    let location = cfg
         .storage
-        .sqlite
-        .as_ref()
+        .location()
         .ok_or_else(|| ServerError::Config("[storage]: no backend".into()))?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&sqlite.path).map_err(startup)?);
+    let store: Arc<dyn Store> = idmint_store::open_store(&location)
+        .await
+        .map_err(|e| ServerError::Startup(format!("store {}: {e}", location.describe())))?;
     let envelope = Envelope::new(root_key(cfg, dev)?);
     let secret = |name: &'static str,
                   gen: Box<dyn FnOnce() -> Result<Vec<u8>, StoreError> + Send>| {
@@ -224,6 +292,7 @@ pub async fn build(
     let keys = Arc::new(KeyRing::new(signing));
     let public_url = public_url(cfg);
     let mut issuers = oauth_issuers(cfg, &public_url, &keys, false)?;
+    aws_issuers(cfg, &public_url, &keys, false, &mut issuers)?;
     for e in &cfg.issuer.postgres {
         issuers.insert(
             e.get_ref().name.clone(),
@@ -248,6 +317,7 @@ pub async fn build(
             targets::build(e.get_ref(), store.as_ref(), &envelope).await?,
         );
     }
+    let ssh = ssh_runtime(cfg, store.as_ref(), &envelope, &mut issuers).await?;
     let (sources, _) = load_policy(cfg, &issuers)?;
 
     let audit_file = cfg.audit.file.as_ref().map(|f| f.path.clone());
@@ -274,8 +344,11 @@ pub async fn build(
             b
         }
         None => {
-            let v = store
-                .activate_bundle(
+            // Conditional: of several servers starting on one empty
+            // database, exactly one seeds version 1; the others use it.
+            let seeded = store
+                .activate_bundle_if(
+                    None,
                     &sources,
                     "bootstrap",
                     &format!("seeded from {}", cfg.policy_dir.display()),
@@ -287,7 +360,9 @@ pub async fn build(
                 .await
                 .map_err(startup)?
                 .ok_or_else(|| {
-                    ServerError::Startup(format!("bundle v{v} vanished after activation"))
+                    ServerError::Startup(format!(
+                        "no active policy bundle after seeding (seeded: {seeded:?})"
+                    ))
                 })?
         }
     };
@@ -333,7 +408,20 @@ pub async fn build(
         metrics: Metrics::new(),
         demo_idp: demo,
         audit_file,
+        governance: crate::governance::Governance::new(cfg.governance.clone()),
+        ssh,
     });
+    let republished = state
+        .ssh
+        .rebuild_boards(state.store.as_ref(), &state.bundle.load())
+        .await
+        .map_err(|e| ServerError::Startup(format!("rebuilding ssh grant boards: {e}")))?;
+    if republished > 0 {
+        tracing::info!(
+            grants = republished,
+            "ssh grants republished for host agents"
+        );
+    }
     let ev = AuditEvent {
         event: "server_start".into(),
         outcome: "success".into(),

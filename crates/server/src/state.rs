@@ -14,6 +14,10 @@ use idmint_store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+/// Longest session a person gets (8 h): a working day, so a stolen laptop's
+/// cached session dies overnight.
+pub const MAX_HUMAN_SESSION_SECS: u64 = 8 * 3600;
+
 pub struct AppState {
     /// The active policy bundle. Swapped atomically: a request loads one
     /// snapshot and uses it throughout, so it never sees a mix of versions.
@@ -35,10 +39,17 @@ pub struct AppState {
     pub demo_idp: Option<DemoIdp>,
     /// The audit file, for `audit trace` over the API.
     pub audit_file: Option<std::path::PathBuf>,
+    /// Policy drafts and approvals (`[governance]`).
+    pub governance: crate::governance::Governance,
+    /// SSH issuers: CAs, hosts, grant boards, enrolled agents.
+    pub ssh: crate::ssh::SshRuntime,
 }
 
 impl AppState {
-    /// Session lifetime for an identity: per auth config when set, else by kind.
+    /// Session lifetime for an identity: per auth config when set, else by
+    /// kind. A person's session never exceeds [`MAX_HUMAN_SESSION_SECS`]
+    /// whatever the configuration says (and, like every session, never
+    /// outlives the ID token it came from).
     pub fn session_ttl(&self, identity: &Identity) -> Ttl {
         let per_auth = self
             .oidc
@@ -46,10 +57,14 @@ impl AppState {
             .iter()
             .find(|v| v.name() == identity.auth)
             .and_then(|v| v.config().session_ttl);
-        per_auth.unwrap_or(match identity.kind {
+        let ttl = per_auth.unwrap_or(match identity.kind {
             IdentityKind::Human => self.session.human_ttl,
             _ => self.session.machine_ttl,
-        })
+        });
+        match identity.kind {
+            IdentityKind::Human => ttl.min(Ttl::clamped(MAX_HUMAN_SESSION_SECS)),
+            _ => ttl,
+        }
     }
 }
 

@@ -22,11 +22,13 @@ pub async fn run_store_suite(store: &dyn Store) {
     );
     blobs(store).await;
     bundles(store).await;
+    conditional_activation(store).await;
     lease_roundtrip_and_conflict(store).await;
     lease_transitions(store).await;
     lease_extension(store).await;
     lease_listing(store).await;
     due_leases(store).await;
+    claims(store).await;
     denylist(store).await;
     concurrent_inserts(store).await;
     sealed_secrets(store).await;
@@ -183,11 +185,21 @@ async fn bundles(store: &dyn Store) {
             text: "[[role]]\nname = \"api\"\n# ünïcode ✓\n".into(),
         },
     ];
+    assert_eq!(
+        store
+            .activate_bundle_if(Some(1), &v1_sources, "mallory", "no base yet")
+            .await
+            .unwrap(),
+        None,
+        "conditional activation expecting a version fails on an empty store"
+    );
+    // The first version goes through the conditional path (expecting no
+    // active bundle), as a server seeding its store does.
     let v1 = store
-        .activate_bundle(&v1_sources, "alice", "initial")
+        .activate_bundle_if(None, &v1_sources, "alice", "initial")
         .await
         .unwrap();
-    assert_eq!(v1, 1, "first bundle is version 1");
+    assert_eq!(v1, Some(1), "first bundle is version 1");
     let active = store
         .active_bundle()
         .await
@@ -240,6 +252,88 @@ async fn bundles(store: &dyn Store) {
     assert_eq!(
         store.active_bundle().await.unwrap().map(|b| b.version),
         Some(5)
+    );
+}
+
+/// `activate_bundle_if` activates only on the expected base version, and
+/// of two concurrent activations on the same base exactly one wins.
+/// Runs after [`bundles`], so some bundle is already active.
+async fn conditional_activation(store: &dyn Store) {
+    let base = store
+        .active_bundle()
+        .await
+        .unwrap()
+        .expect("bundles() left an active bundle")
+        .version;
+    let sources = vec![SourceFile {
+        name: "cas.cedar".into(),
+        text: "forbid (principal, action, resource);\n".into(),
+    }];
+
+    let stale = store
+        .activate_bundle_if(Some(base + 7), &sources, "mallory", "stale")
+        .await
+        .unwrap();
+    assert_eq!(stale, None, "a wrong expected version must not activate");
+    let none_expected = store
+        .activate_bundle_if(None, &sources, "mallory", "stale")
+        .await
+        .unwrap();
+    assert_eq!(
+        none_expected, None,
+        "expecting no active bundle must fail once one is active"
+    );
+    assert_eq!(
+        store.active_bundle().await.unwrap().map(|b| b.version),
+        Some(base),
+        "a refused conditional activation changes nothing"
+    );
+    assert_eq!(
+        store.bundle_history().await.unwrap().len() as u64,
+        base,
+        "a refused conditional activation stores no version"
+    );
+
+    let next = store
+        .activate_bundle_if(Some(base), &sources, "frank", "cas")
+        .await
+        .unwrap();
+    assert_eq!(
+        next,
+        Some(base + 1),
+        "the expected base activates the next version"
+    );
+    let active = store.active_bundle().await.unwrap().expect("active");
+    assert_eq!(
+        (
+            active.version,
+            active.author.as_str(),
+            active.comment.as_str()
+        ),
+        (base + 1, "frank", "cas")
+    );
+    assert_eq!(active.sources, sources);
+
+    // Concurrent activations on the same base: exactly one new version.
+    let (a, b) = tokio::join!(
+        store.activate_bundle_if(Some(base + 1), &[], "grace", "a"),
+        store.activate_bundle_if(Some(base + 1), &[], "heidi", "b"),
+    );
+    let outcomes = [a.unwrap(), b.unwrap()];
+    let won: Vec<u64> = outcomes.iter().flatten().copied().collect();
+    assert_eq!(
+        won,
+        vec![base + 2],
+        "exactly one of two concurrent conditional activations wins"
+    );
+    assert_eq!(
+        store.active_bundle().await.unwrap().map(|b| b.version),
+        Some(base + 2)
+    );
+    assert_eq!(
+        store.bundle_history().await.unwrap().len() as u64,
+        base + 2,
+        "the losing activation stored nothing"
     );
 }
 
@@ -847,4 +941,81 @@ async fn mutable_blobs(store: &dyn Store) {
     );
     assert_eq!(store.get_blob("mut:a").await.unwrap(), None);
     assert!(!store.delete_blob("mut:absent").await.unwrap());
+}
+
+/// Reapers on several servers share the due list through claims: two
+/// concurrent claimers never get the same lease, a claim hides a lease until
+/// it lapses, a recorded failure releases it. Runs after [`due_leases`],
+/// whose leftovers are also due here, so only `claim:` leases are checked.
+async fn claims(store: &dyn Store) {
+    const GRACE: i64 = 60;
+    let now = 10_000;
+    let mut mine = BTreeSet::new();
+    for i in 0..20 {
+        let lease = with_state(
+            sample_lease("claim:a", "claim", 8_000 + i, 9_000 + i),
+            LeaseState::Active,
+        );
+        insert(store, &lease).await;
+        mine.insert(lease.id);
+    }
+    let stale = sample_lease("claim:a", "claim", 9_500, 50_000);
+    insert(store, &stale).await;
+    mine.insert(stale.id.clone());
+    let own = |leases: Vec<Lease>| -> BTreeSet<LeaseId> {
+        leases
+            .into_iter()
+            .filter(|l| l.principal.starts_with("claim:"))
+            .map(|l| l.id)
+            .collect()
+    };
+    let claim = |at: i64, until: i64| async move {
+        own(store
+            .claim_due_leases(UnixTime(at), GRACE, 1_000, UnixTime(until))
+            .await
+            .unwrap())
+    };
+
+    let (a, b) = tokio::join!(claim(now, now + 30), claim(now, now + 30));
+    assert!(
+        a.is_disjoint(&b),
+        "two concurrent claimers must never get the same lease"
+    );
+    let both: BTreeSet<LeaseId> = a.union(&b).cloned().collect();
+    assert_eq!(both, mine, "together the claimers get every due lease");
+
+    assert!(
+        claim(now + 10, now + 40).await.is_empty(),
+        "a claimed lease is hidden until its claim lapses"
+    );
+    let listed = own(store.due_leases(UnixTime(now + 10), GRACE, 1_000).await.unwrap());
+    assert_eq!(listed, mine, "due_leases still lists claimed leases");
+
+    // A failed attempt releases the claim; the retry waits for its time.
+    let failed = mine.iter().next().cloned().expect("a lease");
+    store
+        .record_revoke_failure(&failed, UnixTime(now + 5), "target down")
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(now + 6, now + 60).await,
+        BTreeSet::from([failed.clone()]),
+        "after a failure the lease is claimable again at its retry time"
+    );
+
+    // A revoked lease never comes back; the rest return once claims lapse.
+    let revoked = mine.iter().nth(1).cloned().expect("a second lease");
+    let current = fetch(store, &revoked).await;
+    assert!(store
+        .transition_lease(&revoked, current.state, LeaseState::Revoked, None, None)
+        .await
+        .unwrap());
+    let again = claim(now + 31, now + 90).await;
+    let mut expected = mine.clone();
+    expected.remove(&failed);
+    expected.remove(&revoked);
+    assert_eq!(
+        again, expected,
+        "lapsed claims make leases claimable again; revoked and re-claimed ones stay out"
+    );
 }

@@ -25,6 +25,11 @@ pub enum StoreError {
     /// The message is complete and says what to do.
     #[error("{0}")]
     Migration(String),
+    /// The store is configured wrongly (a bad URL, an impossible pool size,
+    /// TLS without a CA file). The message names the key and says what to
+    /// change.
+    #[error("{0}")]
+    Config(String),
     /// The root key could not be loaded or created. The message names the
     /// file or variable and says how to fix it.
     #[error("{0}")]

@@ -5,6 +5,7 @@
 //! ([`crate::conformance`]) pins down the semantics for all of them.
 
 use crate::error::StoreError;
+use crate::events::StoreEvent;
 use idmint_core::policy::SourceFile;
 use idmint_core::{Lease, LeaseId, LeaseState, UnixTime};
 
@@ -95,6 +96,22 @@ pub trait Store: Send + Sync + 'static {
         author: &str,
         comment: &str,
     ) -> Result<u64, StoreError>;
+    /// Compare-and-set activation: stores `sources` as the next version and
+    /// makes it active only if the active version is still
+    /// `expected_active` (`None`: no bundle active yet), atomically.
+    ///
+    /// Returns `Some(version)` when it activated, `None` when the active
+    /// version had changed (nothing is stored then). This is what makes a
+    /// policy-draft approval race-free across servers sharing one database:
+    /// of two concurrent approvals based on the same version, exactly one
+    /// gets `Some`.
+    async fn activate_bundle_if(
+        &self,
+        expected_active: Option<u64>,
+        sources: &[SourceFile],
+        author: &str,
+        comment: &str,
+    ) -> Result<Option<u64>, StoreError>;
     /// Every stored bundle, newest first, sources included.
     async fn bundle_history(&self) -> Result<Vec<StoredBundle>, StoreError>;
 
@@ -154,6 +171,42 @@ pub trait Store: Send + Sync + 'static {
         pending_grace_secs: i64,
         limit: usize,
     ) -> Result<Vec<Lease>, StoreError>;
+    /// The reaper's work list when several servers share the store: the
+    /// same leases, in the same order, as [`Store::due_leases`], minus those
+    /// another caller claimed and whose claim has not lapsed (`claimed_until
+    /// > now`); every lease returned is claimed until `claim_until`.
+    ///
+    /// Claiming is atomic: two concurrent callers never get the same lease,
+    /// so two servers never revoke one credential twice. A claim ends when
+    /// it lapses (the claimer died), when the lease leaves the live states,
+    /// or when [`Store::record_revoke_failure`] records a failed attempt
+    /// (the retry then waits for `next_attempt_at` like any other).
+    async fn claim_due_leases(
+        &self,
+        now: UnixTime,
+        pending_grace_secs: i64,
+        limit: usize,
+        claim_until: UnixTime,
+    ) -> Result<Vec<Lease>, StoreError>;
+    /// Leases in insertion order (oldest first), starting after the lease
+    /// `after` (from the start when `None`), at most `limit` (capped at
+    /// [`MAX_DUE_LIMIT`]): a stable keyset walk over the whole table for
+    /// `idmint store migrate`, whatever its size. Inserting them in this
+    /// order into another store keeps its "newest first" listings the same.
+    async fn export_leases(
+        &self,
+        after: Option<&LeaseId>,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError>;
+    /// Writes `bundles` exactly as given (versions, times, authors kept) and
+    /// makes `active` the active version, all or nothing. For copying a
+    /// deployment into an empty store; a version that already exists is
+    /// [`StoreError::Conflict`].
+    async fn import_bundles(
+        &self,
+        bundles: &[StoredBundle],
+        active: Option<u64>,
+    ) -> Result<(), StoreError>;
     /// Number of leases, or of live (pending/active) leases only.
     async fn count_leases(&self, live_only: bool) -> Result<u64, StoreError>;
 
@@ -167,4 +220,19 @@ pub trait Store: Send + Sync + 'static {
     async fn denied_tokens(&self, now: UnixTime) -> Result<Vec<(String, UnixTime)>, StoreError>;
     /// Deletes denials with `expires_at <= now`; returns how many.
     async fn purge_expired_denials(&self, now: UnixTime) -> Result<u64, StoreError>;
+
+    // --- change feed ---
+
+    /// Changes committed by *any* server sharing this store (token denials,
+    /// bundle activations, blob writes such as key rotations), for backends
+    /// that several servers can share. `None` for a single-server backend
+    /// (SQLite): nothing else can change the data behind its back.
+    ///
+    /// Delivery is best effort (a lagging receiver or a lost database
+    /// connection drops events; the latter is followed by
+    /// [`StoreEvent::Resync`]), so a subscriber must also resync
+    /// periodically from the store itself.
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
+        None
+    }
 }

@@ -10,27 +10,34 @@
 //!   rotation, outages, slowness, arbitrary — also hostile — tokens).
 //! - [`Cli`]: the `idmint` CLI run hermetically with a deadline.
 //! - [`poll_until`]: waiting by polling with a deadline, never by sleeping.
+//! - [`JitNamespace`], [`Sshd`], [`SshKey`]: a private mount namespace for
+//!   just-in-time account tests, the real sshd inside it, and test CAs and
+//!   certificates (root only; TESTBED §3).
 //!
 //! Peers are foreground children ([`Peer`]) killed and reaped on drop, also
 //! when a test panics; a failing test prints the server's output.
 
 pub mod api;
 pub mod audit;
+pub mod aws_tap;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fixtures;
 pub mod idp;
+pub mod jit_ns;
 pub mod jws;
 pub mod keys;
 pub mod mariadb;
 pub mod metrics;
+pub mod moto;
 pub mod postgres;
 pub mod process;
 pub mod rabbitmq;
 pub mod redis;
 pub mod server;
 pub mod small_disk;
+pub mod sshd;
 pub mod test_jwks;
 pub mod wait;
 
@@ -44,6 +51,8 @@ pub use metrics::metric_value;
 pub use process::{free_port, workspace_root, Peer};
 pub use server::IdmintServer;
 pub use small_disk::SmallDisk;
+pub use jit_ns::JitNamespace;
+pub use sshd::{SshKey, Sshd, SshdOptions};
 pub use test_jwks::{unix_now, JwksMode, TestJwks};
 pub use wait::poll_until;
 

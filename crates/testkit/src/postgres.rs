@@ -39,6 +39,10 @@ pub struct PgServer {
     admin_password: String,
     /// The server's stdout/stderr.
     log: PathBuf,
+    /// `-c` settings given at start, reused by [`PgServer::restart`].
+    settings: Vec<(String, String)>,
+    /// Starts so far (for distinct log files).
+    runs: u32,
 }
 
 /// The uid and gid of the `postgres` OS user, from `/etc/passwd`.
@@ -171,6 +175,11 @@ impl PgServer {
                 port,
                 admin_password,
                 log,
+                settings: settings
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                runs: 1,
             }),
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);
@@ -191,7 +200,30 @@ impl PgServer {
         let mut last = None;
         for attempt in 0..2 {
             let port = free_port()?;
-            let log = dir.join(format!("server-{attempt}.log"));
+            match Self::spawn_on(bin, dir, uid, gid, settings, port, &format!("{attempt}")) {
+                Ok((peer, log)) => return Ok((peer, port, log)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| TestkitError::Timeout {
+            what: "PostgreSQL to start".into(),
+            waited_ms: 0,
+            detail: String::new(),
+        }))
+    }
+
+    /// Start the postmaster on `port` and wait until it accepts connections.
+    fn spawn_on(
+        bin: &Path,
+        dir: &Path,
+        uid: u32,
+        gid: u32,
+        settings: &[(&str, &str)],
+        port: u16,
+        label: &str,
+    ) -> Result<(Peer, PathBuf)> {
+        {
+            let log = dir.join(format!("server-{label}.log"));
             let out = File::create(&log).map_err(|e| TestkitError::io("creating server.log", e))?;
             let err = out
                 .try_clone()
@@ -228,16 +260,54 @@ impl PgServer {
                     TestkitError::io(format!("starting {}", bin.join("postgres").display()), e)
                 })?;
             let mut peer = Peer::new("postgres", child, vec![log.clone()]);
-            match wait_ready(&mut peer, &log) {
-                Ok(()) => return Ok((peer, port, log)),
-                Err(e) => last = Some(e),
-            }
+            wait_ready(&mut peer, &log)?;
+            Ok((peer, log))
         }
-        Err(last.unwrap_or_else(|| TestkitError::Timeout {
-            what: "PostgreSQL to start".into(),
-            waited_ms: 0,
-            detail: String::new(),
-        }))
+    }
+
+    /// Stop the server with a fast shutdown (every client connection is
+    /// cut, as in a database crash or failover seen from idmint), keeping
+    /// its data for [`PgServer::restart`].
+    pub fn stop(&mut self) -> Result<()> {
+        if self.peer.try_wait()?.is_some() {
+            return Ok(());
+        }
+        if let Some(pid) = self.peer.id() {
+            // SIGINT = fast shutdown: no waiting for clients to disconnect.
+            let _ = Command::new("kill")
+                .arg("-INT")
+                .arg(pid.to_string())
+                .status();
+        }
+        let started = Instant::now();
+        while self.peer.try_wait()?.is_none() {
+            if started.elapsed() > START_LIMIT {
+                self.peer.kill()?;
+                break;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        Ok(())
+    }
+
+    /// Start the server again on the same port and data (stopping it first
+    /// if it runs). Blocking.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        let bin = pg_bin();
+        let (uid, gid) = postgres_ids()?;
+        let settings: Vec<(&str, &str)> = self
+            .settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.runs += 1;
+        let label = format!("restart-{}", self.runs);
+        let (peer, log) =
+            Self::spawn_on(&bin, &self.dir, uid, gid, &settings, self.port, &label)?;
+        self.peer = peer;
+        self.log = log;
+        Ok(())
     }
 
     pub fn port(&self) -> u16 {

@@ -115,6 +115,38 @@ pub fn creds_text(resp: &CredsResponse, now: i64) -> String {
             rows.push(("Database", database.clone().unwrap_or_else(|| "-".into())));
             format!("Password:\n{password}\nConnection URI:\n{uri}\n")
         }
+        Credential::Aws {
+            access_key_id,
+            secret_access_key,
+            session_token,
+            region,
+            mode,
+            arn,
+            ..
+        } => {
+            rows.push(("Mode", mode.clone()));
+            rows.push(("Region", region.clone().unwrap_or_else(|| "-".into())));
+            rows.push(("ARN", arn.clone().unwrap_or_else(|| "-".into())));
+            rows.push(("Access key id", access_key_id.clone()));
+            let token = session_token
+                .as_ref()
+                .map(|t| format!("Session token:\n{t}\n"))
+                .unwrap_or_default();
+            format!("Secret access key:\n{secret_access_key}\n{token}")
+        }
+        Credential::AwsWebIdentity {
+            token,
+            role_arn,
+            role_session_name,
+            region,
+            token_id,
+        } => {
+            rows.push(("Role ARN", role_arn.clone()));
+            rows.push(("Session name", role_session_name.clone()));
+            rows.push(("Region", region.clone().unwrap_or_else(|| "-".into())));
+            rows.push(("Token id", token_id.clone()));
+            format!("Web identity token (for AssumeRoleWithWebIdentity):\n{token}\n")
+        }
     };
     format!("{}\n{secret}", key_value_table(&rows))
 }
@@ -136,8 +168,10 @@ pub fn creds_uri(resp: &CredsResponse) -> Result<String> {
             }
             Ok(format!("{uri}\n"))
         }
-        Credential::OauthToken { .. } => bail!(
-            "`--output uri` only applies to database credentials, and role {} issued an OAuth access token; use `--output env` or `--output json`",
+        Credential::OauthToken { .. }
+        | Credential::Aws { .. }
+        | Credential::AwsWebIdentity { .. } => bail!(
+            "`--output uri` only applies to database credentials, and role {} issued another kind of credential; use `--output env` or `--output json`",
             resp.role
         ),
     }

@@ -46,6 +46,7 @@ pub async fn run(format: Format, args: DemoArgs) -> Result<Exit> {
         dev: true,
         data_dir: Some(data_dir.path().to_path_buf()),
         listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+        store: None,
     };
     let mut server = tokio::spawn(idmint_server::serve(opts, Some(tx)));
 

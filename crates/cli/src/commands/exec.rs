@@ -176,6 +176,7 @@ mod tests {
             dev: true,
             data_dir: Some(data_dir.path().to_path_buf()),
             listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+            store: None,
         };
         let task = tokio::spawn(idmint_server::serve(opts, Some(tx)));
         let info = tokio::time::timeout(Duration::from_secs(60), rx)

@@ -13,15 +13,22 @@ use idmint_proto::{IdentitySummary, LoginRequest, LoginResponse, WhoAmI};
 use serde_json::{Map, Value};
 use std::path::Path;
 
-pub async fn login(global: &GlobalArgs, format: Format, args: LoginArgs) -> Result<Exit> {
+pub async fn login(global: &GlobalArgs, format: Format, mut args: LoginArgs) -> Result<Exit> {
     let client = connection::anonymous(global)?;
+    let sso_requested = args.sso.is_some() || args.device;
     let (proof, source): (SecretString, String) = match (&args.token_file, &args.token) {
         (Some(path), _) => (read_token(path, "OIDC token")?, path.display().to_string()),
         (None, Some(_)) => (read_token(Path::new("-"), "OIDC token")?, "stdin".into()),
-        (None, None) => {
-            let found = ci::detect(&args.audience).await?;
-            (found.token, found.source.to_string())
-        }
+        (None, None) if sso_requested => sso_login(&client, &mut args).await?,
+        (None, None) => match ci::detect(&args.audience).await {
+            Ok(found) => (found.token, found.source.to_string()),
+            // Not in CI: a person at a terminal. Use SSO when the server
+            // offers it; otherwise the CI error says what was looked for.
+            Err(ci_error) => match client.sso_methods().await {
+                Ok(m) if !m.methods.is_empty() => sso_login(&client, &mut args).await?,
+                _ => return Err(ci_error.into()),
+            },
+        },
     };
     if format == Format::Text {
         eprintln!(
@@ -56,6 +63,28 @@ pub async fn login(global: &GlobalArgs, format: Format, args: LoginArgs) -> Resu
         eprintln!("note: IDMINT_TOKEN is set and takes precedence over this login; unset it to use the new session");
     }
     Ok(Exit::Success)
+}
+
+/// Runs the SSO flow; sets `args.auth` to the chosen method so the server
+/// verifies the ID token with exactly that config.
+async fn sso_login(
+    client: &idmint_client::IdmintClient,
+    args: &mut LoginArgs,
+) -> Result<(SecretString, String)> {
+    let methods = client
+        .sso_methods()
+        .await
+        .context("asking the server for its SSO login methods")?;
+    let name = args.sso.as_deref().filter(|n| !n.is_empty());
+    let method = crate::sso::choose(&methods.methods, name)?.clone();
+    let opts = crate::sso::SsoOptions {
+        device: args.device,
+        no_browser: args.no_browser,
+        login_hint: args.login_hint.clone(),
+    };
+    let token = crate::sso::id_token(&method, &opts).await?;
+    args.auth = Some(method.name.clone());
+    Ok((token, format!("SSO ({})", method.name)))
 }
 
 fn login_text(server: &str, resp: &LoginResponse, cache: &Path, now: i64) -> String {

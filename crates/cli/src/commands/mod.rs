@@ -2,7 +2,9 @@
 //! and decides nothing (the server did): it calls the client, formats the
 //! answer and picks the exit code.
 
+mod agent;
 mod audit;
+mod aws;
 mod creds;
 mod demo;
 mod dev;
@@ -10,8 +12,11 @@ mod exec;
 mod leases;
 mod login;
 mod policy;
+mod policy_drafts;
 mod server;
+mod ssh;
 mod status;
+mod store;
 mod target;
 mod token_exchange;
 
@@ -108,9 +113,17 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             target::run(global, text_or_json(global.output, "target")?, cmd).await
         }
         Command::Audit(cmd) => audit::run(global, text_or_json(global.output, "audit")?, cmd).await,
-        Command::Policy(cmd) => policy::run(text_or_json(global.output, "policy")?, cmd),
+        Command::Store(cmd) => store::run(text_or_json(global.output, "store")?, cmd).await,
+        Command::Policy(cmd) => {
+            policy::run(global, text_or_json(global.output, "policy")?, cmd).await
+        }
         Command::Dev(cmd) => dev::run(global, text_or_json(global.output, "dev")?, cmd).await,
         Command::Status => status::run(global, text_or_json(global.output, "status")?).await,
+        Command::Ssh(args) => ssh::run(global, args).await,
         Command::Demo(args) => demo::run(text_or_json(global.output, "demo")?, args).await,
+        Command::Aws(cmd) => aws::run(global, cmd).await,
+        Command::Agent(cmd) => {
+            agent::run(global, text_or_json(global.output, "agent")?, cmd).await
+        }
     }
 }

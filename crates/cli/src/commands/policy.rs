@@ -1,8 +1,10 @@
 //! `idmint policy test`: evaluate a request offline, exactly as the server
-//! would, against a policy directory on disk.
+//! would, against a policy directory on disk. The server-side governance
+//! commands (`draft`, `history`, `rollback`) live in `policy_drafts`.
 
 use super::{Exit, Format};
-use crate::args::{PolicyCommand, PolicyTestArgs};
+use super::policy_drafts;
+use crate::args::{GlobalArgs, PolicyCommand, PolicyTestArgs};
 use crate::output::{emit, json};
 use anyhow::{bail, Context, Result};
 use idmint_core::policy::SourceFile;
@@ -17,9 +19,12 @@ const MAX_POLICY_FILE_BYTES: u64 = 4 << 20;
 /// The file that declares roles in a policy directory.
 const ROLES_FILE: &str = "roles.toml";
 
-pub fn run(format: Format, cmd: PolicyCommand) -> Result<Exit> {
+pub async fn run(global: &GlobalArgs, format: Format, cmd: PolicyCommand) -> Result<Exit> {
     match cmd {
         PolicyCommand::Test(args) => test(format, args),
+        PolicyCommand::Draft(cmd) => policy_drafts::draft(global, format, cmd).await,
+        PolicyCommand::History => policy_drafts::history(global, format).await,
+        PolicyCommand::Rollback(args) => policy_drafts::rollback(global, format, args).await,
     }
 }
 
@@ -74,6 +79,7 @@ fn test(format: Format, args: PolicyTestArgs) -> Result<Exit> {
             .or_else(|| role.as_ref().and_then(|r| r.audiences.first().cloned())),
         source_ip: None,
         now,
+        host: None,
     };
     let decision = bundle.evaluate(&identity, &args.action, role.as_ref(), &ctx);
     // What would actually be minted, and whether narrowing would refuse it.

@@ -12,6 +12,7 @@ pub async fn run(args: ServerArgs) -> Result<Exit> {
         dev: args.dev,
         data_dir: args.data_dir,
         listen: args.listen,
+        store: args.store,
     };
     if args.check_config {
         let summary = idmint_server::check_config(&opts).context("configuration check failed")?;

@@ -144,9 +144,9 @@ pub fn db_user(resp: &CredsResponse) -> anyhow::Result<DbUser> {
             port: *port,
             database: database.clone(),
         }),
-        Credential::OauthToken { .. } => {
+        _ => {
             anyhow::bail!(
-                "role {} returned an oauth token, not a database user",
+                "role {} returned another kind of credential, not a database user",
                 resp.role
             )
         }

@@ -1,9 +1,13 @@
 //! HTTP routes. One module per API surface.
 
+pub mod agent;
 pub mod health;
 pub mod leases;
 pub mod login;
 pub mod oauth;
+pub mod ssh;
+pub mod policy;
+pub mod sso;
 pub mod wellknown;
 
 use crate::error::ApiError;

@@ -294,6 +294,7 @@ async fn exchange_inner(
             source_ip: Some(peer.ip()),
             now: UnixTime::now().secs(),
             ttl_seconds: 0,
+            host: None,
         };
         candidates
             .iter()

@@ -14,7 +14,7 @@
 
 mod checkpoint;
 mod readers;
-mod rows;
+pub(crate) mod rows;
 mod schema;
 mod sql;
 #[cfg(test)]
@@ -240,6 +240,43 @@ fn collect<T>(
         .collect()
 }
 
+/// The due leases of `due_sql` and `stale_sql` (the two halves of
+/// [`Store::due_leases`]), merged in due order and truncated to `limit`.
+/// The caller runs it in one transaction so both halves see one snapshot.
+fn select_due(
+    conn: &Connection,
+    due_sql: &str,
+    stale_sql: &str,
+    now: UnixTime,
+    grace: i64,
+    limit: usize,
+) -> Result<Vec<Lease>, StoreError> {
+    let context = "finding due leases";
+    let fail = |e| sql_error(context, e);
+    let cutoff = now.0.saturating_sub(grace);
+    let due_row = |r: &rusqlite::Row<'_>| {
+        let due_at: i64 = r.get(15)?;
+        Ok(lease_from_row(r)?.map(|lease| (due_at, lease)))
+    };
+    let mut due = {
+        let mut stmt = conn.prepare_cached(due_sql).map_err(fail)?;
+        let rows = stmt
+            .query_map(params![now.0, limit_param(limit)], due_row)
+            .map_err(fail)?;
+        collect(rows, context)?
+    };
+    {
+        let mut stmt = conn.prepare_cached(stale_sql).map_err(fail)?;
+        let rows = stmt
+            .query_map(params![now.0, cutoff, grace, limit_param(limit)], due_row)
+            .map_err(fail)?;
+        due.extend(collect(rows, context)?);
+    }
+    due.sort_by(|(a_due, a), (b_due, b)| a_due.cmp(b_due).then_with(|| a.id.cmp(&b.id)));
+    due.truncate(limit);
+    Ok(due.into_iter().map(|(_, lease)| lease).collect())
+}
+
 fn limit_param(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -332,33 +369,38 @@ impl Store for SqliteStore {
         author: &str,
         comment: &str,
     ) -> Result<u64, StoreError> {
-        let sources = serde_json::to_string(sources).map_err(|e| {
-            StoreError::Backend(format!("cannot encode the policy bundle sources: {e}"))
-        })?;
-        let author = author.to_owned();
-        let comment = comment.to_owned();
+        let row = BundleRow::new(sources, author, comment)?;
+        self.write_atomic(move |conn| row.insert_and_activate(conn))
+            .await
+    }
+
+    async fn activate_bundle_if(
+        &self,
+        expected_active: Option<u64>,
+        sources: &[SourceFile],
+        author: &str,
+        comment: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let row = BundleRow::new(sources, author, comment)?;
         self.write_atomic(move |conn| {
-            let context = "activating a policy bundle";
-            let version: i64 = conn
-                .prepare_cached(sql::NEXT_BUNDLE_VERSION)
-                .and_then(|mut s| s.query_row([], |r| r.get(0)))
-                .map_err(|e| sql_error(context, e))?;
-            conn.prepare_cached(sql::INSERT_BUNDLE)
-                .and_then(|mut s| {
-                    s.execute(params![
-                        version,
-                        sources,
-                        UnixTime::now().0,
-                        author,
-                        comment
-                    ])
+            // The writer runs every job inside `BEGIN IMMEDIATE`, so no other
+            // connection (or process sharing the file) can activate between
+            // this read and the insert below.
+            let active: Option<i64> = conn
+                .prepare_cached(sql::ACTIVE_BUNDLE_VERSION)
+                .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+                .map_err(|e| sql_error("reading the active bundle version", e))?;
+            let active = active
+                .map(|v| {
+                    u64::try_from(v).map_err(|_| {
+                        StoreError::Corrupt(format!("active bundle version {v} is negative"))
+                    })
                 })
-                .map_err(|e| sql_error(context, e))?;
-            conn.prepare_cached(sql::SET_ACTIVE_BUNDLE)
-                .and_then(|mut s| s.execute([version]))
-                .map_err(|e| sql_error(context, e))?;
-            u64::try_from(version)
-                .map_err(|_| StoreError::Corrupt(format!("bundle version {version} is negative")))
+                .transpose()?;
+            if active != expected_active {
+                return Ok(None);
+            }
+            row.insert_and_activate(conn).map(Some)
         })
         .await
     }
@@ -523,35 +565,123 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let grace = pending_grace_secs.max(0);
-        let cutoff = now.0.saturating_sub(grace);
         self.read(move |conn| {
-            let context = "finding due leases";
-            let fail = |e| sql_error(context, e);
             // One read transaction: both queries see the same snapshot, so
             // no lease is reported twice or missed between them.
-            let tx = conn.unchecked_transaction().map_err(fail)?;
-            let due_row = |r: &rusqlite::Row<'_>| {
-                let due_at: i64 = r.get(15)?;
-                Ok(lease_from_row(r)?.map(|lease| (due_at, lease)))
-            };
-            let mut due = {
-                let mut stmt = tx.prepare_cached(sql::DUE_LEASES).map_err(fail)?;
-                let rows = stmt
-                    .query_map(params![now.0, limit_param(limit)], due_row)
-                    .map_err(fail)?;
-                collect(rows, context)?
-            };
-            {
-                let mut stmt = tx.prepare_cached(sql::STALE_PENDING_LEASES).map_err(fail)?;
-                let rows = stmt
-                    .query_map(params![now.0, cutoff, grace, limit_param(limit)], due_row)
-                    .map_err(fail)?;
-                due.extend(collect(rows, context)?);
+            let tx = conn
+                .unchecked_transaction()
+                .map_err(|e| sql_error("finding due leases", e))?;
+            let due = select_due(
+                &tx,
+                sql::DUE_LEASES,
+                sql::STALE_PENDING_LEASES,
+                now,
+                grace,
+                limit,
+            )?;
+            tx.finish()
+                .map_err(|e| sql_error("finding due leases", e))?;
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn claim_due_leases(
+        &self,
+        now: UnixTime,
+        pending_grace_secs: i64,
+        limit: usize,
+        claim_until: UnixTime,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let limit = limit.min(MAX_DUE_LIMIT);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let grace = pending_grace_secs.max(0);
+        // Selecting and claiming in one write transaction: the writer thread
+        // serialises it against every other claim on this file.
+        self.write_atomic(move |conn| {
+            let due = select_due(
+                conn,
+                sql::CLAIMABLE_DUE_LEASES,
+                sql::CLAIMABLE_STALE_PENDING_LEASES,
+                now,
+                grace,
+                limit,
+            )?;
+            let mut stmt = conn
+                .prepare_cached(sql::CLAIM_LEASE)
+                .map_err(|e| sql_error("claiming due leases", e))?;
+            for lease in &due {
+                stmt.execute(params![lease.id.as_str(), claim_until.0])
+                    .map_err(|e| sql_error(&format!("claiming lease {}", lease.id), e))?;
             }
-            tx.finish().map_err(fail)?;
-            due.sort_by(|(a_due, a), (b_due, b)| a_due.cmp(b_due).then_with(|| a.id.cmp(&b.id)));
-            due.truncate(limit);
-            Ok(due.into_iter().map(|(_, lease)| lease).collect())
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn export_leases(
+        &self,
+        after: Option<&LeaseId>,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let after = after.map(|id| id.as_str().to_owned()).unwrap_or_default();
+        let limit = limit_param(limit.min(MAX_DUE_LIMIT));
+        self.read(move |conn| {
+            let context = "exporting leases";
+            let mut stmt = conn
+                .prepare_cached(sql::EXPORT_LEASES)
+                .map_err(|e| sql_error(context, e))?;
+            let rows = stmt
+                .query_map(params![after, limit], lease_from_row)
+                .map_err(|e| sql_error(context, e))?;
+            collect(rows, context)
+        })
+        .await
+    }
+
+    async fn import_bundles(
+        &self,
+        bundles: &[StoredBundle],
+        active: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(bundles.len());
+        for b in bundles {
+            let sources = serde_json::to_string(&b.sources).map_err(|e| {
+                StoreError::Backend(format!("cannot encode policy bundle v{}: {e}", b.version))
+            })?;
+            rows.push((
+                b.version as i64,
+                sources,
+                b.created_at,
+                b.author.clone(),
+                b.comment.clone(),
+            ));
+        }
+        self.write_atomic(move |conn| {
+            let mut insert = conn
+                .prepare_cached(sql::INSERT_BUNDLE)
+                .map_err(|e| sql_error("importing policy bundles", e))?;
+            for (version, sources, created_at, author, comment) in &rows {
+                match insert.execute(params![version, sources, created_at, author, comment]) {
+                    Ok(_) => {}
+                    Err(e) if is_duplicate(&e) => {
+                        return Err(StoreError::Conflict(format!(
+                            "policy bundle v{version} already exists in the target store"
+                        )))
+                    }
+                    Err(e) => {
+                        return Err(sql_error(&format!("importing policy bundle v{version}"), e))
+                    }
+                }
+            }
+            if let Some(version) = active {
+                conn.prepare_cached(sql::SET_ACTIVE_BUNDLE)
+                    .and_then(|mut s| s.execute([version as i64]))
+                    .map_err(|e| sql_error("setting the active policy bundle", e))?;
+            }
+            Ok(())
         })
         .await
     }
@@ -606,5 +736,51 @@ impl Store for SqliteStore {
                 .map_err(|e| sql_error("purging expired token denials", e))
         })
         .await
+    }
+}
+
+/// A bundle version about to be stored, with its sources already encoded.
+struct BundleRow {
+    sources: String,
+    author: String,
+    comment: String,
+}
+
+impl BundleRow {
+    fn new(sources: &[SourceFile], author: &str, comment: &str) -> Result<Self, StoreError> {
+        let sources = serde_json::to_string(sources).map_err(|e| {
+            StoreError::Backend(format!("cannot encode the policy bundle sources: {e}"))
+        })?;
+        Ok(Self {
+            sources,
+            author: author.to_owned(),
+            comment: comment.to_owned(),
+        })
+    }
+
+    /// Stores the row as the next version and points `active_bundle` at it.
+    /// Must run inside one atomic write job.
+    fn insert_and_activate(&self, conn: &Connection) -> Result<u64, StoreError> {
+        let context = "activating a policy bundle";
+        let version: i64 = conn
+            .prepare_cached(sql::NEXT_BUNDLE_VERSION)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| sql_error(context, e))?;
+        conn.prepare_cached(sql::INSERT_BUNDLE)
+            .and_then(|mut s| {
+                s.execute(params![
+                    version,
+                    self.sources,
+                    UnixTime::now().0,
+                    self.author,
+                    self.comment
+                ])
+            })
+            .map_err(|e| sql_error(context, e))?;
+        conn.prepare_cached(sql::SET_ACTIVE_BUNDLE)
+            .and_then(|mut s| s.execute([version]))
+            .map_err(|e| sql_error(context, e))?;
+        u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt(format!("bundle version {version} is negative")))
     }
 }

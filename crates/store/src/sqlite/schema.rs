@@ -76,9 +76,16 @@ CREATE TABLE denylist (
 CREATE INDEX denylist_by_expiry ON denylist (expires_at);
 ";
 
+/// Version 2: `claimed_until`, the time until which one server's reaper
+/// owns a due lease ([`crate::Store::claim_due_leases`]), so that servers
+/// sharing a store never revoke the same lease twice. 0 = not claimed.
+const V2: &str = "
+ALTER TABLE leases ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;
+";
+
 /// Every migration, in order; `MIGRATIONS[n]` takes the schema from version
 /// `n` to `n + 1`. Append only: a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this binary writes and understands.
 pub(crate) const KNOWN_VERSION: u32 = MIGRATIONS.len() as u32;

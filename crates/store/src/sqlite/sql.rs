@@ -24,6 +24,7 @@ pub(crate) const LIST_BLOBS: &str = "SELECT name, value FROM blobs \
 pub(crate) const ACTIVE_BUNDLE: &str =
     "SELECT b.version, b.sources, b.created_at, b.author, b.comment \
      FROM active_bundle a JOIN bundles b ON b.version = a.version WHERE a.id = 1";
+pub(crate) const ACTIVE_BUNDLE_VERSION: &str = "SELECT version FROM active_bundle WHERE id = 1";
 pub(crate) const NEXT_BUNDLE_VERSION: &str = "SELECT COALESCE(MAX(version), 0) + 1 FROM bundles";
 pub(crate) const INSERT_BUNDLE: &str =
     "INSERT INTO bundles (version, sources, created_at, author, comment) \
@@ -48,8 +49,10 @@ pub(crate) const TRANSITION_LEASE: &str = "UPDATE leases \
 /// Saturates instead of overflowing the `u32` the domain type holds.
 pub(crate) const EXTEND_LEASE: &str = "UPDATE leases SET expires_at = ?2 \
      WHERE id = ?1 AND state IN ('pending', 'active')";
+/// Also releases a reaper's claim: the retry waits for `next_attempt_at`.
 pub(crate) const RECORD_REVOKE_FAILURE: &str = "UPDATE leases \
-     SET attempts = MIN(attempts + 1, 4294967295), next_attempt_at = ?2, last_error = ?3 \
+     SET attempts = MIN(attempts + 1, 4294967295), next_attempt_at = ?2, last_error = ?3, \
+         claimed_until = 0 \
      WHERE id = ?1";
 /// Prefix of every listing query; filters and the order are appended.
 pub(crate) const LIST_LEASES_PREFIX: &str = concat!("SELECT ", lease_columns!(), " FROM leases");
@@ -77,6 +80,38 @@ pub(crate) const STALE_PENDING_LEASES: &str = concat!(
        AND max(expires_at, next_attempt_at) > ?1 \
        AND (attempts = 0 OR next_attempt_at <= ?1) \
      ORDER BY created_at LIMIT ?4"
+);
+/// [`DUE_LEASES`] without leases claimed by another reaper (`?3` = now).
+pub(crate) const CLAIMABLE_DUE_LEASES: &str = concat!(
+    "SELECT ",
+    lease_columns!(),
+    ", max(expires_at, next_attempt_at) FROM leases \
+     WHERE state IN ('pending', 'active') AND max(expires_at, next_attempt_at) <= ?1 \
+       AND claimed_until <= ?1 \
+     ORDER BY max(expires_at, next_attempt_at), id LIMIT ?2"
+);
+/// [`STALE_PENDING_LEASES`] without leases claimed by another reaper.
+pub(crate) const CLAIMABLE_STALE_PENDING_LEASES: &str = concat!(
+    "SELECT ",
+    lease_columns!(),
+    ", CASE WHEN attempts = 0 THEN created_at + ?3 \
+            ELSE max(created_at + ?3, next_attempt_at) END \
+     FROM leases \
+     WHERE state = 'pending' AND created_at <= ?2 \
+       AND max(expires_at, next_attempt_at) > ?1 \
+       AND (attempts = 0 OR next_attempt_at <= ?1) \
+       AND claimed_until <= ?1 \
+     ORDER BY created_at LIMIT ?4"
+);
+/// `?1` id, `?2` claim end.
+pub(crate) const CLAIM_LEASE: &str = "UPDATE leases SET claimed_until = ?2 WHERE id = ?1";
+/// Keyset walk in insertion order for `store migrate`: `?1` the last id
+/// seen ('' to start), so the copy keeps "newest first" listings intact.
+pub(crate) const EXPORT_LEASES: &str = concat!(
+    "SELECT ",
+    lease_columns!(),
+    " FROM leases WHERE rowid > COALESCE((SELECT rowid FROM leases WHERE id = ?1), 0) \
+     ORDER BY rowid LIMIT ?2"
 );
 pub(crate) const COUNT_LEASES: &str = "SELECT count(*) FROM leases";
 pub(crate) const COUNT_LIVE_LEASES: &str =

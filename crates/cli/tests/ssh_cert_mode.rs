@@ -1,0 +1,293 @@
+//! Certificate-mode SSH roles end to end: `idmint ssh sign` through the
+//! real CLI, the certificate read back by the real `ssh-keygen -L`, and a
+//! real sshd (in a private mount namespace, testbed/jit-ns.sh) that trusts
+//! idmint's user CA: it accepts the certificate for the role's static
+//! principal and refuses an expired one and one for another principal.
+
+mod common;
+mod db_support;
+mod ssh_support;
+
+use common::bin;
+use db_support::{login_app, APP_SUBJECT};
+use idmint_testkit::{
+    free_port, poll_until, unix_now, workspace_root, Cli, IdmintServer, Peer, TestJwks,
+};
+use ssh_support::{principals_of, spec, ssh_keygen, ssh_keygen_l, start_sshd, wait_listening, Namespace};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Run the real ssh client with `key` + `cert`; returns (exit code, stdout).
+fn ssh(dir: &Path, port: u16, key: &Path, cert: &str, user: &str) -> anyhow::Result<(i32, String)> {
+    let cert_path = dir.join(format!("cert-{}.pub", idmint_core::ids::random_hex(4)?));
+    std::fs::write(&cert_path, format!("{cert}\n"))?;
+    let out = Command::new("ssh")
+        .args(["-F", "none", "-p", &port.to_string(), "-i"])
+        .arg(key)
+        .arg("-o")
+        .arg(format!("CertificateFile={}", cert_path.display()))
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            dir.join("known_hosts").display()
+        ))
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5"])
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("true")
+        .stdin(Stdio::null())
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_mode_against_real_ssh_keygen_and_sshd() -> anyhow::Result<()> {
+    let jwks = TestJwks::start().await?;
+    let port = free_port()?;
+    let hosts = vec![format!("{{ name = \"web-1\", address = \"127.0.0.1\", port = {port}, labels = {{ env = \"prod\" }} }}")];
+    let server = IdmintServer::start(bin(), spec(&jwks, &hosts, "2s")?).await?;
+    let app = login_app(&server, &jwks).await?;
+    let dir = tempfile::tempdir()?;
+    let (user_key, _) = ssh_keygen(dir.path(), "user_key")?;
+    let pub_path = user_key.with_extension("pub").display().to_string();
+    let mut cli = Cli::new(bin())?;
+    cli.set_env("IDMINT_TOKEN", &app.session);
+    let url = server.base_url();
+
+    // sign, JSON output
+    let out = cli
+        .run(&[
+            "ssh",
+            "sign",
+            "ci-cert",
+            "--public-key",
+            &pub_path,
+            "-o",
+            "json",
+            "--server",
+            &url,
+        ])
+        .await?;
+    assert!(out.success(), "{}", out.summary());
+    let signed = out.json()?;
+    assert_eq!(signed["principals"], serde_json::json!(["deployer"]));
+    let cert = signed["certificate"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let listing = ssh_keygen_l(dir.path(), &cert)?;
+    assert!(
+        listing.contains("ssh-ed25519-cert-v01@openssh.com user certificate"),
+        "{listing}"
+    );
+    assert_eq!(principals_of(&listing), vec!["deployer"]);
+    assert!(
+        listing.contains(&format!("Serial: {}", signed["serial"])),
+        "{listing}"
+    );
+    let request_id = signed["request_id"].as_str().unwrap_or_default();
+    assert!(
+        listing.contains(&format!("Key ID: \"{request_id} {APP_SUBJECT}\"")),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("force-command /usr/bin/id -un"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(&format!(
+            "Public key: ED25519-CERT {}",
+            signed["key_fingerprint"].as_str().unwrap_or_default()
+        )),
+        "{listing}"
+    );
+    let lifetime = signed["valid_before"].as_i64().unwrap_or_default() - unix_now();
+    assert!(
+        (290..=301).contains(&lifetime),
+        "default_ttl 5m: {lifetime}"
+    );
+
+    // sign, text output: just the certificate line (for `> id-cert.pub`)
+    let out = cli
+        .run(&[
+            "ssh",
+            "sign",
+            "ci-cert",
+            "--public-key",
+            &pub_path,
+            "--ttl",
+            "1m",
+            "--server",
+            &url,
+        ])
+        .await?;
+    assert!(out.success(), "{}", out.summary());
+    assert!(
+        out.stdout
+            .trim()
+            .starts_with("ssh-ed25519-cert-v01@openssh.com AAAA"),
+        "{}",
+        out.stdout
+    );
+    // a JIT role cannot be signed this way; a hostile key is refused
+    let out = cli
+        .run(&[
+            "ssh",
+            "sign",
+            "web-deploy",
+            "--public-key",
+            &pub_path,
+            "--server",
+            &url,
+        ])
+        .await?;
+    assert!(
+        !out.success() && out.stderr.contains("not a certificate-mode"),
+        "{}",
+        out.summary()
+    );
+    let rsa = dir.path().join("rsa.pub");
+    std::fs::write(&rsa, "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ== x\n")?;
+    let out = cli
+        .run(&[
+            "ssh",
+            "sign",
+            "ci-cert",
+            "--public-key",
+            &rsa.display().to_string(),
+            "--server",
+            &url,
+        ])
+        .await?;
+    assert!(
+        !out.success() && out.stderr.contains("only ssh-ed25519"),
+        "{}",
+        out.summary()
+    );
+
+    // known-hosts: an @cert-authority line for the host CA
+    let out = cli.run(&["ssh", "known-hosts", "--server", &url]).await?;
+    assert!(out.success(), "{}", out.summary());
+    let ca = server.get("/api/v1/ssh/ca").await?;
+    let host_ca = ca.body["issuers"][0]["host_ca"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(out.stdout.trim(), format!("@cert-authority * {host_ca}"));
+    let user_ca = ca.body["issuers"][0]["user_ca"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    // A real sshd trusting the user CA, with a static `deployer` account.
+    let ns = Namespace::start(dir.path().join("ns"))?;
+    ns.run(&[
+        "useradd", "-m", "-l", "-s", "/bin/sh", "-p", "*", "deployer",
+    ])?;
+    let mut sshd = start_sshd(&ns, dir.path(), port, &user_ca)?;
+    let listening = poll_until("sshd to listen", Duration::from_secs(10), || async {
+        Ok(std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ()))
+    })
+    .await;
+    if listening.is_err() {
+        sshd.ensure_running()?;
+        listening?;
+    }
+    let host_pub = std::fs::read_to_string(dir.path().join("sshd_host_key.pub"))?;
+    std::fs::write(
+        dir.path().join("known_hosts"),
+        format!("[127.0.0.1]:{port} {}", host_pub.trim()),
+    )?;
+
+    // Accepted for the static principal (force-command prints the login).
+    let (code, stdout) = ssh(dir.path(), port, &user_key, &cert, "deployer")?;
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "deployer"),
+        "sshd: {}",
+        sshd.log_tail(20)
+    );
+
+    // Refused: a certificate for another principal.
+    let out = cli
+        .run(&[
+            "ssh",
+            "sign",
+            "other-cert",
+            "--public-key",
+            &pub_path,
+            "--server",
+            &url,
+        ])
+        .await?;
+    assert!(out.success(), "{}", out.summary());
+    let (code, _) = ssh(dir.path(), port, &user_key, out.stdout.trim(), "deployer")?;
+    assert_eq!(
+        code, 255,
+        "a certificate for someoneelse must not log in as deployer"
+    );
+
+    // Refused: an expired certificate (role max_ttl 2s).
+    let out = cli
+        .run(&[
+            "ssh",
+            "sign",
+            "short-cert",
+            "--public-key",
+            &pub_path,
+            "-o",
+            "json",
+            "--server",
+            &url,
+        ])
+        .await?;
+    assert!(out.success(), "{}", out.summary());
+    let short = out.json()?;
+    let valid_before = short["valid_before"].as_i64().unwrap_or_default();
+    assert!(valid_before - unix_now() <= 2);
+    poll_until(
+        "the short certificate to expire",
+        Duration::from_secs(10),
+        || async { Ok((unix_now() > valid_before).then_some(())) },
+    )
+    .await?;
+    let (code, _) = ssh(
+        dir.path(),
+        port,
+        &user_key,
+        short["certificate"].as_str().unwrap_or_default(),
+        "deployer",
+    )?;
+    assert_eq!(code, 255, "an expired certificate must be refused");
+    let log = std::fs::read_to_string(dir.path().join("sshd.err"))?;
+    assert!(
+        log.contains("not a listed principal") || log.contains("name is not a listed principal"),
+        "{log}"
+    );
+    assert!(log.contains("expired"), "{log}");
+
+    // The audit trail names every certificate with its serial.
+    let events = server.audit_events()?;
+    let issued: Vec<_> = idmint_testkit::audit::events_of(&events, "ssh_certificate_issued")
+        .into_iter()
+        .filter(|e| e["outcome"] == "success")
+        .collect();
+    assert_eq!(issued.len(), 4);
+    assert_eq!(issued[0]["detail"]["serial"], signed["serial"]);
+    assert_eq!(issued[0]["lease_id"], signed["lease_id"]);
+    drop(sshd);
+    drop(ns);
+    Ok(())
+}
