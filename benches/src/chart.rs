@@ -56,7 +56,9 @@ pub fn svg(rows: &[Row], title: &str) -> String {
         }
     }
     let bars: usize = groups.iter().map(|(_, m)| m.len()).sum();
-    let height = TOP + bars as f64 * BAR_HEIGHT + groups.len() as f64 * GROUP_GAP + 60.0;
+    // Each group: a header line, then one line per bar.
+    let height =
+        TOP + (bars + groups.len()) as f64 * BAR_HEIGHT + groups.len() as f64 * GROUP_GAP + 60.0;
 
     let mut out = String::new();
     let _ = writeln!(
@@ -93,11 +95,11 @@ pub fn svg(rows: &[Row], title: &str) -> String {
     for (name, members) in &groups {
         let _ = writeln!(
             out,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end" font-weight="bold">{}</text>"#,
-            LABEL_WIDTH - 110.0,
+            r#"<text x="10" y="{:.1}" font-weight="bold">{}</text>"#,
             y + BAR_HEIGHT - 3.0,
             escape(name)
         );
+        y += BAR_HEIGHT;
         for r in members {
             let _ = writeln!(
                 out,
@@ -167,7 +169,12 @@ mod tests {
         slow.system = System::OpenBaoBatch;
         slow.req_per_s = 100.0;
         slow.ratio = Some(100.0);
-        let skipped = Row::skipped(Compared::SshSign, System::Idmint, 16, "skipped: <not built>");
+        let skipped = Row::skipped(
+            Compared::SshSign,
+            System::Idmint,
+            16,
+            "skipped: <not built>",
+        );
         let text = svg(&[fast, slow, skipped], "idmint & OpenBao");
         assert!(text.starts_with("<svg"));
         assert!(text.trim_end().ends_with("</svg>"));

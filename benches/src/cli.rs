@@ -48,9 +48,7 @@ pub enum PeerKind {
 }
 
 /// A comparison scenario. The order here is the order they run in.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, serde::Serialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Compared {
     /// The load generator's ceiling: idmint /healthz, OpenBao /v1/sys/health.

@@ -108,7 +108,8 @@ impl TaskTally {
             shared.errors.fetch_add(1, Ordering::Relaxed);
         }
         if window.records(started, done) {
-            let micros = u64::try_from(done.duration_since(started).as_micros()).unwrap_or(u64::MAX);
+            let micros =
+                u64::try_from(done.duration_since(started).as_micros()).unwrap_or(u64::MAX);
             self.histogram
                 .saturating_record(micros.clamp(1, MAX_TRACKED_MICROS));
             self.last_done = Some(done);

@@ -258,7 +258,7 @@ async fn run(cli: &Cli) -> Result<()> {
             );
             println!();
             println!("{}", compare::rows::table(&rows));
-            println!("req/s counts successful operations (login-exchange on OpenBao is a login plus an identity-token read); CPU-s/1k req is server CPU per 1000 of them; * = input ran out before the end of the window.");
+            println!("req/s counts successful operations (login-exchange on OpenBao is a login plus an identity-token read); CPU-s/1k req is server CPU per 1000 of them; other cores: CPU used meanwhile by everything else (PostgreSQL for pg-creds/lease-revoke, other processes); * = input ran out before the end of the window.");
             let dir = args
                 .common
                 .json_path
@@ -307,16 +307,12 @@ async fn run(cli: &Cli) -> Result<()> {
             println!("{}", machine.describe());
             println!();
             print!("{}", report.table());
-            let path = args
-                .common
-                .json_path
-                .clone()
-                .unwrap_or_else(|| {
-                    report::default_json_path()
-                        .parent()
-                        .map(|d| d.join("scale.json"))
-                        .unwrap_or_default()
-                });
+            let path = args.common.json_path.clone().unwrap_or_else(|| {
+                report::default_json_path()
+                    .parent()
+                    .map(|d| d.join("scale.json"))
+                    .unwrap_or_default()
+            });
             let doc = serde_json::json!({
                 "date": date,
                 "machine": machine,

@@ -118,21 +118,26 @@ impl ScaleReport {
             Some(false) => "MISSED".to_string(),
             None => "?".to_string(),
         };
-        let within = |full: f64, empty: f64| {
-            (empty > 0.0).then(|| (full - empty) / empty <= P99_TOLERANCE)
-        };
+        let within =
+            |full: f64, empty: f64| (empty > 0.0).then(|| (full - empty) / empty <= P99_TOLERANCE);
         let mut row = |m: String, v: String, target: String, ok: Option<bool>| {
             t.row(vec![m, v, target, verdict(ok)]);
         };
         row(
             "login p99, empty store".into(),
-            format!("{:.2} ms ({:.0} req/s)", self.login_empty.p99_ms, self.login_empty.req_per_s),
+            format!(
+                "{:.2} ms ({:.0} req/s)",
+                self.login_empty.p99_ms, self.login_empty.req_per_s
+            ),
             "-".into(),
             Some(true),
         );
         row(
             "issuance p99, empty store".into(),
-            format!("{:.2} ms ({:.0} req/s)", self.creds_empty.p99_ms, self.creds_empty.req_per_s),
+            format!(
+                "{:.2} ms ({:.0} req/s)",
+                self.creds_empty.p99_ms, self.creds_empty.req_per_s
+            ),
             "-".into(),
             Some(true),
         );
@@ -149,7 +154,10 @@ impl ScaleReport {
         );
         row(
             format!("seeding {} leases into the SQLite store", self.leases),
-            format!("{:.1} s ({:.0}/s), {} live after", self.seed_seconds, self.seed_per_s, self.live_after_seed),
+            format!(
+                "{:.1} s ({:.0}/s), {} live after",
+                self.seed_seconds, self.seed_per_s, self.live_after_seed
+            ),
             "-".into(),
             Some(self.live_after_seed >= self.leases),
         );
@@ -161,13 +169,19 @@ impl ScaleReport {
         );
         row(
             "login p99, full store".into(),
-            format!("{:.2} ms ({:.0} req/s)", self.login_full.p99_ms, self.login_full.req_per_s),
+            format!(
+                "{:.2} ms ({:.0} req/s)",
+                self.login_full.p99_ms, self.login_full.req_per_s
+            ),
             "within +20 % of empty".into(),
             within(self.login_full.p99_ms, self.login_empty.p99_ms),
         );
         row(
             "issuance p99, full store".into(),
-            format!("{:.2} ms ({:.0} req/s)", self.creds_full.p99_ms, self.creds_full.req_per_s),
+            format!(
+                "{:.2} ms ({:.0} req/s)",
+                self.creds_full.p99_ms, self.creds_full.req_per_s
+            ),
             "within +20 % of empty".into(),
             within(self.creds_full.p99_ms, self.creds_empty.p99_ms),
         );
@@ -215,11 +229,19 @@ impl ScaleReport {
         );
         let audit_target = AUDIT_TARGET_S_PER_10M * self.audit_events as f64 / 10_000_000.0;
         row(
-            format!("audit verify, {} events ({} MiB)", self.audit_events, mib(self.audit_mib)),
+            format!(
+                "audit verify, {} events ({} MiB)",
+                self.audit_events,
+                mib(self.audit_mib)
+            ),
             format!(
                 "{:.1} s, {} (written in {:.1} s)",
                 self.audit_verify_seconds,
-                if self.audit_verify_ok { "intact" } else { "FAILED" },
+                if self.audit_verify_ok {
+                    "intact"
+                } else {
+                    "FAILED"
+                },
                 self.audit_write_seconds
             ),
             format!("< {audit_target:.1} s"),
@@ -275,7 +297,11 @@ pub async fn run(args: &ScaleArgs, env: &RunEnv) -> Result<ScaleReport> {
     server.stop()?;
     let live_after_api = count_live(&db).await?;
 
-    env.note(&format!("3/6 seeding {} active leases into {}", args.leases, db.display()));
+    env.note(&format!(
+        "3/6 seeding {} active leases into {}",
+        args.leases,
+        db.display()
+    ));
     let far = UnixTime::now().secs() + 86_400;
     let seed_seconds = seed_leases(&db, args.leases, far, env.quiet).await?;
     let live_after_seed = count_live(&db).await?;
@@ -300,7 +326,10 @@ pub async fn run(args: &ScaleArgs, env: &RunEnv) -> Result<ScaleReport> {
     let rss_full_mib = rss(&server, env);
     let db_mib = std::fs::metadata(&db).ok().map(|m| m.len() as f64 / MIB);
 
-    env.note(&format!("5/6 reaper: {} expired leases under a login load", args.expired));
+    env.note(&format!(
+        "5/6 reaper: {} expired leases under a login load",
+        args.expired
+    ));
     server.stop()?;
     let past = UnixTime::now().secs() - 60;
     seed_leases(&db, args.expired, past, env.quiet).await?;
@@ -313,7 +342,10 @@ pub async fn run(args: &ScaleArgs, env: &RunEnv) -> Result<ScaleReport> {
         .map_err(|e| BenchError::io("watching the reaper", std::io::Error::other(e)))??;
     server.stop()?;
 
-    env.note(&format!("6/6 audit: {} events, then idmint audit verify", args.audit_events));
+    env.note(&format!(
+        "6/6 audit: {} events, then idmint audit verify",
+        args.audit_events
+    ));
     let audit_dir = tempfile::Builder::new()
         .prefix("idmint-bench-audit-")
         .tempdir()
@@ -421,7 +453,10 @@ impl Measure<'_> {
         }
         let c = self.args.concurrency.max(1);
         let sessions = self.supply.pool(self.alg, c + 8).await?;
-        let items = Arc::new(crate::tokens::TokenPool::new(vec![String::new(); count as usize]));
+        let items = Arc::new(crate::tokens::TokenPool::new(vec![
+            String::new();
+            count as usize
+        ]));
         let workload = Arc::new(Consume {
             session: SessionSource::IdmintLogin(sessions.clone()),
             pool: items,
@@ -581,6 +616,7 @@ async fn write_audit(path: &Path, count: u64, quiet: bool) -> Result<(f64, Strin
         key.expose(),
     )
     .map_err(|e| audit_error("opening the audit log", e))?;
+    let identity = Arc::new(ci_identity());
     let bar = progress::counter(count, "writing audit events", quiet);
     let started = Instant::now();
     let mut n = 0u64;
@@ -589,9 +625,11 @@ async fn write_audit(path: &Path, count: u64, quiet: bool) -> Result<(f64, Strin
         let mut set = tokio::task::JoinSet::new();
         for i in 0..chunk {
             let log = log.clone();
+            let identity = identity.clone();
             let k = n + i;
             set.spawn(async move {
                 let mut event = AuditEvent::new("credential_issued", "success");
+                event.identity = Some((*identity).clone());
                 event.request_id = Some(format!("req_{k:032x}"));
                 event.action = Some("issue".into());
                 event.role = Some(scenario::ROLE.into());
@@ -610,12 +648,39 @@ async fn write_audit(path: &Path, count: u64, quiet: bool) -> Result<(f64, Strin
         n += chunk;
         bar.set_position(n);
     }
-    log.close().await.map_err(|e| audit_error("closing the audit log", e))?;
+    log.close()
+        .await
+        .map_err(|e| audit_error("closing the audit log", e))?;
     bar.finish_and_clear();
     Ok((
         started.elapsed().as_secs_f64(),
         URL_SAFE_NO_PAD.encode(log.public_key()),
     ))
+}
+
+/// The identity of a GitHub Actions job as the server records it: every
+/// verified claim goes into `claims_used`, which makes a real event about
+/// 1 KB (the size `idmint audit verify` has to hash).
+fn ci_identity() -> idmint_audit::AuditIdentity {
+    let claims = serde_json::json!({
+        "aud": "idmint", "sub": "repo:acme/app:ref:refs/heads/main",
+        "repository": "acme/app", "repository_owner": "acme", "repository_id": "4242",
+        "ref": "refs/heads/main", "ref_type": "branch",
+        "sha": "0123456789abcdef0123456789abcdef01234567", "workflow": "release",
+        "workflow_ref": "acme/app/.github/workflows/release.yml@refs/heads/main",
+        "job_workflow_ref": "acme/app/.github/workflows/release.yml@refs/heads/main",
+        "actor": "octocat", "event_name": "push", "run_id": "1001", "run_attempt": "1",
+        "environment": "production",
+    });
+    idmint_audit::AuditIdentity {
+        subject: "repo:acme/app:ref:refs/heads/main".into(),
+        issuer: "https://token.actions.githubusercontent.com".into(),
+        method: "oidc".into(),
+        auth: "github".into(),
+        kind: "ci".into(),
+        claims_used: claims.as_object().cloned().unwrap_or_default(),
+        proof_id: "0123456789abcdef".into(),
+    }
 }
 
 /// Runs `idmint audit verify FILE --public-key KEY`; returns its wall time

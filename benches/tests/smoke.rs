@@ -99,16 +99,25 @@ fn all_without_a_peer_measures_every_idmint_scenario() {
             assert!(row["skipped"].as_str().unwrap().contains("not built"));
             continue;
         }
-        assert!(row["ok"].as_u64().unwrap() > 0, "nothing succeeded: {row:#}");
+        assert!(
+            row["ok"].as_u64().unwrap() > 0,
+            "nothing succeeded: {row:#}"
+        );
         assert_eq!(row["errors"], 0, "{row:#}");
         assert!(row["p99_ms"].as_f64().unwrap() > 0.0, "{row:#}");
     }
     // lease-revoke revoked what pg-creds issued.
     let issued = rows.iter().find(|r| r["scenario"] == "pg-creds").unwrap();
-    let revoked = rows.iter().find(|r| r["scenario"] == "lease-revoke").unwrap();
+    let revoked = rows
+        .iter()
+        .find(|r| r["scenario"] == "lease-revoke")
+        .unwrap();
     assert!(revoked["ok"].as_u64().unwrap() <= issued["ok"].as_u64().unwrap() + 1000);
     let svg = std::fs::read_to_string(dir.path().join("comparison.svg")).expect("the chart");
-    assert!(svg.starts_with("<svg") && svg.contains("jwt-login c=2"), "{svg}");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("jwt-login c=2"),
+        "{svg}"
+    );
 }
 
 #[test]
@@ -139,7 +148,8 @@ fn scale_with_tiny_counts_reports_every_step() {
     // API leases + the creds runs' leases + the seeded ones.
     assert!(scale["live_after_api"].as_u64().unwrap() >= 40, "{scale:#}");
     assert!(
-        scale["live_after_seed"].as_u64().unwrap() >= scale["live_after_api"].as_u64().unwrap() + 3000,
+        scale["live_after_seed"].as_u64().unwrap()
+            >= scale["live_after_api"].as_u64().unwrap() + 3000,
         "{scale:#}"
     );
     assert!(scale["startup_s"].as_f64().unwrap() > 0.0);
@@ -151,7 +161,10 @@ fn scale_with_tiny_counts_reports_every_step() {
     assert_eq!(scale["reaper_left"], 0);
     assert_eq!(scale["audit_verify_ok"], true, "{scale:#}");
     for key in ["login_empty", "creds_empty", "login_full", "creds_full"] {
-        assert!(scale[key]["req_per_s"].as_f64().unwrap() > 0.0, "{key}: {scale:#}");
+        assert!(
+            scale[key]["req_per_s"].as_f64().unwrap() > 0.0,
+            "{key}: {scale:#}"
+        );
         assert_eq!(scale[key]["errors"], 0, "{key}: {scale:#}");
     }
 }

@@ -36,9 +36,9 @@ use targets::{IdmintTarget, SharedPg};
 const SESSION_SPARE_TOKENS: usize = 8;
 const INCOMING: IncomingAlg = IncomingAlg::Es256;
 
-/// Whether idmint serves `POST /api/v1/ssh/sign/{role}`; until it does the
-/// ssh-sign row of idmint says so instead of a number.
-pub const IDMINT_SSH_SIGN: bool = false;
+/// What an idmint row says when the server has no `POST
+/// /api/v1/ssh/sign/{role}` route (an older build).
+pub const SSH_SIGN_MISSING: &str = "skipped: idmint ssh/sign not built";
 
 /// Everything a run needs to reach one system.
 struct Endpoint {
@@ -126,7 +126,7 @@ pub async fn run(args: &AllArgs, env: &RunEnv) -> Result<Vec<Row>> {
     let systems = Systems {
         idmint,
         bao,
-        pg: pg,
+        pg,
         idmint_leases: Harvest::default(),
         bao_leases: Harvest::default(),
         ssh_public_key: bao_setup::openssh_ed25519(&ssh_key)?,
@@ -143,14 +143,9 @@ pub async fn run(args: &AllArgs, env: &RunEnv) -> Result<Vec<Row>> {
             for endpoint in systems.endpoints(scenario) {
                 if endpoint.system == System::Idmint
                     && scenario == Compared::SshSign
-                    && !IDMINT_SSH_SIGN
+                    && !systems.idmint_signs_ssh(&mut supply).await?
                 {
-                    rows.push(Row::skipped(
-                        scenario,
-                        endpoint.system,
-                        c,
-                        "skipped: idmint ssh/sign not built",
-                    ));
+                    rows.push(Row::skipped(scenario, endpoint.system, c, SSH_SIGN_MISSING));
                     continue;
                 }
                 let row = run_one(args, env, &systems, &mut supply, scenario, &endpoint, c).await?;
@@ -166,6 +161,25 @@ pub async fn run(args: &AllArgs, env: &RunEnv) -> Result<Vec<Row>> {
 }
 
 impl Systems {
+    /// Whether the idmint binary routes `POST /api/v1/ssh/sign/{role}`:
+    /// axum answers an unknown route with an empty 404, the handler always
+    /// with a JSON body.
+    async fn idmint_signs_ssh(&self, supply: &mut TokenSupply) -> Result<bool> {
+        let pool = supply.pool(INCOMING, 1).await?;
+        let mut conn = crate::http::Connection::open(self.idmint.addr()).await?;
+        let token = pool.take().map(str::to_string).unwrap_or_default();
+        let login = conn.send(idmint_login(&token)?, true).await?;
+        let session: serde_json::Value = serde_json::from_slice(&login.body)?;
+        let probe = Outgoing::post(
+            format!("/api/v1/ssh/sign/{}", targets::IDMINT_SSH_ROLE),
+            JSON,
+            serde_json::to_string(&serde_json::json!({ "public_key": self.ssh_public_key }))?,
+        )
+        .with_bearer(session["token"].as_str().unwrap_or_default().to_string());
+        let answer = conn.send(probe, true).await?;
+        Ok(!(answer.status == 404 && answer.body.is_empty()))
+    }
+
     /// How many issued users PostgreSQL holds and how many leases wait for
     /// lease-revoke: shows that pg-creds really created users and that
     /// lease-revoke really dropped them.
@@ -253,9 +267,9 @@ async fn run_one(
         (Compared::Ceiling, true) => repeat(SessionSource::None, None, |_| {
             Ok(Outgoing::get(scenario::HEALTHZ_PATH))
         }),
-        (Compared::Ceiling, false) => {
-            repeat(SessionSource::None, None, |_| Ok(Outgoing::get("/v1/sys/health")))
-        }
+        (Compared::Ceiling, false) => repeat(SessionSource::None, None, |_| {
+            Ok(Outgoing::get("/v1/sys/health"))
+        }),
         (Compared::JwtLogin, true) => consume(SessionSource::None, pool.clone(), None, |t, _| {
             idmint_login(t)
         }),
@@ -305,12 +319,10 @@ async fn run_one(
             let leases = Arc::new(TokenPool::new(harvest.take_all()));
             lease_pool = Some(leases.clone());
             consume(session, leases, None, |id, s| {
-                Ok(Outgoing::post(
-                    format!("/api/v1/leases/{id}/revoke"),
-                    JSON,
-                    String::new(),
+                Ok(
+                    Outgoing::post(format!("/api/v1/leases/{id}/revoke"), JSON, String::new())
+                        .with_bearer(s.unwrap_or_default().to_string()),
                 )
-                .with_bearer(s.unwrap_or_default().to_string()))
             })
         }
         (Compared::LeaseRevoke, false) => {
@@ -328,15 +340,22 @@ async fn run_one(
             })
         }
         (Compared::SshSign, idmint) => {
-            let body = serde_json::to_string(&serde_json::json!({
-                "public_key": systems.ssh_public_key,
-                "valid_principals": bao_setup::SSH_USER,
-            }))?;
-            let path = if idmint {
-                "/api/v1/ssh/sign/deploy".to_string()
+            // idmint's role fixes the principals; OpenBao is told them.
+            let (path, body) = if idmint {
+                (
+                    format!("/api/v1/ssh/sign/{}", targets::IDMINT_SSH_ROLE),
+                    serde_json::json!({ "public_key": systems.ssh_public_key }),
+                )
             } else {
-                format!("/v1/ssh/sign/{}", bao_setup::SSH_ROLE)
+                (
+                    format!("/v1/ssh/sign/{}", bao_setup::SSH_ROLE),
+                    serde_json::json!({
+                        "public_key": systems.ssh_public_key,
+                        "valid_principals": bao_setup::SSH_USER,
+                    }),
+                )
             };
+            let body = serde_json::to_string(&body)?;
             repeat(session, None, move |s| {
                 Ok(Outgoing::post(path.clone(), JSON, body.clone())
                     .with_bearer(s.unwrap_or_default().to_string()))
@@ -359,11 +378,7 @@ async fn run_one(
     } else {
         (args.warmup, args.duration)
     };
-    let bar = progress::timed(
-        (warmup + duration).as_secs().max(1),
-        &label,
-        env.quiet,
-    );
+    let bar = progress::timed((warmup + duration).as_secs().max(1), &label, env.quiet);
     let outcome = loadgen::run(LoadPlan {
         addr: endpoint.addr,
         workload,

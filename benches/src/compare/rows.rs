@@ -77,13 +77,9 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(
-        scenario: Compared,
-        system: System,
-        concurrency: usize,
-        out: &LoadOutcome,
-    ) -> Self {
-        let cpu = |a: Option<crate::procstat::ProcSample>, b: Option<crate::procstat::ProcSample>| {
+    pub fn new(scenario: Compared, system: System, concurrency: usize, out: &LoadOutcome) -> Self {
+        let cpu = |a: Option<crate::procstat::ProcSample>,
+                   b: Option<crate::procstat::ProcSample>| {
             Some((b?.cpu_seconds - a?.cpu_seconds).max(0.0))
         };
         let sampled = out.sampled.as_secs_f64();
@@ -206,6 +202,7 @@ pub fn table(rows: &[Row]) -> String {
         "CPU-s/1k req",
         "RSS MiB",
         "idmint/OpenBao",
+        "other cores",
     ]);
     for r in rows {
         if let Some(why) = &r.skipped {
@@ -214,6 +211,7 @@ pub fn table(rows: &[Row]) -> String {
                 r.system.as_str().to_string(),
                 r.concurrency.to_string(),
                 why.clone(),
+                String::new(),
                 String::new(),
                 String::new(),
                 String::new(),
@@ -238,9 +236,10 @@ pub fn table(rows: &[Row]) -> String {
             opt(r.server_cpu_s_per_1k, 3),
             opt(r.server_rss_mb, 0),
             r.ratio.map(|x| format!("{x:.1}x")).unwrap_or_default(),
+            opt(r.other_cores, 2),
         ]);
     }
-    for i in 2..10 {
+    for i in 2..11 {
         if let Some(column) = table.column_mut(i) {
             column.set_cell_alignment(CellAlignment::Right);
         }

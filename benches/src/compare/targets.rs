@@ -23,6 +23,10 @@ pub const BAO_PG_ADMIN: &str = "bao_admin";
 pub const IDMINT_PG_ISSUER: &str = "bench-pg";
 pub const IDMINT_PG_ROLE: &str = "db/readers";
 const ADMIN_PASSWORD_ENV: &str = "BENCH_PG_ADMIN_PASSWORD";
+/// `[[issuer.ssh]] name` and the certificate-mode role signed by
+/// `POST /api/v1/ssh/sign/{role}` (OpenBao: `ssh/sign/deploy`).
+pub const IDMINT_SSH_ISSUER: &str = "bench-ssh";
+pub const IDMINT_SSH_ROLE: &str = "deploy";
 
 /// The throwaway PostgreSQL both systems issue users on.
 pub struct SharedPg {
@@ -93,11 +97,28 @@ async fn run_psql(pg: &PgServer, sql: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `roles.toml` of the comparison: the oauth role of `login-exchange` plus
-/// the database role.
+/// The certificate-mode SSH role (no agent: the peer of OpenBao's
+/// `ssh/sign`), for the same login as OpenBao's role.
+fn ssh_role() -> String {
+    format!(
+        r#"
+[[role]]
+name = "{IDMINT_SSH_ROLE}"
+issuer = "{IDMINT_SSH_ISSUER}"
+description = "SSH user certificate for the deploy login"
+max_ttl = "10m"
+default_ttl = "5m"
+ssh = {{ mode = "certificate", principals = ["{user}"] }}
+"#,
+        user = crate::openbao::setup::SSH_USER
+    )
+}
+
+/// `roles.toml` of the comparison: the oauth role of `login-exchange`, the
+/// SSH role and the database role.
 fn roles() -> String {
     format!(
-        r#"{ROLES}
+        r#"{ROLES}{ssh}
 [[role]]
 name = "{IDMINT_PG_ROLE}"
 issuer = "{IDMINT_PG_ISSUER}"
@@ -107,7 +128,8 @@ default_ttl = "{ttl}"
 [role.database]
 member_of = ["{PG_GROUP}"]
 "#,
-        ttl = crate::openbao::setup::DB_TTL
+        ttl = crate::openbao::setup::DB_TTL,
+        ssh = ssh_role()
     )
 }
 
@@ -119,6 +141,11 @@ fn policy() -> String {
         r#"{POLICY}
 @id("acme-app-main-gets-db-readers")
 permit (principal, action == Action::"issue", resource == Role::"{IDMINT_PG_ROLE}")
+when {{ principal has repository && principal.repository == "acme/app"
+       && principal has ref && principal.ref == "refs/heads/main" }};
+
+@id("acme-app-main-gets-ssh-deploy")
+permit (principal, action == Action::"issue", resource == Role::"{IDMINT_SSH_ROLE}")
 when {{ principal has repository && principal.repository == "acme/app"
        && principal has ref && principal.ref == "refs/heads/main" }};
 
@@ -151,6 +178,10 @@ impl IdmintTarget {
             env: vec![("IDMINT_LOG".into(), "info".into())],
             ..ServerSpec::default()
         };
+        let ssh: idmint_testkit::toml::Table =
+            idmint_testkit::toml::from_str(&format!("name = \"{IDMINT_SSH_ISSUER}\"\n"))
+                .map_err(|e| BenchError::openbao("idmint config", e))?;
+        spec.issuers.push(("ssh".into(), ssh));
         if let Some(pg) = pg {
             let table: idmint_testkit::toml::Table = idmint_testkit::toml::from_str(&format!(
                 r#"
@@ -171,7 +202,7 @@ pool_size = 8
         } else {
             // Without PostgreSQL the database role would name an unknown
             // issuer.
-            spec.roles = ROLES.to_string();
+            spec.roles = format!("{ROLES}{}", ssh_role());
         }
         let server = IdmintServer::start(bin, spec)
             .await
@@ -201,5 +232,8 @@ mod tests {
         let policy = policy();
         assert!(policy.contains(&format!("Role::\"{IDMINT_PG_ROLE}\"")));
         assert!(policy.contains("Action::\"admin\""));
+        assert!(roles.contains(&format!("name = \"{IDMINT_SSH_ROLE}\"")));
+        assert!(roles.contains("mode = \"certificate\""));
+        assert!(policy.contains(&format!("Role::\"{IDMINT_SSH_ROLE}\"")));
     }
 }

@@ -240,7 +240,10 @@ pub fn openssh_ed25519(key: &TestKey) -> Result<String> {
         blob.extend((part.len() as u32).to_be_bytes());
         blob.extend(part);
     }
-    Ok(format!("ssh-ed25519 {} bench@idmint", STANDARD.encode(blob)))
+    Ok(format!(
+        "ssh-ed25519 {} bench@idmint",
+        STANDARD.encode(blob)
+    ))
 }
 
 #[cfg(test)]

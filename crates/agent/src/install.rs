@@ -151,10 +151,7 @@ fn check_contains_line(
     fix: &str,
 ) -> InstallCheck {
     let text = std::fs::read_to_string(host.path(file)).unwrap_or_default();
-    let ok = text
-        .lines()
-        .map(str::trim)
-        .any(|l| any_of.contains(&l));
+    let ok = text.lines().map(str::trim).any(|l| any_of.contains(&l));
     InstallCheck {
         what: what.to_string(),
         ok,

@@ -71,18 +71,44 @@ pub fn kill_all_of_uid(proc_dir: &Path, uid: u32) -> BTreeSet<u32> {
             break;
         }
         for pid in &left {
-            if let Some(p) = i32::try_from(*pid)
-                .ok()
-                .and_then(rustix::process::Pid::from_raw)
-            {
-                // ESRCH (already gone) is the outcome we want anyway.
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-            }
+            kill_if_owned_by(proc_dir, *pid, uid);
         }
         std::thread::sleep(KILL_ROUND_PAUSE);
         left = pids_of_uid(proc_dir, uid);
     }
     left
+}
+
+/// SIGKILL `pid` if it (still) belongs to `uid`. The pid is pinned with a
+/// pidfd first and its owner checked afterwards, so a pid reused by another
+/// process between the scan and the kill is never signalled. Kernels
+/// without pidfds (< 5.3) fall back to a plain `kill`.
+fn kill_if_owned_by(proc_dir: &Path, pid: u32, uid: u32) {
+    use rustix::process::{kill_process, pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+    let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return;
+    };
+    let owned = || {
+        std::fs::read_to_string(proc_dir.join(pid.to_string()).join("status"))
+            .ok()
+            .and_then(|s| parse_status(&s))
+            .is_some_and(|i| i.uids.contains(&uid))
+    };
+    match pidfd_open(p, PidfdFlags::empty()) {
+        Ok(fd) => {
+            if owned() {
+                // ESRCH (already gone) is the outcome we want anyway.
+                let _ = pidfd_send_signal(&fd, Signal::KILL);
+            }
+        }
+        Err(rustix::io::Errno::NOSYS) => {
+            if owned() {
+                let _ = kill_process(p, Signal::KILL);
+            }
+        }
+        // Gone already (ESRCH) or not ours to see.
+        Err(_) => {}
+    }
 }
 
 /// Uids below this are system accounts; the agent never kills them.
@@ -129,6 +155,23 @@ mod tests {
         let z = parse_status("State:\tZ (zombie)\nUid:\t5\t5\t5\t5\n").unwrap();
         assert!(z.zombie);
         assert!(parse_status("Name: x\n").is_none());
+    }
+
+    #[test]
+    fn kills_only_processes_of_the_uid() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let me = rustix::process::getuid().as_raw();
+        // Not owned by this (unused) uid: left alone.
+        kill_if_owned_by(Path::new("/proc"), pid, me.wrapping_add(12345));
+        assert!(child.try_wait().unwrap().is_none());
+        kill_if_owned_by(Path::new("/proc"), pid, me);
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9));
     }
 
     #[test]

@@ -430,7 +430,10 @@ mod groups_tests {
 
     #[test]
     fn groups_are_always_a_list_of_strings() {
-        assert_eq!(groups_of(Some(&json!(["admins", 3, "", "dev"]))), vec![json!("admins"), json!("dev")]);
+        assert_eq!(
+            groups_of(Some(&json!(["admins", 3, "", "dev"]))),
+            vec![json!("admins"), json!("dev")]
+        );
         assert_eq!(groups_of(Some(&json!("ops"))), vec![json!("ops")]);
         assert!(groups_of(Some(&json!({"__entity": "x"}))).is_empty());
         assert!(groups_of(None).is_empty());

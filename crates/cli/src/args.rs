@@ -599,6 +599,10 @@ Examples:
 pub struct AuditVerifyArgs {
     /// The audit log (JSON lines).
     pub file: PathBuf,
+    /// More audit logs, one per server of a multi-server deployment: each
+    /// server keeps its own hash chain, and every chain is checked.
+    #[arg(value_name = "MORE_FILES")]
+    pub more_files: Vec<PathBuf>,
     /// The server's audit public key (base64url Ed25519). Without it, each
     /// checkpoint is checked against the key it embeds, which shows the log
     /// is intact but not who signed it.

@@ -57,6 +57,15 @@ impl ProcessCredentials {
     }
 }
 
+/// One cache file: the credentials and when they were fetched, so that a
+/// credential shorter-lived than `--refresh-before` is still reused for
+/// the first half of its life instead of being fetched on every call.
+#[derive(Serialize, Deserialize)]
+struct CacheEntry {
+    fetched_at: i64,
+    credentials: ProcessCredentials,
+}
+
 /// The cache directory: `$XDG_CACHE_HOME/idmint/aws` (absolute values
 /// only, per the XDG spec), else `$HOME/.cache/idmint/aws`.
 pub fn cache_dir(var: impl Fn(&str) -> Option<String>) -> Result<PathBuf> {
@@ -87,7 +96,8 @@ pub fn cache_file(dir: &Path, parts: &[&str]) -> PathBuf {
 }
 
 /// The cached credentials if present, private and valid for more than
-/// `refresh_before` seconds.
+/// `refresh_before` seconds — or, for credentials whose whole life is
+/// shorter than twice that, for more than half their life.
 pub fn read_cached(
     path: &Path,
     now: UnixTime,
@@ -117,25 +127,35 @@ pub fn read_cached(
         }
     }
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let Ok(creds) = serde_json::from_str::<ProcessCredentials>(&text) else {
+    let Ok(entry) = serde_json::from_str::<CacheEntry>(&text) else {
         // A damaged entry is replaced, not fatal.
         return Ok(None);
     };
-    let fresh = creds
-        .remaining(now)
-        .is_some_and(|left| left > i64::try_from(refresh_before).unwrap_or(i64::MAX));
-    Ok(fresh.then_some(creds))
+    let creds = entry.credentials;
+    let Some(left) = creds.remaining(now) else {
+        return Ok(None);
+    };
+    let lifetime = left + now.secs().saturating_sub(entry.fetched_at);
+    let threshold = i64::try_from(refresh_before)
+        .unwrap_or(i64::MAX)
+        .min(lifetime / 2);
+    Ok((left > threshold).then_some(creds))
 }
 
-/// Write `creds` to `path` atomically, 0600 in a 0700 directory.
-pub fn write_cached(path: &Path, creds: &ProcessCredentials) -> Result<()> {
+/// Write `creds`, fetched at `now`, to `path` atomically, 0600 in a 0700
+/// directory.
+pub fn write_cached(path: &Path, creds: &ProcessCredentials, now: UnixTime) -> Result<()> {
     let dir = path.parent().context("the cache file has no directory")?;
     crate::session::create_private_dir(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp",
         idmint_core::ids::random_hex(8).map_err(|e| anyhow::anyhow!("random: {e}"))?
     ));
-    let json = serde_json::to_vec(creds).context("encoding the cache entry")?;
+    let entry = CacheEntry {
+        fetched_at: now.secs(),
+        credentials: creds.clone(),
+    };
+    let json = serde_json::to_vec(&entry).context("encoding the cache entry")?;
     let result = crate::session::write_new_private(&tmp, &json).and_then(|()| {
         fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
     });
@@ -185,7 +205,7 @@ mod tests {
         let now = UnixTime(1_000_000_000);
         assert!(read_cached(&a, now, 300).unwrap().is_none());
         let c = creds(&UnixTime(now.secs() + 600).rfc3339(), Some("t"));
-        write_cached(&a, &c).unwrap();
+        write_cached(&a, &c, now).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             fs::metadata(&a).unwrap().permissions().mode() & 0o777,
@@ -198,6 +218,10 @@ mod tests {
         assert_eq!(read_cached(&a, now, 300).unwrap(), Some(c.clone()));
         // Less than refresh_before left: fetch again.
         assert!(read_cached(&a, now, 600).unwrap().is_none());
+        // A 10-minute credential with a 15-minute refresh_before is reused
+        // for its first half, then fetched again.
+        assert!(read_cached(&a, now, 900).unwrap().is_some());
+        assert!(read_cached(&a, UnixTime(now.secs() + 301), 900).unwrap().is_none());
         fs::set_permissions(&a, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(read_cached(&a, now, 300)
             .unwrap_err()

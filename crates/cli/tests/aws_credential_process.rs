@@ -204,6 +204,8 @@ resource "terraform_data" "marker" {{ input = "hello" }}
     );
 
     // Revoke: AWS deletes the key; the AWS CLI and Terraform now fail.
+    let leases = app.client.leases(&LeaseQuery { live: true, ..Default::default() }).await?;
+    assert_eq!(leases.leases.len(), 1, "one lease served every call: {:?}", leases.leases);
     for l in &leases.leases {
         assert_eq!(app.client.revoke_lease(&l.id).await?.state, "revoked");
     }

@@ -50,7 +50,10 @@ async fn cluster(
 
 /// A session token from `server` for the fixture identity (`acme/app`, main).
 async fn session(server: &IdmintServer, idp: &Idp) -> anyhow::Result<String> {
-    let r = server.api().login(&job_token(idp, json!({})).await?).await?;
+    let r = server
+        .api()
+        .login(&job_token(idp, json!({})).await?)
+        .await?;
     anyhow::ensure!(r.status == 200, "login: {}", r.summary());
     Ok(r.body["token"]
         .as_str()
@@ -80,8 +83,8 @@ fn all_events(files: &[&Path]) -> anyhow::Result<Vec<Value>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revocation_on_one_server_is_enforced_by_the_others_within_a_second(
-) -> anyhow::Result<()> {
+async fn revocation_on_one_server_is_enforced_by_the_others_within_a_second() -> anyhow::Result<()>
+{
     let pg = tokio::task::spawn_blocking(PgServer::start).await??;
     let idp = Idp::start().await?;
     let servers = cluster(3, &idp, &pg, ServerSpec::default).await?;
@@ -179,8 +182,8 @@ async fn issue_with_failover(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_killed_under_load_loses_no_lease_and_none_is_revoked_twice(
-) -> anyhow::Result<()> {
+async fn a_server_killed_under_load_loses_no_lease_and_none_is_revoked_twice() -> anyhow::Result<()>
+{
     let pg = tokio::task::spawn_blocking(PgServer::start).await??;
     let idp = Idp::start().await?;
     let spec = || {
@@ -243,25 +246,29 @@ async fn a_server_killed_under_load_loses_no_lease_and_none_is_revoked_twice(
         .map(|r| r.get(0))
         .collect();
     for id in issued.keys() {
-        assert!(stored.contains(id), "lease {id} was handed out but not stored");
+        assert!(
+            stored.contains(id),
+            "lease {id} was handed out but not stored"
+        );
     }
-    poll_until("every lease to be revoked", Duration::from_secs(40), || async {
-        let live: i64 = watcher
-            .query_one(
-                "SELECT count(*) FROM leases WHERE state IN ('pending', 'active')",
-                &[],
-            )
-            .await
-            .map(|r| r.get(0))
-            .unwrap_or(-1);
-        Ok((live == 0).then_some(()))
-    })
+    poll_until(
+        "every lease to be revoked",
+        Duration::from_secs(40),
+        || async {
+            let live: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM leases WHERE state IN ('pending', 'active')",
+                    &[],
+                )
+                .await
+                .map(|r| r.get(0))
+                .unwrap_or(-1);
+            Ok((live == 0).then_some(()))
+        },
+    )
     .await?;
     let irrevocable: i64 = client
-        .query_one(
-            "SELECT count(*) FROM leases WHERE state <> 'revoked'",
-            &[],
-        )
+        .query_one("SELECT count(*) FROM leases WHERE state <> 'revoked'", &[])
         .await?
         .get(0);
     assert_eq!(irrevocable, 0, "every lease ends revoked");
@@ -293,8 +300,7 @@ async fn a_server_killed_under_load_loses_no_lease_and_none_is_revoked_twice(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_restart_under_load_gives_clear_503s_and_servers_recover(
-) -> anyhow::Result<()> {
+async fn postgres_restart_under_load_gives_clear_503s_and_servers_recover() -> anyhow::Result<()> {
     let pg = tokio::task::spawn_blocking(PgServer::start).await??;
     let idp = Idp::start().await?;
     let servers = cluster(2, &idp, &pg, ServerSpec::default).await?;
@@ -305,6 +311,24 @@ async fn postgres_restart_under_load_gives_clear_503s_and_servers_recover(
     for s in &servers {
         let r = s.api().creds(&token, "demo-api", &json!({})).await?;
         assert_eq!(r.status, 200, "{}", r.summary());
+    }
+
+    // Background load on both servers for the whole outage and recovery:
+    // every answer must be a credential or a clear 503.
+    let stop_load = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for worker in 0..3usize {
+        let api = idmint_testkit::RawApi::new(&servers[worker % 2].base_url())?;
+        let (token, stop_load) = (token.clone(), stop_load.clone());
+        load.push(tokio::spawn(async move {
+            let mut seen: Vec<(usize, u16, Option<String>)> = Vec::new();
+            while !stop_load.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = api.creds(&token, "demo-api", &json!({})).await?;
+                let lease = r.body["lease_id"].as_str().map(str::to_string);
+                seen.push((worker % 2, r.status, lease));
+            }
+            Ok::<_, anyhow::Error>(seen)
+        }));
     }
 
     // Stop the database; every request meanwhile gets a clear 503 and no
@@ -331,7 +355,10 @@ async fn postgres_restart_under_load_gives_clear_503s_and_servers_recover(
                         r.summary()
                     );
                     let msg = r.error_message().unwrap_or_default();
-                    assert!(msg.contains("PostgreSQL"), "the 503 names the database: {msg}");
+                    assert!(
+                        msg.contains("PostgreSQL"),
+                        "the 503 names the database: {msg}"
+                    );
                     refusals += 1;
                 }
                 200 => anyhow::bail!(
@@ -344,14 +371,20 @@ async fn postgres_restart_under_load_gives_clear_503s_and_servers_recover(
     }
     assert_eq!(refusals, 12);
     for s in &servers {
-        assert_eq!(s.get("/readyz").await?.status, 503, "not ready without the store");
+        assert_eq!(
+            s.get("/readyz").await?.status,
+            503,
+            "not ready without the store"
+        );
     }
 
     // Start it again: both servers recover on their own.
     {
         let pg = pg.clone();
         tokio::task::spawn_blocking(move || {
-            pg.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.restart()?;
+            pg.lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .restart()?;
             Ok::<_, anyhow::Error>(())
         })
         .await??;
@@ -362,17 +395,34 @@ async fn postgres_restart_under_load_gives_clear_503s_and_servers_recover(
             Duration::from_secs(20),
             || async {
                 let r = s.api().creds(&token, "demo-api", &json!({})).await?;
-                Ok((r.status == 200).then(|| r.body["lease_id"].as_str().map(str::to_string)).flatten())
+                Ok((r.status == 200)
+                    .then(|| r.body["lease_id"].as_str().map(str::to_string))
+                    .flatten())
             },
         )
         .await?;
         handed_out.push((i, id));
         assert_eq!(s.get("/readyz").await?.status, 200);
     }
+    stop_load.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut load_503s = 0;
+    for task in load {
+        for (i, status, lease) in task.await?? {
+            match (status, lease) {
+                (200, Some(id)) => handed_out.push((i, id)),
+                (503, None) => load_503s += 1,
+                other => anyhow::bail!("load got {other:?}: neither a credential nor a clear 503"),
+            }
+        }
+    }
+    assert!(load_503s > 0, "the load saw the outage");
 
     // Every credential handed out after recovery has a durable lease row
     // and an audit event on the server that issued it.
-    let admin_url = pg.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.admin_url();
+    let admin_url = pg
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .admin_url();
     let (client, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     for (i, id) in &handed_out {
@@ -389,5 +439,21 @@ async fn postgres_restart_under_load_gives_clear_503s_and_servers_recover(
             "lease {id} has its audit event on server {i}"
         );
     }
+
+    // One hash chain per server; `audit verify` checks them all at once.
+    let out = std::process::Command::new(bin())
+        .args(["audit", "verify"])
+        .args(servers.iter().map(|s| s.audit_file()))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("2 logs") && text.contains("every chain is intact"),
+        "{text}"
+    );
     Ok(())
 }

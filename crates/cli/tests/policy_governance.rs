@@ -119,26 +119,39 @@ async fn two_person_rule_stale_drafts_labels_rollback_and_impact() -> anyhow::Re
         .map_err(|e| anyhow::anyhow!("the fixture job must get demo-api: {e}"))?;
 
     // Someone the policy does not let govern cannot draft.
-    let e = draft(&job_client, fixtures::ROLES, "", "x").await.unwrap_err();
+    let e = draft(&job_client, fixtures::ROLES, "", "x")
+        .await
+        .unwrap_err();
     let e = e.downcast::<ClientError>()?;
     assert_eq!(api_code(&e), Some("policy_forbidden"), "{e}");
 
     // Invalid Cedar is refused with file and line, and never stored.
-    let e = draft(&alice, fixtures::ROLES, "\npermit (principal action);\n", "broken")
-        .await
-        .unwrap_err()
-        .downcast::<ClientError>()?;
+    let e = draft(
+        &alice,
+        fixtures::ROLES,
+        "\npermit (principal action);\n",
+        "broken",
+    )
+    .await
+    .unwrap_err()
+    .downcast::<ClientError>()?;
     assert_eq!(api_code(&e), Some("invalid_policy"), "{e}");
     assert!(e.to_string().contains("test.cedar: line"), "{e}");
     // A role naming an issuer the server lacks is refused too.
-    let bad_role = format!("{}\n[[role]]\nname = \"x\"\nissuer = \"nope\"\nmax_ttl = \"1m\"\n", fixtures::ROLES);
+    let bad_role = format!(
+        "{}\n[[role]]\nname = \"x\"\nissuer = \"nope\"\nmax_ttl = \"1m\"\n",
+        fixtures::ROLES
+    );
     let e = draft(&alice, &bad_role, "", "bad role")
         .await
         .unwrap_err()
         .downcast::<ClientError>()?;
     assert_eq!(api_code(&e), Some("invalid_policy"), "{e}");
     assert!(e.to_string().contains("roles.toml"), "{e}");
-    assert!(alice.list_drafts().await?.drafts.is_empty(), "invalid drafts are never stored");
+    assert!(
+        alice.list_drafts().await?.drafts.is_empty(),
+        "invalid drafts are never stored"
+    );
 
     // A draft that forbids demo-api for the job: its impact names the job.
     let forbid = "\n@id(\"freeze\")\nforbid (principal, action == Action::\"issue\", resource == Role::\"demo-api\");\n";
@@ -149,15 +162,28 @@ async fn two_person_rule_stale_drafts_labels_rollback_and_impact() -> anyhow::Re
     assert!(d1.impact.requests_evaluated >= 1, "{:?}", d1.impact);
     assert_eq!(
         d1.impact.newly_denied,
-        vec![format!("{}|repo:acme/app:ref:refs/heads/main", idp.issuer())],
+        vec![format!(
+            "{}|repo:acme/app:ref:refs/heads/main",
+            idp.issuer()
+        )],
         "{:?}",
         d1.impact
     );
     assert!(d1.impact.newly_allowed.is_empty());
     let diff = alice.draft_diff(&d1.id).await?;
-    let file = diff.files.iter().find(|f| f.name == "test.cedar").expect("test.cedar differs");
-    assert!(file.unified.contains("+@id(\"freeze\")"), "{}", file.unified);
-    assert!(file.unified.starts_with("--- active/test.cedar\n+++ draft/test.cedar\n@@ "));
+    let file = diff
+        .files
+        .iter()
+        .find(|f| f.name == "test.cedar")
+        .expect("test.cedar differs");
+    assert!(
+        file.unified.contains("+@id(\"freeze\")"),
+        "{}",
+        file.unified
+    );
+    assert!(file
+        .unified
+        .starts_with("--- active/test.cedar\n+++ draft/test.cedar\n@@ "));
 
     // Self-approval is refused; a second admin's approval activates.
     let e = alice
@@ -166,23 +192,47 @@ async fn two_person_rule_stale_drafts_labels_rollback_and_impact() -> anyhow::Re
         .unwrap_err();
     assert_eq!(api_code(&e), Some("self_approval"), "{e}");
     assert!(e.to_string().contains("two-person rule"), "{e}");
-    assert_eq!(active_version(&alice).await?, 1, "self-approval changed nothing");
-    let r = bob.approve_draft(&d1.id, &ApproveRequest::default()).await?;
+    assert_eq!(
+        active_version(&alice).await?,
+        1,
+        "self-approval changed nothing"
+    );
+    let r = bob
+        .approve_draft(&d1.id, &ApproveRequest::default())
+        .await?;
     assert_eq!(r.activated_version, Some(2));
     assert_eq!(r.draft.state, DraftState::Activated);
     // The new policy is in force at once.
-    let e = job_client.creds("demo-api", &Default::default()).await.unwrap_err();
+    let e = job_client
+        .creds("demo-api", &Default::default())
+        .await
+        .unwrap_err();
     assert!(e.is_denied(), "v2 forbids demo-api: {e}");
-    let e = carol.approve_draft(&d1.id, &ApproveRequest::default()).await.unwrap_err();
+    let e = carol
+        .approve_draft(&d1.id, &ApproveRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&e), Some("draft_not_pending"), "{e}");
 
     // Two drafts on v2: once one activates, the other is stale.
     let d2 = draft(&alice, fixtures::ROLES, "", "unfreeze").await?;
     let d3 = draft(&alice, fixtures::ROLES, forbid, "noop").await?;
-    assert_eq!(bob.approve_draft(&d2.id, &ApproveRequest::default()).await?.activated_version, Some(3));
-    let e = carol.approve_draft(&d3.id, &ApproveRequest::default()).await.unwrap_err();
+    assert_eq!(
+        bob.approve_draft(&d2.id, &ApproveRequest::default())
+            .await?
+            .activated_version,
+        Some(3)
+    );
+    let e = carol
+        .approve_draft(&d3.id, &ApproveRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&e), Some("stale_draft"), "{e}");
-    assert!(e.to_string().contains("made against policy v2 but v3 is active"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("made against policy v2 but v3 is active"),
+        "{e}"
+    );
     assert_eq!(active_version(&alice).await?, 3);
 
     // A change to an env=prod role needs two approvers besides the author.
@@ -190,11 +240,18 @@ async fn two_person_rule_stale_drafts_labels_rollback_and_impact() -> anyhow::Re
     let d4 = draft(&alice, &prod_roles, "", "add prod-api").await?;
     assert_eq!(d4.required_approvals, 2);
     assert_eq!(d4.roles.added, vec!["prod-api".to_string()]);
-    let r = bob.approve_draft(&d4.id, &ApproveRequest::default()).await?;
+    let r = bob
+        .approve_draft(&d4.id, &ApproveRequest::default())
+        .await?;
     assert_eq!(r.activated_version, None, "one of two approvals");
-    let e = bob.approve_draft(&d4.id, &ApproveRequest::default()).await.unwrap_err();
+    let e = bob
+        .approve_draft(&d4.id, &ApproveRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&e), Some("already_approved"), "{e}");
-    let r = carol.approve_draft(&d4.id, &ApproveRequest::default()).await?;
+    let r = carol
+        .approve_draft(&d4.id, &ApproveRequest::default())
+        .await?;
     assert_eq!(r.activated_version, Some(4));
 
     // Rollback is a draft: nothing changes until someone else approves.
@@ -206,10 +263,16 @@ async fn two_person_rule_stale_drafts_labels_rollback_and_impact() -> anyhow::Re
         .await?;
     assert_eq!(rb.rollback_of, Some(1));
     assert_eq!(rb.roles.removed, vec!["prod-api".to_string()]);
-    assert_eq!(rb.required_approvals, 2, "removing a prod role needs the prod count");
+    assert_eq!(
+        rb.required_approvals, 2,
+        "removing a prod role needs the prod count"
+    );
     assert_eq!(active_version(&alice).await?, 4);
-    bob.approve_draft(&rb.id, &ApproveRequest::default()).await?;
-    let r = carol.approve_draft(&rb.id, &ApproveRequest::default()).await?;
+    bob.approve_draft(&rb.id, &ApproveRequest::default())
+        .await?;
+    let r = carol
+        .approve_draft(&rb.id, &ApproveRequest::default())
+        .await?;
     assert_eq!(r.activated_version, Some(5));
 
     // History: author, approvers, comment per version.
@@ -251,7 +314,10 @@ async fn concurrent_approvals_activate_exactly_one_version() -> anyhow::Result<(
     let a = draft(&alice, fixtures::ROLES, "\n// a\n", "a").await?;
     let b = draft(&alice, fixtures::ROLES, "\n// b\n", "b").await?;
     let req = ApproveRequest::default();
-    let (ra, rb) = tokio::join!(bob.approve_draft(&a.id, &req), carol.approve_draft(&b.id, &req));
+    let (ra, rb) = tokio::join!(
+        bob.approve_draft(&a.id, &req),
+        carol.approve_draft(&b.id, &req)
+    );
     let wins: Vec<u64> = [&ra, &rb]
         .iter()
         .filter_map(|r| r.as_ref().ok().and_then(|r| r.activated_version))
@@ -262,7 +328,10 @@ async fn concurrent_approvals_activate_exactly_one_version() -> anyhow::Result<(
 
     // The same draft approved by two admins at once: one version.
     let c = draft(&alice, fixtures::ROLES, "\n// c\n", "c").await?;
-    let (rc1, rc2) = tokio::join!(bob.approve_draft(&c.id, &req), carol.approve_draft(&c.id, &req));
+    let (rc1, rc2) = tokio::join!(
+        bob.approve_draft(&c.id, &req),
+        carol.approve_draft(&c.id, &req)
+    );
     let wins = [&rc1, &rc2]
         .iter()
         .filter(|r| r.as_ref().is_ok_and(|r| r.activated_version.is_some()))
@@ -290,7 +359,13 @@ async fn break_glass_is_loud_bounded_and_reverts() -> anyhow::Result<()> {
     std::fs::write(&token_file, &alice_token)?;
     let url = server.base_url();
     let out = cli
-        .run(&["login", "--token-file", &token_file.display().to_string(), "--server", &url])
+        .run(&[
+            "login",
+            "--token-file",
+            &token_file.display().to_string(),
+            "--server",
+            &url,
+        ])
         .await?;
     assert!(out.success(), "{}", out.summary());
 
@@ -298,28 +373,72 @@ async fn break_glass_is_loud_bounded_and_reverts() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("roles.toml"), fixtures::ROLES)?;
     std::fs::write(dir.path().join("governance.cedar"), GOVERNANCE)?;
-    std::fs::write(dir.path().join("bad.cedar"), "permit (principal, action, resource);\npermit (principal action resource);\n")?;
+    std::fs::write(
+        dir.path().join("bad.cedar"),
+        "permit (principal, action, resource);\npermit (principal action resource);\n",
+    )?;
     let from = dir.path().display().to_string();
-    let out = cli.run(&["policy", "draft", "create", "--from", &from, "--server", &url]).await?;
+    let out = cli
+        .run(&[
+            "policy", "draft", "create", "--from", &from, "--server", &url,
+        ])
+        .await?;
     assert!(!out.success());
-    assert!(out.stderr.contains("bad.cedar: line 2"), "{}", out.summary());
+    assert!(
+        out.stderr.contains("bad.cedar: line 2"),
+        "{}",
+        out.summary()
+    );
 
     // A valid draft; self-approval exits with 2.
-    std::fs::write(dir.path().join("bad.cedar"), "forbid (principal, action == Action::\"issue\", resource == Role::\"demo-api\");\n")?;
+    std::fs::write(
+        dir.path().join("bad.cedar"),
+        "forbid (principal, action == Action::\"issue\", resource == Role::\"demo-api\");\n",
+    )?;
     let out = cli
-        .run(&["policy", "draft", "create", "--from", &from, "--comment", "incident", "--server", &url, "--output", "json"])
+        .run(&[
+            "policy",
+            "draft",
+            "create",
+            "--from",
+            &from,
+            "--comment",
+            "incident",
+            "--server",
+            &url,
+            "--output",
+            "json",
+        ])
         .await?;
     assert!(out.success(), "{}", out.summary());
     let id = out.json()?["id"].as_str().unwrap_or_default().to_string();
-    let out = cli.run(&["policy", "draft", "approve", &id, "--server", &url]).await?;
+    let out = cli
+        .run(&["policy", "draft", "approve", &id, "--server", &url])
+        .await?;
     assert_eq!(out.code, Some(2), "{}", out.summary());
     assert!(out.stderr.contains("two-person rule"), "{}", out.summary());
-    let out = cli.run(&["policy", "draft", "show", &id, "--server", &url]).await?;
-    assert!(out.stdout.contains("impact:    would newly deny"), "{}", out.summary());
+    let out = cli
+        .run(&["policy", "draft", "show", &id, "--server", &url])
+        .await?;
+    assert!(
+        out.stdout.contains("impact:    would newly deny"),
+        "{}",
+        out.summary()
+    );
 
     // Break-glass: active at once, loudly.
     let out = cli
-        .run(&["policy", "draft", "approve", &id, "--break-glass", "--reason", "INC-42", "--server", &url])
+        .run(&[
+            "policy",
+            "draft",
+            "approve",
+            &id,
+            "--break-glass",
+            "--reason",
+            "INC-42",
+            "--server",
+            &url,
+        ])
         .await?;
     assert!(out.success(), "{}", out.summary());
     assert!(out.stdout.contains("BREAK-GLASS"), "{}", out.summary());
@@ -328,17 +447,22 @@ async fn break_glass_is_loud_bounded_and_reverts() -> anyhow::Result<()> {
     assert_eq!(h.warnings.len(), 1, "{h:?}");
     assert!(h.warnings[0].contains("INC-42"), "{h:?}");
     let out = cli.run(&["policy", "history", "--server", &url]).await?;
-    assert!(out.stderr.contains("WARNING: BREAK-GLASS"), "{}", out.summary());
+    assert!(
+        out.stderr.contains("WARNING: BREAK-GLASS"),
+        "{}",
+        out.summary()
+    );
     let metrics = server.get("/metrics").await?;
     assert!(
-        metrics.text.contains("idmint_policy_governance_total{outcome=\"break_glass\"} 1"),
+        metrics
+            .text
+            .contains("idmint_policy_governance_total{outcome=\"break_glass\"} 1"),
         "{}",
         metrics.text
     );
-    assert!(server
-        .audit_events()?
-        .iter()
-        .any(|e| e["event"] == "policy_break_glass" && e["detail"]["break_glass_reason"] == "INC-42"));
+    assert!(server.audit_events()?.iter().any(
+        |e| e["event"] == "policy_break_glass" && e["detail"]["break_glass_reason"] == "INC-42"
+    ));
 
     // Unconfirmed: it reverts to v1's sources as v3.
     let reverted = poll_until("break-glass revert", Duration::from_secs(20), || async {
@@ -357,23 +481,41 @@ async fn break_glass_is_loud_bounded_and_reverts() -> anyhow::Result<()> {
     let d = alice.draft(&id).await?;
     assert_eq!(d.state, DraftState::Reverted);
     assert_eq!(d.break_glass.and_then(|b| b.reverted_to), Some(3));
-    assert!(server.audit_events()?.iter().any(|e| e["event"] == "policy_break_glass_expired"));
+    assert!(server
+        .audit_events()?
+        .iter()
+        .any(|e| e["event"] == "policy_break_glass_expired"));
 
     // Confirmed by a second admin in the window: it stays.
     let d = draft(&alice, fixtures::ROLES, "\n// hotfix\n", "hotfix").await?;
     let r = alice
-        .approve_draft(&d.id, &ApproveRequest { break_glass: true, reason: Some("INC-43".into()) })
+        .approve_draft(
+            &d.id,
+            &ApproveRequest {
+                break_glass: true,
+                reason: Some("INC-43".into()),
+            },
+        )
         .await?;
     assert_eq!(r.activated_version, Some(4));
-    let e = alice.approve_draft(&d.id, &ApproveRequest::default()).await.unwrap_err();
+    let e = alice
+        .approve_draft(&d.id, &ApproveRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&e), Some("self_approval"), "{e}");
     let r = bob.approve_draft(&d.id, &ApproveRequest::default()).await?;
     assert_eq!(r.draft.state, DraftState::Activated);
     let expires = r.draft.break_glass.map(|b| b.expires_at).unwrap_or(0);
-    poll_until("the break-glass window to pass", Duration::from_secs(20), || async {
-        Ok((unix_now() > expires + 2).then_some(()))
-    })
+    poll_until(
+        "the break-glass window to pass",
+        Duration::from_secs(20),
+        || async { Ok((unix_now() > expires + 2).then_some(())) },
+    )
     .await?;
-    assert_eq!(active_version(&bob).await?, 4, "a confirmed break-glass stays");
+    assert_eq!(
+        active_version(&bob).await?,
+        4,
+        "a confirmed break-glass stays"
+    );
     Ok(())
 }

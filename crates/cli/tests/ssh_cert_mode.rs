@@ -10,10 +10,10 @@ mod ssh_support;
 
 use common::bin;
 use db_support::{login_app, APP_SUBJECT};
-use idmint_testkit::{
-    free_port, poll_until, unix_now, workspace_root, Cli, IdmintServer, Peer, TestJwks,
+use idmint_testkit::{free_port, poll_until, unix_now, Cli, IdmintServer, TestJwks};
+use ssh_support::{
+    principals_of, spec, ssh_keygen, ssh_keygen_l, start_sshd, wait_listening, Namespace,
 };
-use ssh_support::{principals_of, spec, ssh_keygen, ssh_keygen_l, start_sshd, wait_listening, Namespace};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -194,17 +194,9 @@ async fn certificate_mode_against_real_ssh_keygen_and_sshd() -> anyhow::Result<(
     ns.run(&[
         "useradd", "-m", "-l", "-s", "/bin/sh", "-p", "*", "deployer",
     ])?;
-    let mut sshd = start_sshd(&ns, dir.path(), port, &user_ca)?;
-    let listening = poll_until("sshd to listen", Duration::from_secs(10), || async {
-        Ok(std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(|_| ()))
-    })
-    .await;
-    if listening.is_err() {
-        sshd.ensure_running()?;
-        listening?;
-    }
+    let (host_key, _) = ssh_keygen(dir.path(), "sshd_host_key")?;
+    let mut sshd = start_sshd(&ns, dir.path(), port, &user_ca, &host_key, None)?;
+    wait_listening(&mut sshd, port).await?;
     let host_pub = std::fs::read_to_string(dir.path().join("sshd_host_key.pub"))?;
     std::fs::write(
         dir.path().join("known_hosts"),

@@ -187,15 +187,17 @@ async fn audited(server: &IdmintServer, name: &str, account: &str) -> anyhow::Re
 }
 
 async fn wait_exit(child: &mut Child, what: &str) -> anyhow::Result<std::process::ExitStatus> {
-    Ok(poll_until(what, LIMIT, || async {
-        child
-            .try_wait()
-            .map_err(|e| idmint_testkit::TestkitError::Protocol {
-                peer: "ssh".into(),
-                message: e.to_string(),
-            })
-    })
-    .await?)
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {LIMIT:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,8 @@ async fn sso_server(idp: &Idp) -> anyhow::Result<IdmintServer> {
     let mut spec = ServerSpec::with_oidc(vec![OidcSpec::new("corp", idp.issuer())
         .preset("human")
         .audiences(&["idmint-cli"])]);
-    spec.policies.push(("sso.cedar".into(), GROUP_POLICY.into()));
+    spec.policies
+        .push(("sso.cedar".into(), GROUP_POLICY.into()));
     Ok(IdmintServer::start(bin(), spec).await?)
 }
 
@@ -43,7 +44,10 @@ impl Login {
         let mut child = Command::new(bin())
             .args(args)
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+            )
             .env("HOME", cli.home())
             .env("XDG_CACHE_HOME", cli.cache_dir())
             .env("XDG_CONFIG_HOME", cli.home().join(".config"))
@@ -64,14 +68,14 @@ impl Login {
         })
     }
 
-    /// The first stderr line starting with `prefix` (the prefix removed).
+    /// The first stderr line starting with `prefix` (whole, trimmed).
     async fn line_starting(&mut self, prefix: &str) -> anyhow::Result<String> {
         let read = async {
             while let Some(line) = self.stderr.next_line().await? {
                 self.seen.push_str(&line);
                 self.seen.push('\n');
-                if let Some(rest) = line.strip_prefix(prefix) {
-                    return Ok(rest.trim().to_string());
+                if line.starts_with(prefix) {
+                    return Ok(line.trim().to_string());
                 }
             }
             anyhow::bail!("the CLI ended without printing {prefix:?}:\n{}", self.seen)
@@ -118,7 +122,9 @@ async fn browse_to_callback(auth_url: &str) -> anyhow::Result<url::Url> {
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
             .map(str::to_string)
-            .ok_or_else(|| anyhow::anyhow!("{url} answered {} without a redirect", resp.status()))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!("{url} answered {} without a redirect", resp.status())
+            })?;
         let next = url.join(&location)?;
         if next.as_str().starts_with(&redirect_uri) {
             return Ok(next);
@@ -138,7 +144,11 @@ fn with_param(u: &url::Url, key: &str, value: &str) -> url::Url {
     let pairs: Vec<(String, String)> = u
         .query_pairs()
         .map(|(k, v)| {
-            let v = if k == key { value.to_string() } else { v.into_owned() };
+            let v = if k == key {
+                value.to_string()
+            } else {
+                v.into_owned()
+            };
             (k.into_owned(), v)
         })
         .collect();
@@ -148,11 +158,15 @@ fn with_param(u: &url::Url, key: &str, value: &str) -> url::Url {
 }
 
 fn param(u: &url::Url, key: &str) -> Option<String> {
-    u.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+    u.query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
 }
 
 async fn whoami(cli: &Cli, url: &str) -> anyhow::Result<serde_json::Value> {
-    let out = cli.run(&["whoami", "--server", url, "--output", "json"]).await?;
+    let out = cli
+        .run(&["whoami", "--server", url, "--output", "json"])
+        .await?;
     anyhow::ensure!(out.success(), "{}", out.summary());
     Ok(out.json()?)
 }
@@ -173,11 +187,22 @@ async fn browser_flow_logs_in_with_groups_and_refuses_forged_state_and_code_repl
     let alice = Cli::new(bin())?;
     let mut login = Login::spawn(
         &alice,
-        &["login", "--sso", "--no-browser", "--login-hint", "alice", "--server", &url],
+        &[
+            "login",
+            "--sso",
+            "--no-browser",
+            "--login-hint",
+            "alice",
+            "--server",
+            &url,
+        ],
     )?;
     let auth_url = login.line_starting("http").await?;
-    let auth = url::Url::parse(&auth_url)?;
-    assert_eq!(param(&auth, "code_challenge_method").as_deref(), Some("S256"));
+    let auth = url::Url::parse(&auth_url).map_err(|e| anyhow::anyhow!("{e}: {auth_url:?}"))?;
+    assert_eq!(
+        param(&auth, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
     assert!(param(&auth, "nonce").is_some() && param(&auth, "state").is_some());
     assert!(param(&auth, "redirect_uri").is_some_and(|r| r.starts_with("http://127.0.0.1:")));
     let callback = browse_to_callback(&auth_url).await?;
@@ -188,18 +213,35 @@ async fn browser_flow_logs_in_with_groups_and_refuses_forged_state_and_code_repl
     assert_eq!(me["identity"]["kind"], "human", "{me}");
     assert_eq!(me["identity"]["subject"], "alice", "{me}");
     assert_eq!(me["identity"]["auth"], "corp", "{me}");
-    assert_eq!(me["identity"]["attributes"]["groups"], serde_json::json!(["admins", "dev"]), "{me}");
+    assert_eq!(
+        me["identity"]["attributes"]["groups"],
+        serde_json::json!(["admins", "dev"]),
+        "{me}"
+    );
     let ttl = me["expires_at"].as_i64().unwrap_or(0) - me["issued_at"].as_i64().unwrap_or(0);
-    assert!(ttl > 0 && ttl <= 900, "a person's session defaults to at most 15 min: {ttl}s");
+    assert!(
+        ttl > 0 && ttl <= 900,
+        "a person's session defaults to at most 15 min: {ttl}s"
+    );
     // Groups are Cedar attributes: alice (admins) may list every lease.
-    let out = alice.run(&["leases", "list", "--all", "--server", &url]).await?;
+    let out = alice
+        .run(&["leases", "list", "--all", "--server", &url])
+        .await?;
     assert!(out.success(), "{}", out.summary());
 
     // A forged state on the redirect is refused and nothing is cached.
     let mallory = Cli::new(bin())?;
     let mut login = Login::spawn(
         &mallory,
-        &["login", "--sso", "--no-browser", "--login-hint", "bob", "--server", &url],
+        &[
+            "login",
+            "--sso",
+            "--no-browser",
+            "--login-hint",
+            "bob",
+            "--server",
+            &url,
+        ],
     )?;
     let auth_url = login.line_starting("http").await?;
     let callback_b = browse_to_callback(&auth_url).await?;
@@ -208,13 +250,25 @@ async fn browser_flow_logs_in_with_groups_and_refuses_forged_state_and_code_repl
     assert!(!ok, "a forged state must fail the login:\n{log}");
     assert!(log.contains("different `state`"), "{log}");
     let out = mallory.run(&["whoami", "--server", &url]).await?;
-    assert!(!out.success(), "no session after a refused login: {}", out.summary());
+    assert!(
+        !out.success(),
+        "no session after a refused login: {}",
+        out.summary()
+    );
 
     // Replaying alice's (already redeemed) code into a new login, even with
     // that login's own state, is refused by the IdP and by the CLI.
     let mut login = Login::spawn(
         &mallory,
-        &["login", "--sso", "--no-browser", "--login-hint", "bob", "--server", &url],
+        &[
+            "login",
+            "--sso",
+            "--no-browser",
+            "--login-hint",
+            "bob",
+            "--server",
+            &url,
+        ],
     )?;
     let auth_url = login.line_starting("http").await?;
     let fresh_state = param(&url::Url::parse(&auth_url)?, "state").unwrap_or_default();
@@ -234,15 +288,30 @@ async fn browser_flow_logs_in_with_groups_and_refuses_forged_state_and_code_repl
     let bob = Cli::new(bin())?;
     let mut login = Login::spawn(
         &bob,
-        &["login", "--sso", "corp", "--no-browser", "--login-hint", "bob", "--server", &url],
+        &[
+            "login",
+            "--sso",
+            "corp",
+            "--no-browser",
+            "--login-hint",
+            "bob",
+            "--server",
+            &url,
+        ],
     )?;
     let auth_url = login.line_starting("http").await?;
     deliver(&browse_to_callback(&auth_url).await?).await?;
     let (ok, log) = login.finish().await?;
     assert!(ok, "{log}");
     let me = whoami(&bob, &url).await?;
-    assert_eq!(me["identity"]["attributes"]["groups"], serde_json::json!(["dev"]), "{me}");
-    let out = bob.run(&["leases", "list", "--all", "--server", &url]).await?;
+    assert_eq!(
+        me["identity"]["attributes"]["groups"],
+        serde_json::json!(["dev"]),
+        "{me}"
+    );
+    let out = bob
+        .run(&["leases", "list", "--all", "--server", &url])
+        .await?;
     assert!(!out.success(), "bob is not in admins: {}", out.summary());
     Ok(())
 }
@@ -251,7 +320,8 @@ async fn browser_flow_logs_in_with_groups_and_refuses_forged_state_and_code_repl
 /// IdP's form: scrape `xsrf`, submit the code, confirm).
 async fn approve_device(verification_uri_complete: &str) -> anyhow::Result<()> {
     let uri = url::Url::parse(verification_uri_complete)?;
-    let user_code = param(&uri, "user_code").ok_or_else(|| anyhow::anyhow!("no user_code in {uri}"))?;
+    let user_code =
+        param(&uri, "user_code").ok_or_else(|| anyhow::anyhow!("no user_code in {uri}"))?;
     let device = uri.join("/device")?;
     let browser = reqwest::Client::builder()
         .cookie_store(true)
@@ -278,7 +348,11 @@ async fn approve_device(verification_uri_complete: &str) -> anyhow::Result<()> {
     let xsrf = xsrf_of(&page)?;
     let mut resp = browser
         .post(device.clone())
-        .form(&[("xsrf", xsrf.as_str()), ("user_code", user_code.as_str()), ("confirm", "yes")])
+        .form(&[
+            ("xsrf", xsrf.as_str()),
+            ("user_code", user_code.as_str()),
+            ("confirm", "yes"),
+        ])
         .send()
         .await?;
     let mut at = device;
@@ -295,7 +369,10 @@ async fn approve_device(verification_uri_complete: &str) -> anyhow::Result<()> {
         resp = browser.get(at.clone()).send().await?;
     }
     let page = resp.text().await?;
-    anyhow::ensure!(page.contains("Sign-in Success"), "the device approval did not finish: {page}");
+    anyhow::ensure!(
+        page.contains("Sign-in Success"),
+        "the device approval did not finish: {page}"
+    );
     Ok(())
 }
 
@@ -308,9 +385,17 @@ async fn device_flow_logs_in_after_approval() -> anyhow::Result<()> {
     // No --sso: the device flag alone selects SSO.
     let mut login = Login::spawn(
         &carol,
-        &["login", "--device", "--login-hint", "carol", "--server", &url],
+        &[
+            "login",
+            "--device",
+            "--login-hint",
+            "carol",
+            "--server",
+            &url,
+        ],
     )?;
-    let complete = login.line_starting("or open:").await?;
+    let line = login.line_starting("or open:").await?;
+    let complete = line.trim_start_matches("or open:").trim().to_string();
     approve_device(&complete).await?;
     let (ok, log) = login.finish().await?;
     assert!(ok, "{log}");
@@ -318,6 +403,10 @@ async fn device_flow_logs_in_after_approval() -> anyhow::Result<()> {
     let me = whoami(&carol, &url).await?;
     assert_eq!(me["identity"]["subject"], "carol", "{me}");
     assert_eq!(me["identity"]["kind"], "human", "{me}");
-    assert_eq!(me["identity"]["attributes"]["groups"], serde_json::json!([]), "{me}");
+    assert_eq!(
+        me["identity"]["attributes"]["groups"],
+        serde_json::json!([]),
+        "{me}"
+    );
     Ok(())
 }

@@ -988,7 +988,10 @@ async fn claims(store: &dyn Store) {
         claim(now + 10, now + 40).await.is_empty(),
         "a claimed lease is hidden until its claim lapses"
     );
-    let listed = own(store.due_leases(UnixTime(now + 10), GRACE, 1_000).await.unwrap());
+    let listed = own(store
+        .due_leases(UnixTime(now + 10), GRACE, 1_000)
+        .await
+        .unwrap());
     assert_eq!(listed, mine, "due_leases still lists claimed leases");
 
     // A failed attempt releases the claim; the retry waits for its time.

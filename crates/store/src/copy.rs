@@ -218,7 +218,8 @@ pub async fn verify(
     if from.bundle_history().await? != to.bundle_history().await? {
         return Err(mismatch("policy bundle histories"));
     }
-    if from.active_bundle().await?.map(|b| b.version) != to.active_bundle().await?.map(|b| b.version)
+    if from.active_bundle().await?.map(|b| b.version)
+        != to.active_bundle().await?.map(|b| b.version)
     {
         return Err(mismatch("active policy versions"));
     }
@@ -288,7 +289,13 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert_eq!(
-            (report.blobs, report.bundles, report.active_bundle, report.leases, report.denials),
+            (
+                report.blobs,
+                report.bundles,
+                report.active_bundle,
+                report.leases,
+                report.denials
+            ),
             (2, 2, Some(2), 2500, 1)
         );
         assert!(phases.contains(&CopyPhase::Leases) && phases.contains(&CopyPhase::Verify));
@@ -303,10 +310,14 @@ pub(crate) mod tests {
         );
 
         // A second copy into the now non-empty target is refused...
-        let err = copy_store(&from, &to, false, &mut |_, _, _| {}).await.unwrap_err();
+        let err = copy_store(&from, &to, false, &mut |_, _, _| {})
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("--force"), "{err}");
         // ...and with force it is a verified no-op.
-        let again = copy_store(&from, &to, true, &mut |_, _, _| {}).await.unwrap();
+        let again = copy_store(&from, &to, true, &mut |_, _, _| {})
+            .await
+            .unwrap();
         assert_eq!(again.lease_checksum, report.lease_checksum);
 
         // A divergent target fails verification.
@@ -331,8 +342,14 @@ pub(crate) mod tests {
                 text: text.into(),
             }]
         };
-        store.activate_bundle(&src("a"), "alice", "one").await.unwrap();
-        store.activate_bundle(&src("b"), "bob", "two").await.unwrap();
+        store
+            .activate_bundle(&src("a"), "alice", "one")
+            .await
+            .unwrap();
+        store
+            .activate_bundle(&src("b"), "bob", "two")
+            .await
+            .unwrap();
         store.put_blob("k1", b"sealed-1").await.unwrap();
         store.put_blob("k2", &[0, 1, 2]).await.unwrap();
         for i in 0..2500 {
@@ -340,6 +357,9 @@ pub(crate) mod tests {
             lease.state = LeaseState::Active;
             store.insert_lease(&lease).await.unwrap();
         }
-        store.deny_token("tok-copy", UnixTime(9_000_000_000)).await.unwrap();
+        store
+            .deny_token("tok-copy", UnixTime(9_000_000_000))
+            .await
+            .unwrap();
     }
 }

@@ -303,8 +303,7 @@ impl PgServer {
             .collect();
         self.runs += 1;
         let label = format!("restart-{}", self.runs);
-        let (peer, log) =
-            Self::spawn_on(&bin, &self.dir, uid, gid, &settings, self.port, &label)?;
+        let (peer, log) = Self::spawn_on(&bin, &self.dir, uid, gid, &settings, self.port, &label)?;
         self.peer = peer;
         self.log = log;
         Ok(())

@@ -10,7 +10,7 @@ use base64::Engine;
 use idmint_audit::verify::VerifyReport;
 use idmint_audit::AuditEvent;
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Ed25519 public keys are 32 bytes.
 const PUBLIC_KEY_BYTES: usize = 32;
@@ -28,6 +28,9 @@ fn verify(format: Format, args: AuditVerifyArgs) -> Result<Exit> {
         (None, Some(path)) => Some(read_public_key_file(path)?),
         (None, None) => None,
     };
+    if !args.more_files.is_empty() {
+        return verify_several(format, &args, key.as_deref());
+    }
     let report = idmint_audit::verify::verify_file(&args.file, key.as_deref())
         .with_context(|| format!("opening audit log {}", args.file.display()))?;
     match format {
@@ -35,6 +38,58 @@ fn verify(format: Format, args: AuditVerifyArgs) -> Result<Exit> {
         Format::Text => emit(&report_text(&args.file, &report))?,
     }
     Ok(if report.is_ok() {
+        Exit::Success
+    } else {
+        Exit::Problems
+    })
+}
+
+/// Several servers' logs (one hash chain per server, see docs/deployment.md):
+/// every chain is verified on its own; the deployment is intact only if all
+/// are.
+fn verify_several(format: Format, args: &AuditVerifyArgs, key: Option<&[u8]>) -> Result<Exit> {
+    let files: Vec<&Path> = std::iter::once(args.file.as_path())
+        .chain(args.more_files.iter().map(PathBuf::as_path))
+        .collect();
+    let mut reports = Vec::with_capacity(files.len());
+    for file in &files {
+        let report = idmint_audit::verify::verify_file(file, key)
+            .with_context(|| format!("opening audit log {}", file.display()))?;
+        reports.push(report);
+    }
+    let all_ok = reports.iter().all(|r| r.is_ok());
+    let events: u64 = reports.iter().map(|r| r.events).sum();
+    match format {
+        Format::Json => emit(&json(&json!({
+            "ok": all_ok,
+            "events": events,
+            "logs": files
+                .iter()
+                .zip(&reports)
+                .map(|(f, r)| report_json(f, r))
+                .collect::<Vec<_>>(),
+        }))?)?,
+        Format::Text => {
+            let mut out = String::new();
+            for (f, r) in files.iter().zip(&reports) {
+                out.push_str(&report_text(f, r));
+            }
+            let bad = reports.iter().filter(|r| !r.is_ok()).count();
+            out.push_str(&if bad == 0 {
+                format!(
+                    "{} logs, {events} events: every chain is intact\n",
+                    files.len()
+                )
+            } else {
+                format!(
+                    "{} logs, {events} events: {bad} chain(s) have problems\n",
+                    files.len()
+                )
+            });
+            emit(&out)?;
+        }
+    }
+    Ok(if all_ok {
         Exit::Success
     } else {
         Exit::Problems

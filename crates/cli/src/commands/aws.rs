@@ -83,7 +83,7 @@ async fn credential_process(global: &GlobalArgs, args: AwsCredentialProcessArgs)
     if let Some(path) = &cache {
         // A cache that cannot be written costs a new credential next time,
         // nothing more: warn and hand these out.
-        if let Err(e) = aws_process::write_cached(path, &creds) {
+        if let Err(e) = aws_process::write_cached(path, &creds, now) {
             eprintln!("idmint: warning: cannot cache the AWS credentials: {e:#}");
         }
     }

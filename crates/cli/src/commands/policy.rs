@@ -2,8 +2,8 @@
 //! would, against a policy directory on disk. The server-side governance
 //! commands (`draft`, `history`, `rollback`) live in `policy_drafts`.
 
-use super::{Exit, Format};
 use super::policy_drafts;
+use super::{Exit, Format};
 use crate::args::{GlobalArgs, PolicyCommand, PolicyTestArgs};
 use crate::output::{emit, json};
 use anyhow::{bail, Context, Result};

@@ -80,11 +80,7 @@ async fn run_draft(
                 })
                 .await?;
             show(format, &d, |d| {
-                format!(
-                    "Created draft {}.\n{}",
-                    d.id,
-                    draft_text(d, now)
-                )
+                format!("Created draft {}.\n{}", d.id, draft_text(d, now))
             })?;
         }
         PolicyDraftCommand::List => {
@@ -133,7 +129,11 @@ pub async fn history(global: &GlobalArgs, format: Format) -> Result<Exit> {
     }
 }
 
-pub async fn rollback(global: &GlobalArgs, format: Format, args: PolicyRollbackArgs) -> Result<Exit> {
+pub async fn rollback(
+    global: &GlobalArgs,
+    format: Format,
+    args: PolicyRollbackArgs,
+) -> Result<Exit> {
     let (client, source) = connection::authenticated(global)?;
     let req = RollbackRequest {
         version: args.version,
@@ -175,7 +175,15 @@ fn drafts_text(list: &DraftList, now: i64) -> String {
         })
         .collect();
     list_table(
-        &["ID", "STATE", "APPROVALS", "BASE", "AUTHOR", "CREATED", "COMMENT"],
+        &[
+            "ID",
+            "STATE",
+            "APPROVALS",
+            "BASE",
+            "AUTHOR",
+            "CREATED",
+            "COMMENT",
+        ],
         rows,
     )
 }
@@ -224,7 +232,11 @@ pub fn draft_text(d: &DraftInfo, now: i64) -> String {
     s.push_str(&format!(
         "  impact:    would newly deny {} {}, newly allow {} (replayed {} recorded requests)\n",
         i.newly_denied.len(),
-        if i.newly_denied.len() == 1 { "identity" } else { "identities" },
+        if i.newly_denied.len() == 1 {
+            "identity"
+        } else {
+            "identities"
+        },
         i.newly_allowed.len(),
         i.requests_evaluated
     ));
@@ -249,9 +261,14 @@ pub fn draft_text(d: &DraftInfo, now: i64) -> String {
             time_with_relative(b.expires_at, now),
             match (b.confirmed_at, b.reverted_to) {
                 (Some(_), _) => ", confirmed by a second admin".to_string(),
-                (None, Some(v)) => format!(", expired: reverted (v{v} restores v{})", b.previous_version),
-                (None, None) if d.state.as_str() == "reverted" => ", expired: nothing reverted (policy changed since)".into(),
-                (None, None) => ", NOT YET CONFIRMED: reverts unless a second admin approves".into(),
+                (None, Some(v)) => format!(
+                    ", expired: reverted (v{v} restores v{})",
+                    b.previous_version
+                ),
+                (None, None) if d.state.as_str() == "reverted" =>
+                    ", expired: nothing reverted (policy changed since)".into(),
+                (None, None) =>
+                    ", NOT YET CONFIRMED: reverts unless a second admin approves".into(),
             }
         ));
     }
@@ -315,7 +332,10 @@ fn history_text(h: &PolicyHistory, now: i64) -> String {
             ]
         })
         .collect();
-    let mut s = list_table(&["VERSION", "CREATED", "AUTHOR", "APPROVERS", "COMMENT"], rows);
+    let mut s = list_table(
+        &["VERSION", "CREATED", "AUTHOR", "APPROVERS", "COMMENT"],
+        rows,
+    );
     for w in &h.warnings {
         s.push_str(&format!("WARNING: {w}\n"));
     }

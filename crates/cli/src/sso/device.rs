@@ -44,7 +44,10 @@ pub async fn run(
         );
     };
     let scope = method.scopes.join(" ");
-    let mut form = vec![("client_id", method.client_id.as_str()), ("scope", scope.as_str())];
+    let mut form = vec![
+        ("client_id", method.client_id.as_str()),
+        ("scope", scope.as_str()),
+    ];
     if let Some(hint) = &opts.login_hint {
         form.push(("login_hint", hint.as_str()));
     }

@@ -137,9 +137,7 @@ impl Discovery {
             .await
             .with_context(|| format!("reading the IdP's token answer ({status})"))?;
         serde_json::from_slice(&body).with_context(|| {
-            format!(
-                "the IdP's token endpoint answered {status} with a body that is not OAuth JSON"
-            )
+            format!("the IdP's token endpoint answered {status} with a body that is not OAuth JSON")
         })
     }
 }

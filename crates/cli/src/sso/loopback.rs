@@ -139,7 +139,11 @@ mod tests {
         let base = uri.trim_end_matches(CALLBACK_PATH).to_string();
         let waiter = tokio::spawn(l.wait(Duration::from_secs(10)));
         let http = reqwest::Client::new();
-        let r = http.get(format!("{base}/favicon.ico")).send().await.unwrap();
+        let r = http
+            .get(format!("{base}/favicon.ico"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404);
         let r = http
             .get(format!("{uri}?code=c%201&state=s&extra=x"))

@@ -72,14 +72,16 @@ async fn browser_flow(
     let url = discovery.authorization_url(method, &redirect_uri, &params, opts)?;
     eprintln!("Sign in at {} in your browser:\n{url}", method.issuer);
     if !opts.no_browser && open_browser(url.as_str()) {
-        eprintln!("(opened your browser; waiting up to {}s)", BROWSER_WAIT.as_secs());
+        eprintln!(
+            "(opened your browser; waiting up to {}s)",
+            BROWSER_WAIT.as_secs()
+        );
     }
     let callback = listener.wait(BROWSER_WAIT).await?;
     // CSRF / mix-up defence: the redirect must carry the state we sent.
-    let state_ok = callback
-        .state
-        .as_deref()
-        .is_some_and(|s| idmint_core::secret::ct_eq(s.as_bytes(), params.state.expose().as_bytes()));
+    let state_ok = callback.state.as_deref().is_some_and(|s| {
+        idmint_core::secret::ct_eq(s.as_bytes(), params.state.expose().as_bytes())
+    });
     if !state_ok {
         bail!("the sign-in redirect carried a different `state` than this login sent: refusing it (a forged or stale redirect; start `idmint login --sso` again)");
     }
@@ -181,7 +183,10 @@ mod tests {
         let two = [method("corp"), method("partner")];
         assert_eq!(choose(&two, Some("partner")).unwrap().name, "partner");
         let e = choose(&two, None).unwrap_err().to_string();
-        assert!(e.contains("--sso NAME") && e.contains("corp, partner"), "{e}");
+        assert!(
+            e.contains("--sso NAME") && e.contains("corp, partner"),
+            "{e}"
+        );
         assert!(choose(&[], None).is_err());
         assert!(choose(&two, Some("x")).is_err());
     }

@@ -38,7 +38,10 @@ impl FlowSecrets {
 
 /// `BASE64URL(SHA256(verifier))`.
 pub fn challenge_of(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()))
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ))
 }
 
 #[cfg(test)]

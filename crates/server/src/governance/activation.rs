@@ -13,7 +13,7 @@ use idmint_audit::AuditEvent;
 use idmint_core::policy::SourceFile;
 use idmint_core::{Identity, PolicyBundle, UnixTime};
 use idmint_proto::governance::{
-    ApproveRequest, ApproveResponse, Approval, BreakGlassInfo, DraftInfo, DraftState,
+    Approval, ApproveRequest, ApproveResponse, BreakGlassInfo, DraftInfo, DraftState,
 };
 use std::sync::Arc;
 
@@ -126,10 +126,11 @@ pub async fn create(
     let draft_bundle = draft::validate(&sources, &state.issuers)?;
     let active = state.bundle.load_full();
     let roles = role_changes(&active.roles, &draft_bundle.roles);
-    let required = state
-        .governance
-        .config
-        .required_approvals(touched_labels(&roles, &active.roles, &draft_bundle.roles));
+    let required = state.governance.config.required_approvals(touched_labels(
+        &roles,
+        &active.roles,
+        &draft_bundle.roles,
+    ));
     let impact = match &state.audit_file {
         Some(path) => {
             let (path, limit) = (path.clone(), state.governance.config.impact_events);
@@ -163,10 +164,23 @@ pub async fn create(
     };
     let mut ev = detail(&d);
     if let Some(obj) = ev.as_object_mut() {
-        obj.insert("impact".into(), serde_json::to_value(&d.impact).unwrap_or_default());
-        obj.insert("roles".into(), serde_json::to_value(&d.roles).unwrap_or_default());
+        obj.insert(
+            "impact".into(),
+            serde_json::to_value(&d.impact).unwrap_or_default(),
+        );
+        obj.insert(
+            "roles".into(),
+            serde_json::to_value(&d.roles).unwrap_or_default(),
+        );
     }
-    audit(state, Some(request_id), "policy_draft_created", Some(who), ev).await?;
+    audit(
+        state,
+        Some(request_id),
+        "policy_draft_created",
+        Some(who),
+        ev,
+    )
+    .await?;
     draft::save(state.store.as_ref(), &d).await?;
     Metrics::count(&state.metrics.governance, "draft_created");
     Ok(d)
@@ -193,7 +207,15 @@ pub async fn rollback(
     } else {
         comment
     };
-    create(state, request_id, who, stored.sources, comment, Some(version)).await
+    create(
+        state,
+        request_id,
+        who,
+        stored.sources,
+        comment,
+        Some(version),
+    )
+    .await
 }
 
 /// The active version according to the store (the source of truth shared
@@ -383,7 +405,10 @@ async fn break_glass(
     }
     audit(state, Some(request_id), "policy_break_glass", Some(who), ev).await?;
     let sources = draft::to_sources(&d.sources);
-    let comment = format!("BREAK-GLASS: {} (draft {}; reason: {reason})", d.comment, d.id);
+    let comment = format!(
+        "BREAK-GLASS: {} (draft {}; reason: {reason})",
+        d.comment, d.id
+    );
     let Some(version) = activate(state, base, &sources, &who.principal_key(), &comment).await?
     else {
         let active = active_version(state).await?;
@@ -440,7 +465,10 @@ async fn confirm_break_glass(
             state: "expired (being reverted)",
         });
     }
-    d.approvals.push(Approval { principal: me, at: now });
+    d.approvals.push(Approval {
+        principal: me,
+        at: now,
+    });
     let confirmed = d
         .approvals
         .iter()
@@ -502,7 +530,14 @@ pub async fn reject(
     if let Some(obj) = ev.as_object_mut() {
         obj.insert("reason".into(), d.reject_reason.clone().into());
     }
-    audit(state, Some(request_id), "policy_draft_rejected", Some(who), ev).await?;
+    audit(
+        state,
+        Some(request_id),
+        "policy_draft_rejected",
+        Some(who),
+        ev,
+    )
+    .await?;
     draft::save(state.store.as_ref(), &d).await?;
     Metrics::count(&state.metrics.governance, "rejected");
     Ok(d)
@@ -573,8 +608,12 @@ pub async fn revert_expired(state: &AppState) -> Result<(), GovernanceError> {
         draft::save(state.store.as_ref(), &d).await?;
         Metrics::count(&state.metrics.governance, "break_glass_reverted");
         match reverted {
-            Some(v) => tracing::warn!(draft = %d.id, version = v, restored = bg.previous_version, "break-glass activation expired unconfirmed; previous policy restored"),
-            None => tracing::error!(draft = %d.id, "break-glass activation expired but the active policy changed since; nothing was reverted, review `idmint policy history`"),
+            Some(v) => {
+                tracing::warn!(draft = %d.id, version = v, restored = bg.previous_version, "break-glass activation expired unconfirmed; previous policy restored")
+            }
+            None => {
+                tracing::error!(draft = %d.id, "break-glass activation expired but the active policy changed since; nothing was reverted, review `idmint policy history`")
+            }
         }
     }
     Ok(())

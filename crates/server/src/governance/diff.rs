@@ -16,11 +16,7 @@ const MAX_LCS_CELLS: usize = 4_000_000;
 /// Unified diffs of every file that differs between `base` and `draft`
 /// (added and removed files included), ordered by file name.
 pub fn file_diffs(base: &[SourceFile], draft: &[SourceFile]) -> Vec<FileDiff> {
-    let mut names: Vec<&str> = base
-        .iter()
-        .chain(draft)
-        .map(|s| s.name.as_str())
-        .collect();
+    let mut names: Vec<&str> = base.iter().chain(draft).map(|s| s.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
     let text_of = |files: &[SourceFile], name: &str| {
@@ -173,8 +169,16 @@ pub fn unified(name: &str, old: &str, new: &str) -> String {
         let new_len = slice.iter().filter(|(op, _)| *op != Op::Del).count();
         out.push_str(&format!(
             "@@ -{},{old_len} +{},{new_len} @@\n",
-            if old_len == 0 { old_start - 1 } else { old_start },
-            if new_len == 0 { new_start - 1 } else { new_start },
+            if old_len == 0 {
+                old_start - 1
+            } else {
+                old_start
+            },
+            if new_len == 0 {
+                new_start - 1
+            } else {
+                new_start
+            },
         ));
         for (op, idx) in slice {
             let (sign, line) = match op {
@@ -208,7 +212,10 @@ mod tests {
         let d = unified("f", far, far_new);
         assert_eq!(d.matches("@@ -").count(), 2, "{d}");
         assert!(d.contains("@@ -1,4 +1,4 @@\n-1\n+x\n"), "{d}");
-        assert!(d.contains("@@ -9,4 +9,4 @@\n 9\n 10\n 11\n-12\n+y\n"), "{d}");
+        assert!(
+            d.contains("@@ -9,4 +9,4 @@\n 9\n 10\n 11\n-12\n+y\n"),
+            "{d}"
+        );
     }
 
     #[test]

@@ -155,7 +155,10 @@ mod tests {
         let e = validate(
             &[
                 src("roles.toml", ""),
-                src("a.cedar", "permit (principal, action, resource);\npermit (principal action);\n"),
+                src(
+                    "a.cedar",
+                    "permit (principal, action, resource);\npermit (principal action);\n",
+                ),
             ],
             &Issuers::new(),
         )
@@ -169,8 +172,11 @@ mod tests {
             let e = validate(&[src("roles.toml", ""), src(name, "")], &Issuers::new()).unwrap_err();
             assert!(matches!(e, DraftError::Invalid(_)), "{name}: {e}");
         }
-        let e = validate(&[src("roles.toml", ""), src("roles.toml", "")], &Issuers::new())
-            .unwrap_err();
+        let e = validate(
+            &[src("roles.toml", ""), src("roles.toml", "")],
+            &Issuers::new(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
     }
 

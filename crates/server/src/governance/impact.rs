@@ -105,7 +105,11 @@ fn allows(bundle: &PolicyBundle, req: &RecordedRequest, now: i64) -> Option<bool
         now,
         host: None,
     };
-    Some(bundle.evaluate(&req.identity, "issue", Some(role), &ctx).allowed)
+    Some(
+        bundle
+            .evaluate(&req.identity, "issue", Some(role), &ctx)
+            .allowed,
+    )
 }
 
 /// Replays `requests` against `active` and `draft`.
@@ -199,8 +203,10 @@ mod tests {
         let reqs = recorded_requests(&path, 100);
         assert_eq!(reqs.len(), 3);
         assert_eq!(recorded_requests(&path, 2).len(), 2, "the limit applies");
-        let active = bundle(r#"permit (principal, action, resource) when { principal.actor != "carol" };"#);
-        let draft = bundle(r#"permit (principal, action, resource) when { principal.actor == "carol" };"#);
+        let active =
+            bundle(r#"permit (principal, action, resource) when { principal.actor != "carol" };"#);
+        let draft =
+            bundle(r#"permit (principal, action, resource) when { principal.actor == "carol" };"#);
         let impact = compare(&active, &draft, &reqs);
         assert_eq!(impact.requests_evaluated, 3);
         assert_eq!(

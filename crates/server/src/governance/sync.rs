@@ -29,7 +29,12 @@ pub fn spawn(state: Arc<AppState>) {
 
 /// Installs the store's active bundle if it is newer than this server's.
 pub async fn pick_up_active(state: &AppState) -> Result<(), String> {
-    let Some(stored) = state.store.active_bundle().await.map_err(|e| e.to_string())? else {
+    let Some(stored) = state
+        .store
+        .active_bundle()
+        .await
+        .map_err(|e| e.to_string())?
+    else {
         return Ok(());
     };
     if stored.version == state.bundle.load().version {
@@ -39,7 +44,10 @@ pub async fn pick_up_active(state: &AppState) -> Result<(), String> {
         .map_err(|e| format!("active policy v{}: {e}", stored.version))?;
     check_bundle(&bundle, &state.issuers)
         .map_err(|e| format!("active policy v{}: {e}", stored.version))?;
-    tracing::info!(version = bundle.version, "installing policy bundle activated elsewhere");
+    tracing::info!(
+        version = bundle.version,
+        "installing policy bundle activated elsewhere"
+    );
     install(state, bundle);
     Ok(())
 }

@@ -334,7 +334,11 @@ pub async fn events(
         async move {
             // Irrevocable too: an agent back after a long outage still
             // closes the lease it was flagged for.
-            for from in [LeaseState::Active, LeaseState::Pending, LeaseState::Irrevocable] {
+            for from in [
+                LeaseState::Active,
+                LeaseState::Pending,
+                LeaseState::Irrevocable,
+            ] {
                 if let Ok(true) = state
                     .store
                     .transition_lease(&id, from, LeaseState::Revoked, None, why.as_deref())

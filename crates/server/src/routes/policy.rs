@@ -33,9 +33,7 @@ fn api_error(e: GovernanceError, rid: &str) -> ApiError {
         GovernanceError::Draft(DraftError::Invalid(_)) => {
             (StatusCode::BAD_REQUEST, "invalid_policy")
         }
-        GovernanceError::Draft(DraftError::NotFound(_)) => {
-            (StatusCode::NOT_FOUND, "unknown_draft")
-        }
+        GovernanceError::Draft(DraftError::NotFound(_)) => (StatusCode::NOT_FOUND, "unknown_draft"),
         GovernanceError::Draft(DraftError::Store(e)) => {
             return ApiError::store_unavailable(e).with_request_id(rid)
         }

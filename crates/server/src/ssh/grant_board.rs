@@ -80,11 +80,25 @@ impl Default for GrantBoard {
     }
 }
 
+/// The first revision of a new board: microseconds since the epoch, so the
+/// revisions of a restarted server are above every revision an agent saw
+/// before (an agent's stale `since` never matches by accident).
+fn initial_revision() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
+        .unwrap_or(0)
+}
+
 impl GrantBoard {
     pub fn new() -> Self {
+        let revision = initial_revision();
         Self {
-            state: Mutex::new(BoardState::default()),
-            grants_rev: watch::Sender::new(0),
+            state: Mutex::new(BoardState {
+                revision,
+                ..Default::default()
+            }),
+            grants_rev: watch::Sender::new(revision),
             status_rev: watch::Sender::new(0),
             last_poll: AtomicI64::new(i64::MIN),
             polling: AtomicUsize::new(0),
@@ -286,14 +300,21 @@ mod tests {
     async fn publish_ready_withdraw_remove() {
         let board = Arc::new(GrantBoard::new());
         assert!(!board.agent_connected(100));
+        let (start, _) = board.snapshot();
+        assert!(
+            start > 1_700_000_000_000_000,
+            "revisions start at the clock (µs)"
+        );
         board.publish(grant("l1", "wl_1")).unwrap();
         assert_eq!(
             board.publish(grant("l2", "wl_1")),
             Err(BoardError::DuplicateAccount("wl_1".into()))
         );
-        // A long poll from revision 0 returns at once (revision is 1).
-        let (rev, grants) = board.wait_for_change(0, Duration::from_secs(5), 100).await;
-        assert_eq!((rev, grants.len()), (1, 1));
+        // A long poll from an old revision returns at once.
+        let (rev, grants) = board
+            .wait_for_change(start, Duration::from_secs(5), 100)
+            .await;
+        assert_eq!((rev, grants.len()), (start + 1, 1));
         assert!(board.was_delivered("wl_1"));
         assert!(board.agent_connected(100));
 
@@ -308,11 +329,11 @@ mod tests {
         // A poller at the current revision is woken by a withdrawal.
         let b = board.clone();
         let poll =
-            tokio::spawn(async move { b.wait_for_change(1, Duration::from_secs(30), 100).await });
+            tokio::spawn(async move { b.wait_for_change(rev, Duration::from_secs(30), 100).await });
         tokio::task::yield_now().await;
         assert!(board.withdraw("wl_1"));
         let (rev, grants) = poll.await.unwrap();
-        assert_eq!((rev, grants.len()), (2, 0));
+        assert_eq!((rev, grants.len()), (start + 2, 0));
         assert_eq!(board.status("wl_1"), Some(GrantStatus::Withdrawn));
         assert!(!board.wait_removed("wl_1", Duration::from_millis(10)).await);
         board.mark_removed("wl_1", None);
@@ -334,7 +355,10 @@ mod tests {
             ReadyOutcome::Failed("useradd failed".into())
         );
         // A long poll with nothing new returns after `wait` with the same revision.
-        let (rev, _) = board.wait_for_change(2, Duration::from_millis(20), 1).await;
-        assert_eq!(rev, 2);
+        let (now, _) = board.snapshot();
+        let (rev, _) = board
+            .wait_for_change(now, Duration::from_millis(20), 1)
+            .await;
+        assert_eq!(rev, now);
     }
 }

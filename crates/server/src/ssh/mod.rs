@@ -118,13 +118,28 @@ impl SshRuntime {
             return Ok(0);
         }
         let now = UnixTime::now();
-        let leases = store
-            .list_leases(&LeaseFilter {
-                live_only: true,
-                limit: LeaseFilter::MAX_LIMIT,
-                ..Default::default()
-            })
-            .await?;
+        // Only just-in-time roles have accounts to keep; asking per role
+        // keeps the query small even with millions of live certificate or
+        // token leases.
+        let mut leases = vec![];
+        for role in bundle.roles.values() {
+            let jit = role
+                .ssh
+                .as_ref()
+                .is_some_and(|t| t.mode == idmint_core::role::SshMode::Jit);
+            if !jit || self.service(&role.issuer).is_none() {
+                continue;
+            }
+            let found = store
+                .list_leases(&LeaseFilter {
+                    role_prefix: Some(role.name.clone()),
+                    live_only: true,
+                    limit: LeaseFilter::MAX_LIMIT,
+                    ..Default::default()
+                })
+                .await?;
+            leases.extend(found.into_iter().filter(|l| l.role == role.name));
+        }
         let mut n = 0;
         for lease in leases {
             if lease.revocation.kind != SSH_ACCOUNT_HANDLE

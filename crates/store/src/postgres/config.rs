@@ -174,10 +174,17 @@ mod tests {
 
     #[test]
     fn password_never_shown() {
-        let c = PostgresConfig::from_url("postgres://idm:s3cr3t@db.example:5432/idmint?password=x2");
-        assert_eq!(c.redacted_url(), "postgres://idm:***@db.example:5432/idmint");
+        let c =
+            PostgresConfig::from_url("postgres://idm:s3cr3t@db.example:5432/idmint?password=x2");
+        assert_eq!(
+            c.redacted_url(),
+            "postgres://idm:***@db.example:5432/idmint"
+        );
         let debug = format!("{c:?}");
-        assert!(!debug.contains("s3cr3t") && !debug.contains("x2"), "{debug}");
+        assert!(
+            !debug.contains("s3cr3t") && !debug.contains("x2"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -202,7 +209,11 @@ mod tests {
         c.pool_size = Some(0);
         assert!(c.validate().unwrap_err().to_string().contains("pool_size"));
         let c = PostgresConfig::from_url("mysql://a@h/d");
-        assert!(c.validate().unwrap_err().to_string().contains("postgres://"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("postgres://"));
         let c = PostgresConfig::from_url("postgres://a:b@127.0.0.1");
         assert!(c.validate().unwrap_err().to_string().contains("database"));
         let ok = PostgresConfig::from_url("postgres://a:b@127.0.0.1:5432/d");

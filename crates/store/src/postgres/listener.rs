@@ -49,7 +49,10 @@ pub(crate) async fn run(dialer: Arc<Dialer>, feed: broadcast::Sender<StoreEvent>
                     if let Some(event) = parse(n.channel(), n.payload()) {
                         let _ = feed.send(event);
                     } else {
-                        tracing::warn!(channel = n.channel(), "ignoring a malformed change notification");
+                        tracing::warn!(
+                            channel = n.channel(),
+                            "ignoring a malformed change notification"
+                        );
                     }
                 }
                 drop(client);

@@ -266,7 +266,9 @@ impl Store for PostgresStore {
                 .await
                 .map_err(|e| pg_error(&context, &e))?
                 .ok_or_else(|| {
-                    StoreError::Backend(format!("{context}: blob vanished right after insert (deleted concurrently); retry"))
+                    StoreError::Backend(format!(
+                        "{context}: blob vanished right after insert (deleted concurrently); retry"
+                    ))
                 })?;
             get::<Vec<u8>>(&row, 0)
         })
@@ -307,9 +309,7 @@ impl Store for PostgresStore {
                 .query(&stmt, &[&prefix, &limit])
                 .await
                 .map_err(|e| pg_error(context, &e))?;
-            rows.iter()
-                .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
-                .collect()
+            rows.iter().map(|r| Ok((get(r, 0)?, get(r, 1)?))).collect()
         })
     }
 

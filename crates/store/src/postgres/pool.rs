@@ -10,10 +10,10 @@
 use super::config::{PgTlsMode, PostgresConfig};
 use super::tls::RustlsConnect;
 use crate::error::StoreError;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use std::collections::HashMap;
 use tokio_postgres::{Client, NoTls, Statement};
 
 /// How long a TCP connect + authentication may take.

@@ -170,6 +170,7 @@ pub(crate) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a Row,
     idx: usize,
 ) -> Result<T, StoreError> {
-    row.try_get(idx)
-        .map_err(|e| StoreError::Corrupt(format!("column {idx} does not have the expected type: {e}")))
+    row.try_get(idx).map_err(|e| {
+        StoreError::Corrupt(format!("column {idx} does not have the expected type: {e}"))
+    })
 }

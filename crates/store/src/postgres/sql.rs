@@ -16,7 +16,8 @@ macro_rules! lease_columns {
 pub(crate) const CHANNEL_DENYLIST: &str = "idmint_denylist";
 pub(crate) const CHANNEL_BUNDLE: &str = "idmint_bundle";
 pub(crate) const CHANNEL_BLOB: &str = "idmint_blob";
-pub(crate) const LISTEN_ALL: &str = "LISTEN idmint_denylist; LISTEN idmint_bundle; LISTEN idmint_blob";
+pub(crate) const LISTEN_ALL: &str =
+    "LISTEN idmint_denylist; LISTEN idmint_bundle; LISTEN idmint_blob";
 
 pub(crate) const GET_BLOB: &str = "SELECT value FROM blobs WHERE name = $1";
 /// Notifies only when the row was really inserted.
@@ -28,7 +29,8 @@ pub(crate) const UPSERT_BLOB: &str = "WITH up AS ( \
      INSERT INTO blobs (name, value, created_at) VALUES ($1, $2, $3) \
      ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value RETURNING name) \
      SELECT pg_notify('idmint_blob', name) FROM up";
-pub(crate) const DELETE_BLOB: &str = "WITH del AS (DELETE FROM blobs WHERE name = $1 RETURNING name) \
+pub(crate) const DELETE_BLOB: &str =
+    "WITH del AS (DELETE FROM blobs WHERE name = $1 RETURNING name) \
      SELECT pg_notify('idmint_blob', name) FROM del";
 /// `starts_with` instead of `LIKE` so `%`/`_` in names are literal.
 pub(crate) const LIST_BLOBS: &str = "SELECT name, value FROM blobs \
@@ -44,7 +46,8 @@ pub(crate) const NEXT_BUNDLE_VERSION: &str = "SELECT COALESCE(MAX(version), 0) +
 pub(crate) const INSERT_BUNDLE: &str =
     "INSERT INTO bundles (version, sources, created_at, author, comment) \
      VALUES ($1, $2, $3, $4, $5)";
-pub(crate) const SET_ACTIVE_BUNDLE: &str = "INSERT INTO active_bundle (id, version) VALUES (1, $1) \
+pub(crate) const SET_ACTIVE_BUNDLE: &str =
+    "INSERT INTO active_bundle (id, version) VALUES (1, $1) \
      ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version";
 pub(crate) const NOTIFY_BUNDLE: &str = "SELECT pg_notify('idmint_bundle', $1::bigint::text)";
 pub(crate) const BUNDLE_HISTORY: &str =

@@ -37,7 +37,11 @@ async fn conformance_suite() {
     let store = PostgresStore::open(&fresh_database(&pg).await)
         .await
         .expect("open");
-    assert!(store.describe().starts_with("postgres:"), "{}", store.describe());
+    assert!(
+        store.describe().starts_with("postgres:"),
+        "{}",
+        store.describe()
+    );
     assert!(
         !store.describe().contains(pg.admin_password()),
         "describe() must not show the password"
@@ -76,7 +80,10 @@ async fn two_servers_never_claim_the_same_lease() {
     let set_b: BTreeSet<_> = from_b.iter().cloned().collect();
     assert_eq!(set_a.len(), from_a.len(), "a claimed a lease twice");
     assert_eq!(set_b.len(), from_b.len(), "b claimed a lease twice");
-    assert!(set_a.is_disjoint(&set_b), "a lease was claimed by both servers");
+    assert!(
+        set_a.is_disjoint(&set_b),
+        "a lease was claimed by both servers"
+    );
     let union: BTreeSet<_> = set_a.union(&set_b).cloned().collect();
     assert_eq!(union, all, "every due lease was claimed by someone");
 }
@@ -109,7 +116,10 @@ async fn changes_reach_other_servers() {
     // committed is missed.
     expect_event(&mut rx, |e| *e == StoreEvent::Resync, "the first resync").await;
 
-    writer.deny_token("tok-x", UnixTime(4_000_000_000)).await.unwrap();
+    writer
+        .deny_token("tok-x", UnixTime(4_000_000_000))
+        .await
+        .unwrap();
     expect_event(
         &mut rx,
         |e| {
@@ -148,7 +158,10 @@ async fn changes_reach_other_servers() {
             .unwrap(),
         None
     );
-    writer.deny_token("tok-y", UnixTime(4_000_000_001)).await.unwrap();
+    writer
+        .deny_token("tok-y", UnixTime(4_000_000_001))
+        .await
+        .unwrap();
     let next = tokio::time::timeout(Duration::from_secs(1), rx.recv())
         .await
         .expect("an event")
@@ -157,7 +170,10 @@ async fn changes_reach_other_servers() {
         matches!(&next, StoreEvent::TokenDenied { token_id, .. } if token_id == "tok-y"),
         "a refused activation must not be announced, got {next:?}"
     );
-    assert!(SqliteProbe::has_no_feed().await, "SQLite has no change feed");
+    assert!(
+        SqliteProbe::has_no_feed().await,
+        "SQLite has no change feed"
+    );
 }
 
 /// SQLite is single-server: `subscribe` is `None`.
@@ -195,7 +211,9 @@ async fn migrations_are_shared_and_refuse_newer_schemas() {
         .batch_execute("UPDATE schema_version SET version = 99")
         .await
         .expect("bump");
-    let err = PostgresStore::open(&config).await.expect_err("newer schema");
+    let err = PostgresStore::open(&config)
+        .await
+        .expect_err("newer schema");
     assert!(
         err.to_string()
             .starts_with("database schema v99 is newer than this idmint"),
@@ -210,7 +228,9 @@ async fn unreachable_database_is_a_clear_backend_error() {
         l.local_addr().expect("addr").port()
     };
     let config = PostgresConfig::from_url(&format!("postgres://u:secretpw@127.0.0.1:{port}/d"));
-    let err = PostgresStore::open(&config).await.expect_err("nothing listens");
+    let err = PostgresStore::open(&config)
+        .await
+        .expect_err("nothing listens");
     let msg = err.to_string();
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
     assert!(msg.contains("cannot connect to PostgreSQL"), "{msg}");

@@ -31,7 +31,9 @@ impl RustlsConnect {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| StoreError::Config(format!("[storage] postgres: TLS setup failed: {e}")))?;
+            .map_err(|e| {
+                StoreError::Config(format!("[storage] postgres: TLS setup failed: {e}"))
+            })?;
         let config = match settings.tls_mode() {
             PgTlsMode::VerifyFull => {
                 let roots = load_roots(settings)?;
@@ -56,12 +58,16 @@ fn load_roots(settings: &PostgresConfig) -> Result<rustls::RootCertStore, StoreE
     };
     let shown = path.display();
     let pem = std::fs::read(path).map_err(|e| {
-        StoreError::Config(format!("[storage] postgres.ca_file {shown}: cannot read it: {e}"))
+        StoreError::Config(format!(
+            "[storage] postgres.ca_file {shown}: cannot read it: {e}"
+        ))
     })?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
         let cert = cert.map_err(|e| {
-            StoreError::Config(format!("[storage] postgres.ca_file {shown}: not valid PEM: {e}"))
+            StoreError::Config(format!(
+                "[storage] postgres.ca_file {shown}: not valid PEM: {e}"
+            ))
         })?;
         roots.add(cert).map_err(|e| {
             StoreError::Config(format!(
