@@ -65,6 +65,9 @@ pub struct GrantReconciler {
     /// Leases whose account could not be created: reported once, not
     /// retried every tick (retried after an agent restart).
     failed: BTreeSet<String>,
+    /// Unknown `wl_` accounts whose removal failed (e.g. a uid outside the
+    /// agent's range): logged once, then left to an operator.
+    untouchable: BTreeSet<AccountName>,
 }
 
 impl GrantReconciler {
@@ -83,6 +86,7 @@ impl GrantReconciler {
             ledger,
             watcher,
             failed: BTreeSet::new(),
+            untouchable: BTreeSet::new(),
         })
     }
 
@@ -169,10 +173,19 @@ impl GrantReconciler {
                 _ => false,
             };
             if entry.is_none() {
+                if self.untouchable.contains(name) {
+                    continue;
+                }
                 tracing::warn!(account = %name, "removing a wl_ account the agent has no record of");
                 let report = self.accounts.remove(name, None);
                 log_residue(name, &report);
-                removed.insert(name.clone());
+                if report.clean {
+                    removed.insert(name.clone());
+                } else {
+                    // E.g. a uid outside the agent's range: reported once,
+                    // not retried every tick.
+                    self.untouchable.insert(name.clone());
+                }
                 continue;
             }
             if live && same_lease {

@@ -252,8 +252,28 @@ fn unknown_wl_accounts_are_removed_at_startup_and_expired_grants_are_not_created
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // One outside the agent's uid range is someone else's: never touched.
+    let foreign = account();
+    let out = lab
+        .ns
+        .run(
+            "/usr/sbin/useradd",
+            &["-M", "-l", "-p", "*", "-u", "1999990", "-U", &foreign],
+        )
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let expired = grant(&account(), &[], -5);
     let events = lab.reconcile(&desired(&[&expired]));
+    assert!(
+        lab.entry("/etc/passwd", &foreign).is_some(),
+        "outside the range: left alone"
+    );
+    assert!(lab.reconcile(&desired(&[&expired])).is_empty());
+    assert!(lab.entry("/etc/passwd", &foreign).is_some());
     assert!(
         events.is_empty(),
         "no events for an unknown account or an expired grant: {events:?}"

@@ -317,7 +317,9 @@ Output formats (-o):
   json  the whole response, for scripts
   env   export lines for eval: IDMINT_LEASE_ID and IDMINT_EXPIRES_AT, plus
         IDMINT_ACCESS_TOKEN, IDMINT_TOKEN_TYPE (tokens) or DATABASE_URL,
-        IDMINT_USERNAME, IDMINT_PASSWORD (database users)
+        IDMINT_USERNAME, IDMINT_PASSWORD (database users) or AWS_ACCESS_KEY_ID,
+        AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION (AWS keys);
+        `-o shell` is the same
   uri   only the connection URI of a database user (an error for tokens)
 
 Examples:
@@ -367,6 +369,9 @@ Environment of CMD (on top of idmint's own environment):
                      alone: other programs rely on it)
     redis            REDIS_URL (`redis-cli -u \"$REDIS_URL\"`)
     rabbitmq         AMQP_URL
+  AWS keys           AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
+                     (STS sessions), AWS_REGION, AWS_DEFAULT_REGION; AWS_PROFILE
+                     and other variables that would shadow them are removed
 
 The lease is revoked when CMD ends (--revoke-after, the default), so the
 credential lives exactly as long as the command; --no-revoke-after leaves it
@@ -389,6 +394,7 @@ Examples:
   idmint exec db/app-mysql -- sh -c 'mysql -u \"$IDMINT_USERNAME\" app'
   idmint exec cache/sessions -- sh -c 'redis-cli -u \"$REDIS_URL\" ping'
   idmint exec demo-api --scope orders:read -- ./deploy.sh
+  idmint exec aws/deploy-prod -- terraform apply
   idmint exec db/migrations --ttl 30m --no-revoke-after -- ./migrate";
 
 #[derive(Debug, Args)]

@@ -217,11 +217,18 @@ mod tests {
         );
         assert_eq!(read_cached(&a, now, 300).unwrap(), Some(c.clone()));
         // Less than refresh_before left: fetch again.
-        assert!(read_cached(&a, now, 600).unwrap().is_none());
+        assert!(read_cached(&a, UnixTime(now.secs() + 250), 300)
+            .unwrap()
+            .is_some());
+        assert!(read_cached(&a, UnixTime(now.secs() + 350), 300)
+            .unwrap()
+            .is_none());
         // A 10-minute credential with a 15-minute refresh_before is reused
         // for its first half, then fetched again.
         assert!(read_cached(&a, now, 900).unwrap().is_some());
-        assert!(read_cached(&a, UnixTime(now.secs() + 301), 900).unwrap().is_none());
+        assert!(read_cached(&a, UnixTime(now.secs() + 301), 900)
+            .unwrap()
+            .is_none());
         fs::set_permissions(&a, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(read_cached(&a, now, 300)
             .unwrap_err()

@@ -420,7 +420,9 @@ pub(crate) mod tests {
         // An IAM user's key has no token: an inherited one must not stay.
         let env = for_child(&aws_resp(None)).unwrap();
         assert!(env.remove.contains(&"AWS_SESSION_TOKEN"));
-        assert!(!pairs(&env.set).iter().any(|(n, _)| *n == "AWS_SESSION_TOKEN"));
+        assert!(!pairs(&env.set)
+            .iter()
+            .any(|(n, _)| *n == "AWS_SESSION_TOKEN"));
     }
 
     #[test]

@@ -14,8 +14,8 @@ mod input;
 mod jwt;
 mod output;
 mod session;
-mod sso;
 mod ssh_args;
+mod sso;
 
 use clap::Parser;
 use std::process::ExitCode;

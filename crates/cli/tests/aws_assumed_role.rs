@@ -308,11 +308,25 @@ async fn hostile_claims_become_safe_session_tags_and_names() -> anyhow::Result<(
     // A claim the tag template names but the token lacks, or that is a
     // list: refused, AWS not called.
     let app = login_app(&env.server, &env.jwks).await?;
-    let e = app.client.creds("aws/team", &req(None, None, None)).await.unwrap_err();
+    let e = app
+        .client
+        .creds("aws/team", &req(None, None, None))
+        .await
+        .unwrap_err();
     let (_, _, message) = api_error(&e);
     assert!(message.contains("no claim \"team\""), "{message}");
-    let listed = login(&env.server, &env.jwks, APP_SUBJECT, &json!({"team": ["a", "b"]})).await?;
-    let e = listed.client.creds("aws/team", &req(None, None, None)).await.unwrap_err();
+    let listed = login(
+        &env.server,
+        &env.jwks,
+        APP_SUBJECT,
+        &json!({"team": ["a", "b"]}),
+    )
+    .await?;
+    let e = listed
+        .client
+        .creds("aws/team", &req(None, None, None))
+        .await
+        .unwrap_err();
     let (_, _, message) = api_error(&e);
     assert!(message.contains("not a string"), "{message}");
     assert_eq!(env.tap.calls_of("AssumeRole").len(), 1);

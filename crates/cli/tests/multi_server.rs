@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// `n` servers sharing `pg`'s database and one root key.
+/// `n` servers sharing `pg`'s database and one new root key.
 async fn cluster(
     n: usize,
     idp: &Idp,
@@ -33,6 +33,18 @@ async fn cluster(
     let keys = tempfile::tempdir()?;
     let root_key = keys.path().join("root.key");
     write_root_key(&root_key)?;
+    cluster_with_key(n, idp, pg, spec, &root_key, "").await
+}
+
+/// `n` servers sharing `pg`'s database, sealed with the key in `root_key`.
+async fn cluster_with_key(
+    n: usize,
+    idp: &Idp,
+    pg: &PgServer,
+    spec: impl Fn() -> ServerSpec,
+    root_key: &Path,
+    extra_toml: &str,
+) -> anyhow::Result<Vec<IdmintServer>> {
     let mut servers = Vec::new();
     for _ in 0..n {
         let dir = tempfile::Builder::new().prefix("idmint-srv-").tempdir()?;
@@ -40,7 +52,11 @@ async fn cluster(
         let mut s = spec();
         s.oidc = vec![github_oidc(idp.issuer())];
         let config = s.write(dir.path(), port)?;
-        std::fs::copy(&root_key, dir.path().join("root.key"))?;
+        if !extra_toml.is_empty() {
+            let text = std::fs::read_to_string(&config)?;
+            std::fs::write(&config, format!("{text}\n{extra_toml}\n"))?;
+        }
+        std::fs::copy(root_key, dir.path().join("root.key"))?;
         let audit = dir.path().join("audit.jsonl");
         let env = vec![("IDMINT_STORE".to_string(), pg.admin_url())];
         servers.push(IdmintServer::start_with_config(bin(), dir, config, port, audit, env).await?);
@@ -455,5 +471,159 @@ async fn postgres_restart_under_load_gives_clear_503s_and_servers_recover() -> a
         text.contains("2 logs") && text.contains("every chain is intact"),
         "{text}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_deployment_moves_into_postgres_with_store_migrate() -> anyhow::Result<()> {
+    let pg = tokio::task::spawn_blocking(PgServer::start).await??;
+    let idp = Idp::start().await?;
+    // A single-node SQLite deployment with a session and a credential.
+    let mut single = IdmintServer::start(
+        bin(),
+        ServerSpec::with_oidc(vec![github_oidc(idp.issuer())]),
+    )
+    .await?;
+    let token = session(&single, &idp).await?;
+    let creds = single.api().creds(&token, "demo-api", &json!({})).await?;
+    assert_eq!(creds.status, 200, "{}", creds.summary());
+    let lease_id = creds.body["lease_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    single.stop()?;
+
+    let sqlite_url = format!("sqlite://{}", single.dir().join("idmint.db").display());
+    let migrate = |args: Vec<String>| {
+        std::process::Command::new(bin())
+            .env_remove("IDMINT_STORE")
+            .args(["store", "migrate"])
+            .args(args)
+            .output()
+    };
+    let out = migrate(vec![
+        "--from".into(),
+        sqlite_url.clone(),
+        "--to".into(),
+        pg.admin_url(),
+        "-o".into(),
+        "json".into(),
+    ])?;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["verified"], true, "{report}");
+    assert_eq!(report["leases"], 1, "{report}");
+    assert_eq!(report["active_bundle"], 1, "{report}");
+    assert!(
+        report["blobs"].as_u64().unwrap_or(0) >= 3,
+        "keys copied: {report}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(pg.admin_password())
+            && !stderr.contains(pg.admin_password()),
+        "the database password must not be printed"
+    );
+
+    // Copying again into the now non-empty database is refused.
+    let again = migrate(vec![
+        "--from".into(),
+        sqlite_url,
+        "--to".into(),
+        pg.admin_url(),
+    ])?;
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("--force"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // The schema is current.
+    let schema = migrate(vec!["--store".into(), pg.admin_url()])?;
+    assert!(schema.status.success());
+    assert!(
+        String::from_utf8_lossy(&schema.stdout).contains("already at schema v"),
+        "{}",
+        String::from_utf8_lossy(&schema.stdout)
+    );
+
+    // A PostgreSQL server with the same root key carries on: the old session
+    // is valid (same session key), the lease is there, issuing works.
+    let servers = cluster_with_key(
+        1,
+        &idp,
+        &pg,
+        ServerSpec::default,
+        &single.dir().join("root.key"),
+        "",
+    )
+    .await?;
+    let who = servers[0].api().get("/api/v1/whoami", Some(&token)).await?;
+    assert_eq!(who.status, 200, "{}", who.summary());
+    let n: i64 = db(&pg)
+        .await?
+        .query_one("SELECT count(*) FROM leases WHERE id = $1", &[&lease_id])
+        .await?
+        .get(0);
+    assert_eq!(n, 1, "the lease was copied");
+    let more = servers[0]
+        .api()
+        .creds(&token, "demo-api", &json!({}))
+        .await?;
+    assert_eq!(more.status, 200, "{}", more.summary());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_activation_reaches_every_server_within_a_second() -> anyhow::Result<()> {
+    let pg = tokio::task::spawn_blocking(PgServer::start).await??;
+    let idp = Idp::start().await?;
+    let keys = tempfile::tempdir()?;
+    let root_key = keys.path().join("root.key");
+    write_root_key(&root_key)?;
+    // Polling for activations is pushed out of the way: only the change
+    // feed can deliver the new version in time.
+    let servers = cluster_with_key(
+        2,
+        &idp,
+        &pg,
+        ServerSpec::default,
+        &root_key,
+        "[governance]\nsync_interval = \"1h\"",
+    )
+    .await?;
+    let version = |s: &IdmintServer| {
+        let api = s.api().clone();
+        async move {
+            let r = api.get("/readyz", None).await?;
+            Ok::<_, idmint_testkit::TestkitError>(r.body["policy_version"].as_u64())
+        }
+    };
+    for s in &servers {
+        assert_eq!(version(s).await?, Some(1));
+    }
+    // Another server's activation, as the store commits it: new version,
+    // active pointer and notification in one transaction.
+    let mut client = db(&pg).await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute(
+        "INSERT INTO bundles (version, sources, created_at, author, comment) \
+           SELECT 2, sources, created_at + 1, 'carol', 'activated elsewhere' \
+           FROM bundles WHERE version = 1; \
+         UPDATE active_bundle SET version = 2 WHERE id = 1; \
+         SELECT pg_notify('idmint_bundle', '2');",
+    )
+    .await?;
+    tx.commit().await?;
+    let activated = Instant::now();
+    for (i, s) in servers.iter().enumerate() {
+        poll_until(
+            &format!("server {i} to install policy v2"),
+            Duration::from_secs(1),
+            || async { Ok((version(s).await? == Some(2)).then_some(())) },
+        )
+        .await?;
+    }
+    assert!(activated.elapsed() < Duration::from_secs(1));
     Ok(())
 }

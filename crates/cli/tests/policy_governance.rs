@@ -346,7 +346,7 @@ async fn concurrent_approvals_activate_exactly_one_version() -> anyhow::Result<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_glass_is_loud_bounded_and_reverts() -> anyhow::Result<()> {
     let idp = Idp::start().await?;
-    let server = governed_server(&idp, "break_glass_ttl = \"3s\"\nsync_interval = \"1s\"").await?;
+    let server = governed_server(&idp, "break_glass_ttl = \"5s\"\nsync_interval = \"1s\"").await?;
     let alice = person(&idp, &server, "alice").await?;
     let bob = person(&idp, &server, "bob").await?;
     let cli = Cli::new(bin())?;
@@ -449,6 +449,13 @@ async fn break_glass_is_loud_bounded_and_reverts() -> anyhow::Result<()> {
     let out = cli.run(&["policy", "history", "--server", &url]).await?;
     assert!(
         out.stderr.contains("WARNING: BREAK-GLASS"),
+        "{}",
+        out.summary()
+    );
+    // `idmint status` shows it too.
+    let out = cli.run(&["status", "--server", &url]).await?;
+    assert!(
+        out.stdout.contains("WARNING: BREAK-GLASS"),
         "{}",
         out.summary()
     );

@@ -151,21 +151,53 @@ fn idmint_ssh(
     Ok((child, rx))
 }
 
-fn lines_until(rx: &mpsc::Receiver<String>, marker: &str, child: &mut Child) -> Vec<String> {
+/// Lines until `marker` (exclusive); `None` when idmint ssh ended first
+/// with its stderr.
+fn lines_until(
+    rx: &mpsc::Receiver<String>,
+    marker: &str,
+    child: &mut Child,
+) -> Result<Vec<String>, String> {
     let mut lines = Vec::new();
     loop {
         match rx.recv_timeout(LIMIT) {
-            Ok(l) if l == marker => return lines,
+            Ok(l) if l == marker => return Ok(lines),
             Ok(l) => lines.push(l),
             Err(e) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 let mut err = String::new();
                 if let Some(mut s) = child.stderr.take() {
                     use std::io::Read;
                     let _ = s.read_to_string(&mut err);
                 }
-                panic!("no {marker} from idmint ssh ({e}); stdout {lines:?}; stderr {err}");
+                return Err(format!(
+                    "no {marker} from idmint ssh ({e}); stdout {lines:?}; stderr {err}"
+                ));
             }
+        }
+    }
+}
+
+/// Run `idmint ssh` until the remote command prints `READY`. The server
+/// refuses with `agent_unavailable` until the agent's first long poll
+/// arrives: that answer is the observable state polled here.
+async fn open_session(
+    url: &str,
+    caller: &Caller,
+    home: &Path,
+    extra: &[&str],
+    remote: &str,
+) -> anyhow::Result<(Child, Vec<String>)> {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let (mut child, out) = idmint_ssh(url, caller, home, extra, remote)?;
+        match lines_until(&out, "READY", &mut child) {
+            Ok(lines) => return Ok((child, lines)),
+            Err(e) if e.contains("agent_unavailable") && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => anyhow::bail!(e),
         }
     }
 }
@@ -281,14 +313,14 @@ async fn ci_job_ssh_into_a_just_in_time_account_end_to_end() -> anyhow::Result<(
     host.start_agent(&url)?;
 
     // 1. Login, sudo, logout.
-    let (mut ssh, out) = idmint_ssh(
+    let (mut ssh, lines) = open_session(
         &url,
         &app,
         home.path(),
         &[],
         "id -un; sudo -n -l /usr/bin/systemctl restart web >/dev/null && echo SUDO_ALLOWED; sudo -n /usr/bin/id 2>&1; echo READY; cat",
-    )?;
-    let lines = lines_until(&out, "READY", &mut ssh);
+    )
+    .await?;
     let account = lines.first().cloned().unwrap_or_default();
     assert!(
         account.starts_with("wl_"),
@@ -326,14 +358,14 @@ async fn ci_job_ssh_into_a_just_in_time_account_end_to_end() -> anyhow::Result<(
     assert!(processes_of_uid(uid).is_empty());
 
     // 2. Expiry kills a live session.
-    let (mut ssh, out) = idmint_ssh(
+    let (mut ssh, lines) = open_session(
         &url,
         &app,
         home.path(),
         &["--ttl", "4s"],
         "id -un; echo READY; sleep 600",
-    )?;
-    let lines = lines_until(&out, "READY", &mut ssh);
+    )
+    .await?;
     let account2 = lines.first().cloned().unwrap_or_default();
     assert!(
         account2.starts_with("wl_") && account2 != account,
@@ -349,8 +381,8 @@ async fn ci_job_ssh_into_a_just_in_time_account_end_to_end() -> anyhow::Result<(
 
     // 3. The agent is SIGKILLed mid-session; the user logs out while it is
     //    down; the restarted agent removes the account.
-    let (mut ssh, out) = idmint_ssh(&url, &app, home.path(), &[], "id -un; echo READY; cat")?;
-    let lines = lines_until(&out, "READY", &mut ssh);
+    let (mut ssh, lines) =
+        open_session(&url, &app, home.path(), &[], "id -un; echo READY; cat").await?;
     let account3 = lines.first().cloned().unwrap_or_default();
     audited(&server, "ssh_session_started", &account3).await?;
     if let Some(mut agent) = host.agent.take() {

@@ -16,7 +16,13 @@ pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Rou
         .route("/api/v1/whoami", get(login::whoami))
         .route("/api/v1/auth/sso", get(sso::methods))
         .route("/api/v1/logout", post(login::logout))
-        .route("/api/v1/creds/{*role}", post(login::creds))
+        .route(
+            "/api/v1/creds/{*role}",
+            post(login::creds).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::limits::enforce,
+            )),
+        )
         .route("/api/v1/leases", get(leases::list))
         .route("/api/v1/leases/{id}/revoke", post(leases::revoke))
         .route("/api/v1/leases/{id}/renew", post(leases::renew))
@@ -37,7 +43,13 @@ pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Rou
         .route("/api/v1/policy/rollback", post(policy::rollback))
         .route("/api/v1/policy/history", get(policy::history))
         .route("/api/v1/ssh/sessions", post(ssh::sessions))
-        .route("/api/v1/ssh/sign/{*role}", post(ssh::sign_role))
+        .route(
+            "/api/v1/ssh/sign/{*role}",
+            post(ssh::sign_role).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::limits::enforce,
+            )),
+        )
         .route("/api/v1/ssh/ca", get(ssh::ca))
         .route("/api/v1/ssh/hosts/{host}/join-token", post(ssh::join_token))
         .route("/api/v1/agent/enroll", post(agent::enroll))

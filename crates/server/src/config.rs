@@ -39,6 +39,9 @@ pub struct IdmintConfig {
     /// Policy drafts and approvals (two-person rule, break-glass).
     #[serde(default)]
     pub governance: crate::governance::GovernanceSection,
+    /// Issuance rate limits and lease quotas.
+    #[serde(default)]
+    pub limits: crate::limits::LimitsSection,
     /// Directory with `roles.toml` and `*.cedar`: seeds bundle version 1.
     pub policy_dir: PathBuf,
 }
@@ -626,6 +629,51 @@ file = { path = "audit.jsonl" }
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn postgres_storage_is_validated_with_its_line() {
+        let pg = |table: &str| {
+            BASE.replace(
+                "sqlite = { path = \"x.db\" }",
+                &format!("postgres = {table}"),
+            )
+        };
+        let cfg = IdmintConfig::parse(
+            "idmint.toml",
+            &pg(r#"{ url = "postgres://idm:pw@127.0.0.1:5432/idmint", pool_size = 4 }"#),
+        )
+        .unwrap();
+        match cfg.storage.location() {
+            Some(idmint_store::StoreLocation::Postgres(c)) => assert_eq!(c.pool_size(), 4),
+            other => panic!("{other:?}"),
+        }
+        let remote = pg(r#"{ url = "postgres://idm:pw@db.example/idmint" }"#);
+        let line = remote
+            .lines()
+            .position(|l| l.starts_with("postgres ="))
+            .unwrap()
+            + 1;
+        let e = IdmintConfig::parse("idmint.toml", &remote)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("line {line}")) && e.contains("ca_file"),
+            "{e}"
+        );
+        assert!(!e.contains(":pw@"), "the password must not be shown: {e}");
+        let e = IdmintConfig::parse("idmint.toml", &pg(r#"{ url = "x", tls = "maybe" }"#))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("maybe"), "{e}");
+        let both = BASE.replace(
+            "sqlite = { path = \"x.db\" }",
+            "sqlite = { path = \"x.db\" }\npostgres = { url = \"postgres://a:b@127.0.0.1/d\" }",
+        );
+        let e = IdmintConfig::parse("idmint.toml", &both)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only one of sqlite and postgres"), "{e}");
     }
 
     #[test]

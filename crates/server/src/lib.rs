@@ -13,6 +13,7 @@ mod dev;
 mod error;
 mod governance;
 mod issuance;
+mod limits;
 mod metrics;
 pub mod policy_source;
 mod reaper;

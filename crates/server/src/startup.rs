@@ -409,6 +409,7 @@ pub async fn build(
         demo_idp: demo,
         audit_file,
         governance: crate::governance::Governance::new(cfg.governance.clone()),
+        limits: crate::limits::Limiter::new(cfg.limits.clone()).map_err(ServerError::Config)?,
         ssh,
     });
     let republished = state

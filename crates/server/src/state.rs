@@ -41,6 +41,8 @@ pub struct AppState {
     pub audit_file: Option<std::path::PathBuf>,
     /// Policy drafts and approvals (`[governance]`).
     pub governance: crate::governance::Governance,
+    /// Issuance rate limits and lease quotas (`[limits]`).
+    pub limits: crate::limits::Limiter,
     /// SSH issuers: CAs, hosts, grant boards, enrolled agents.
     pub ssh: crate::ssh::SshRuntime,
 }

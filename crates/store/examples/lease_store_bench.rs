@@ -63,7 +63,13 @@ async fn run(store: Arc<dyn Store>) -> Outcome {
                 let s = Instant::now();
                 store.insert_lease(&l).await.expect("insert");
                 store
-                    .transition_lease(&l.id, LeaseState::Pending, LeaseState::Active, Some("fp"), None)
+                    .transition_lease(
+                        &l.id,
+                        LeaseState::Pending,
+                        LeaseState::Active,
+                        Some("fp"),
+                        None,
+                    )
                     .await
                     .expect("activate");
                 lat.push(s.elapsed());
@@ -97,19 +103,26 @@ async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sqlite: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("sqlite"));
-    let mut rows = vec![("SQLite (WAL, synchronous=FULL, group commit)", run(sqlite).await)];
+    let mut rows = vec![(
+        "SQLite (WAL, synchronous=FULL, group commit)",
+        run(sqlite).await,
+    )];
     let (_pg, durable) = postgres(&[
         ("fsync", "on"),
         ("synchronous_commit", "on"),
         ("full_page_writes", "on"),
     ])
     .await;
-    rows.push(("PostgreSQL 15, durable (fsync, synchronous_commit on)", run(durable).await));
+    rows.push((
+        "PostgreSQL 15, durable (fsync, synchronous_commit on)",
+        run(durable).await,
+    ));
     let (_pg2, fast) = postgres(&[]).await;
-    rows.push(("PostgreSQL 15, fsync=off, synchronous_commit=off", run(fast).await));
-    println!(
-        "{TOTAL} leases, {CONCURRENCY} concurrent tasks, insert + activate per lease\n"
-    );
+    rows.push((
+        "PostgreSQL 15, fsync=off, synchronous_commit=off",
+        run(fast).await,
+    ));
+    println!("{TOTAL} leases, {CONCURRENCY} concurrent tasks, insert + activate per lease\n");
     println!("| store | leases/s | p50 | p99 |");
     println!("|---|---:|---:|---:|");
     for (name, o) in rows {

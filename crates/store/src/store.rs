@@ -1,6 +1,6 @@
 //! The [`Store`] trait: everything idmint keeps between restarts.
 //!
-//! One trait for every backend (SQLite now, PostgreSQL later) so that the
+//! One trait for every backend (SQLite, PostgreSQL) so that the
 //! server never sees a database type, and so that one behaviour suite
 //! ([`crate::conformance`]) pins down the semantics for all of them.
 

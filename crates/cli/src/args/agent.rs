@@ -135,3 +135,78 @@ pub struct AgentStateArgs {
     #[arg(long, env = "IDMINT_AGENT_STATE_DIR", default_value = DEFAULT_STATE_DIR, value_name = "DIR")]
     pub state_dir: PathBuf,
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::args::{AgentCommand, Cli, Command, OutputFormat};
+    use clap::{CommandFactory, Parser};
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("idmint").chain(args.iter().copied()))
+    }
+
+    fn agent(args: &[&str]) -> AgentCommand {
+        let mut all = vec!["agent"];
+        all.extend_from_slice(args);
+        match parse(&all).unwrap().command {
+            Command::Agent(a) => a,
+            other => panic!("expected agent, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn enroll_run_install_status_parse() {
+        let AgentCommand::Enroll(e) = agent(&["enroll", "--host", "web-1", "--join-token", "-"])
+        else {
+            panic!("expected enroll")
+        };
+        assert_eq!((e.host.as_str(), e.join_token.as_str()), ("web-1", "-"));
+        assert_eq!(
+            e.host_key.to_str(),
+            Some("/etc/ssh/ssh_host_ed25519_key.pub")
+        );
+        assert_eq!(e.state.state_dir.to_str(), Some(super::DEFAULT_STATE_DIR));
+        assert!(
+            parse(&["agent", "enroll", "--join-token", "-"]).is_err(),
+            "--host is required"
+        );
+
+        let AgentCommand::Run(r) = agent(&[
+            "run",
+            "--uid-range",
+            "3000000..3000100",
+            "--scan-interval",
+            "250ms",
+            "--state-dir",
+            "/tmp/s",
+        ]) else {
+            panic!("expected run")
+        };
+        assert_eq!(r.uid_range, "3000000..3000100");
+        assert_eq!(r.scan_interval, std::time::Duration::from_millis(250));
+        assert!(parse(&["agent", "run", "--scan-interval", "soon"]).is_err());
+
+        let cli = parse(&["agent", "install", "--apply", "-o", "json"]).unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        assert!(matches!(cli.command, Command::Agent(AgentCommand::Install(ref i)) if i.apply));
+        assert!(matches!(agent(&["status"]), AgentCommand::Status(_)));
+    }
+
+    #[test]
+    fn every_agent_command_has_examples() {
+        let mut cmd = Cli::command();
+        let agent = cmd.find_subcommand_mut("agent").unwrap();
+        assert!(agent
+            .render_long_help()
+            .to_string()
+            .contains("Setting up a host"));
+        for name in ["enroll", "run", "install", "status"] {
+            let help = agent
+                .find_subcommand_mut(name)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(help.contains("Examples:"), "{name}: {help}");
+        }
+    }
+}

@@ -315,6 +315,31 @@ mod tests {
     }
 
     #[test]
+    fn aws_keys_in_env_and_text_output() {
+        use crate::credential_env::tests::aws_resp;
+        let env = creds_env(&aws_resp(Some("to'ken"))).unwrap();
+        assert!(
+            env.contains("export AWS_ACCESS_KEY_ID='ASIAEXAMPLE'\n"),
+            "{env}"
+        );
+        assert!(
+            env.contains("export AWS_SESSION_TOKEN='to'\\''ken'\n"),
+            "{env}"
+        );
+        let t = creds_text(&aws_resp(Some("tok")), 0);
+        assert!(
+            t.lines()
+                .any(|l| l.contains("Mode") && l.contains("assumed_role")),
+            "{t}"
+        );
+        assert!(
+            t.ends_with("Secret access key:\nse/cr+et\nSession token:\ntok\n"),
+            "{t}"
+        );
+        assert!(creds_uri(&aws_resp(None)).is_err());
+    }
+
+    #[test]
     fn uri_output() {
         assert_eq!(
             creds_uri(&db_resp("postgres", "v_app", "pw", None)).unwrap(),

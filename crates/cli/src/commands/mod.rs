@@ -122,8 +122,6 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Ssh(args) => ssh::run(global, args).await,
         Command::Demo(args) => demo::run(text_or_json(global.output, "demo")?, args).await,
         Command::Aws(cmd) => aws::run(global, cmd).await,
-        Command::Agent(cmd) => {
-            agent::run(global, text_or_json(global.output, "agent")?, cmd).await
-        }
+        Command::Agent(cmd) => agent::run(global, text_or_json(global.output, "agent")?, cmd).await,
     }
 }

@@ -11,19 +11,44 @@ pub async fn run(global: &GlobalArgs, format: Format) -> Result<Exit> {
     let client = connection::anonymous(global)?;
     let live = client.health().await?;
     let ready = client.ready().await?;
+    let warnings = policy_warnings(global).await;
     match format {
         Format::Json => emit(&json(&serde_json::json!({
             "server": client.base_url(),
             "health": live,
             "ready": ready,
+            "policy_warnings": warnings,
         }))?)?,
-        Format::Text => emit(&status_text(&client.base_url(), &live, &ready))?,
+        Format::Text => {
+            let mut text = status_text(&client.base_url(), &live, &ready);
+            for w in &warnings {
+                text.push_str(&format!(
+                    "  WARNING: {w}
+"
+                ));
+            }
+            emit(&text)?
+        }
     }
     Ok(if is_ok(&live) && is_ok(&ready) {
         Exit::Success
     } else {
         Exit::Problems
     })
+}
+
+/// Governance warnings (an unconfirmed break-glass policy activation),
+/// when there is a session allowed to read the policy history; status
+/// works without one, so every failure here just means "none shown".
+async fn policy_warnings(global: &GlobalArgs) -> Vec<String> {
+    let Ok((client, _)) = connection::authenticated(global) else {
+        return Vec::new();
+    };
+    client
+        .policy_history()
+        .await
+        .map(|h| h.warnings)
+        .unwrap_or_default()
 }
 
 /// `/healthz` says `ok`, `/readyz` says `ready`; either with problems, or

@@ -44,7 +44,7 @@ async fn migrate(format: Format, args: StoreMigrateArgs) -> Result<Exit> {
             open_store(&location)
                 .await
                 .with_context(|| format!("migrating {}", location.describe()))?;
-            (-1, PostgresStore::schema_version())
+            (-1, i64::from(idmint_store::SCHEMA_VERSION))
         }
     };
     match format {

@@ -52,7 +52,7 @@ mod tests {
     fn rfc7636_appendix_b() {
         assert_eq!(
             challenge_of("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGrSstw-cM"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         let s = FlowSecrets::generate().unwrap();
         assert_eq!(s.verifier.expose().len(), 43);

@@ -9,6 +9,14 @@
 
 use super::credentials::AwsCredentials;
 use super::sigv4::{self, uri_encode, Options, Payload, Scope};
+
+/// `application/x-www-form-urlencoded` as the AWS SDKs write it: SigV4's
+/// encoding with a space as `+`. The signature covers the bytes either way;
+/// servers that re-encode the parsed form to check it (moto) expect `+`.
+fn form_encode(s: &str) -> String {
+    // `uri_encode` writes a literal `+` as `%2B`, so `+` is unambiguous.
+    uri_encode(s, true).replace("%20", "+")
+}
 use super::xml::{self, Element};
 use idmint_core::UnixTime;
 use std::time::Duration;
@@ -159,6 +167,8 @@ impl std::fmt::Display for CallError {
     }
 }
 
+impl std::error::Error for CallError {}
+
 /// The HTTP client every AWS call of one issuer goes through.
 #[derive(Debug, Clone)]
 pub struct QueryClient {
@@ -193,14 +203,14 @@ impl QueryClient {
     ) -> Result<Element, CallError> {
         let mut body = format!(
             "Action={}&Version={}",
-            uri_encode(action, true),
-            uri_encode(endpoint.version, true)
+            form_encode(action),
+            form_encode(endpoint.version)
         );
         for (k, v) in params {
             body.push('&');
-            body.push_str(&uri_encode(k, true));
+            body.push_str(&form_encode(k));
             body.push('=');
-            body.push_str(&uri_encode(v, true));
+            body.push_str(&form_encode(v));
         }
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
@@ -304,6 +314,106 @@ impl QueryClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering every request with `answers[min(n, last)]`
+    /// (status, body); returns its URL and the request counter.
+    async fn canned(answers: Vec<(u16, &'static str)>) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = answers[n.min(answers.len() - 1)];
+                let mut buf = vec![0u8; 65536];
+                let _ = sock.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            }
+        });
+        (url, count)
+    }
+
+    const THROTTLED: &str = "<ErrorResponse><Error><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>";
+    const DENIED: &str = "<ErrorResponse><Error><Code>AccessDenied</Code><Message>no</Message></Error><RequestId>r</RequestId></ErrorResponse>";
+    const OK: &str = "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::1:user/x</Arn></GetCallerIdentityResult></GetCallerIdentityResponse>";
+
+    #[tokio::test]
+    async fn throttling_is_retried_and_access_denied_is_not() {
+        let creds = AwsCredentials::new("AKIA", "s", None, None);
+        let client = QueryClient::new(Duration::from_secs(2), 1).unwrap();
+        let (url, count) = canned(vec![(400, THROTTLED), (400, THROTTLED), (200, OK)]).await;
+        let ep = Endpoint::new(&url, "us-east-1", "sts", "2011-06-15").unwrap();
+        let root = client
+            .call(
+                &ep,
+                Some(&creds),
+                "GetCallerIdentity",
+                &[],
+                Retry::OnlyWhenRefused,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            root.text_at(&["GetCallerIdentityResult", "Arn"]),
+            Some("arn:aws:iam::1:user/x")
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+
+        let (url, count) = canned(vec![(503, THROTTLED)]).await;
+        let ep = Endpoint::new(&url, "us-east-1", "sts", "2011-06-15").unwrap();
+        let e = client
+            .call(
+                &ep,
+                Some(&creds),
+                "GetCallerIdentity",
+                &[],
+                Retry::Idempotent,
+            )
+            .await
+            .unwrap_err();
+        assert!(e.is_retryable() && e.code() == Some("Throttling"), "{e}");
+        assert_eq!(count.load(Ordering::SeqCst), ATTEMPTS as usize);
+
+        let (url, count) = canned(vec![(403, DENIED)]).await;
+        let ep = Endpoint::new(&url, "us-east-1", "sts", "2011-06-15").unwrap();
+        let e = client
+            .call(&ep, Some(&creds), "AssumeRole", &[], Retry::Idempotent)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some("AccessDenied"));
+        assert!(!e.is_retryable());
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_outcomes_are_retried_only_when_idempotent() {
+        let creds = AwsCredentials::new("AKIA", "s", None, None);
+        let client = QueryClient::new(Duration::from_millis(300), 1).unwrap();
+        // Nothing listens on port 9 of loopback: connection refused.
+        let ep = Endpoint::new("http://127.0.0.1:9", "us-east-1", "iam", "2010-05-08").unwrap();
+        let e = client
+            .call(
+                &ep,
+                Some(&creds),
+                "CreateAccessKey",
+                &[],
+                Retry::OnlyWhenRefused,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, CallError::Unreachable(_)) && e.is_retryable(),
+            "{e}"
+        );
+    }
 
     #[test]
     fn endpoints_and_errors() {
@@ -349,5 +459,6 @@ mod tests {
         );
         assert!(CallError::Unreachable("x".into()).is_retryable());
         assert_eq!(CallError::Aws(denied).code(), Some("AccessDenied"));
+        assert_eq!(form_encode("a b+c/d"), "a+b%2Bc%2Fd");
     }
 }

@@ -48,7 +48,8 @@ fn sanitize_tail(s: &str, allowed: fn(char) -> bool, max: usize) -> String {
         .chars()
         .map(|c| if allowed(c) { c } else { '_' })
         .collect();
-    mapped[mapped.len().saturating_sub(max)..].iter().collect()
+    let skip = mapped.len().saturating_sub(max);
+    mapped.into_iter().skip(skip).collect()
 }
 
 /// One piece of a tag template.
@@ -65,18 +66,18 @@ enum Piece {
 fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
     let mut out = Vec::new();
     let mut rest = t;
+    // `{` and `}` are ASCII, so splitting at them keeps UTF-8 boundaries.
     while let Some(open) = rest.find(['{', '}']) {
-        if rest[open..].starts_with('}') {
+        let (literal, from_brace) = rest.split_at(open);
+        let Some(after) = from_brace.strip_prefix('{') else {
             return Err(format!("{t:?}: unmatched `}}`"));
+        };
+        if !literal.is_empty() {
+            out.push(Piece::Literal(literal.to_string()));
         }
-        if open > 0 {
-            out.push(Piece::Literal(rest[..open].to_string()));
-        }
-        let after = &rest[open + 1..];
-        let close = after
-            .find('}')
+        let (name, from_close) = after
+            .split_once('}')
             .ok_or_else(|| format!("{t:?}: unclosed `{{`"))?;
-        let name = &after[..close];
         if name == "subject" {
             out.push(Piece::Subject);
         } else if let Some(claim) = name.strip_prefix("claims.") {
@@ -97,7 +98,7 @@ fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
                 "{t:?}: unknown placeholder `{{{name}}}`; use {{subject}} or {{claims.NAME}}"
             ));
         }
-        rest = &after[close + 1..];
+        rest = from_close;
     }
     if !rest.is_empty() {
         out.push(Piece::Literal(rest.to_string()));

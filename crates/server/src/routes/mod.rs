@@ -5,8 +5,8 @@ pub mod health;
 pub mod leases;
 pub mod login;
 pub mod oauth;
-pub mod ssh;
 pub mod policy;
+pub mod ssh;
 pub mod sso;
 pub mod wellknown;
 

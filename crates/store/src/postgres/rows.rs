@@ -17,7 +17,19 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
             Some(detail) => format!("{} ({}; {detail})", db.message(), db.code().code()),
             None => format!("{} ({})", db.message(), db.code().code()),
         },
-        None => e.to_string(),
+        None => {
+            // The driver's text is generic ("error performing TLS
+            // handshake"); the cause (refused, certificate unknown…) is in
+            // the source chain.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 

@@ -274,3 +274,142 @@ async fn sqlite_deployment_copies_into_postgres() {
     // The copied store keeps numbering bundles after the imported ones.
     assert_eq!(to.activate_bundle(&[], "carol", "").await.unwrap(), 3);
 }
+
+/// A throwaway CA and a server certificate for 127.0.0.1, made with the
+/// `openssl` command line tool, readable by the `postgres` OS user.
+struct TestCerts {
+    dir: std::path::PathBuf,
+}
+
+impl TestCerts {
+    fn create(name: &str) -> Self {
+        let dir = std::path::PathBuf::from(format!("/tmp/idm-pgtls-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("cert dir");
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("ext");
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=idmint test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let chown = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .expect("chown");
+        assert!(chown.success());
+        Self { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+}
+
+impl Drop for TestCerts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_against_a_tls_server() {
+    let certs = TestCerts::create("server");
+    let other_ca = TestCerts::create("other");
+    let (cert, key) = (certs.path("server.pem"), certs.path("server.key"));
+    let pg = PgServer::start_with(&[
+        ("ssl", "on"),
+        ("ssl_cert_file", cert.as_str()),
+        ("ssl_key_file", key.as_str()),
+    ])
+    .expect("PostgreSQL with TLS");
+    let base = fresh_database(&pg).await;
+
+    let mut require = base.clone();
+    require.tls = Some(PgTlsMode::Require);
+    let store = PostgresStore::open(&require).await.expect("tls = require");
+    store
+        .put_blob("over-tls", b"x")
+        .await
+        .expect("write over TLS");
+
+    let mut verify = base.clone();
+    verify.tls = Some(PgTlsMode::VerifyFull);
+    verify.ca_file = Some(certs.dir.join("ca.pem"));
+    let store = PostgresStore::open(&verify)
+        .await
+        .expect("tls = verify-full");
+    assert_eq!(
+        store.get_blob("over-tls").await.unwrap().as_deref(),
+        Some(&b"x"[..])
+    );
+
+    let mut wrong = base.clone();
+    wrong.tls = Some(PgTlsMode::VerifyFull);
+    wrong.ca_file = Some(other_ca.dir.join("ca.pem"));
+    let err = PostgresStore::open(&wrong)
+        .await
+        .expect_err("a certificate from another CA must be refused");
+    let msg = err.to_string();
+    assert!(msg.contains("cannot connect to PostgreSQL"), "{msg}");
+    assert!(msg.to_lowercase().contains("certificate"), "{msg}");
+}

@@ -36,6 +36,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use writer::Writer;
 
+/// The schema version this binary writes (the same numbering for every
+/// backend).
+pub(crate) const SCHEMA_VERSION: u32 = schema::KNOWN_VERSION;
+
 /// How long a statement waits for a lock held by another connection (another
 /// process sharing the file, or a checkpoint) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
