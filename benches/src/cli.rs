@@ -107,6 +107,12 @@ pub struct AllArgs {
     /// scripts/install-openbao.sh puts it (.cache/openbao).
     #[arg(long, value_name = "PATH")]
     pub bao_bin: Option<PathBuf>,
+    /// The CI-token claim OpenBao's JWT roles use as `user_claim` (the
+    /// entity alias). `repository` repeats across jobs like a real
+    /// GitHub `sub` does; `sub` is unique per bench token, so OpenBao then
+    /// creates and stores a new identity entity on every login.
+    #[arg(long, value_name = "CLAIM", default_value = "repository")]
+    pub bao_user_claim: String,
     /// Measured time per run (after the warm-up).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,

@@ -277,6 +277,7 @@ async fn run(cli: &Cli) -> Result<()> {
                 .unwrap_or_else(|| dir.join("comparison.json"));
             let settings = serde_json::json!({
                 "peer": args.peer.map(|_| "openbao"),
+                "bao_user_claim": args.bao_user_claim,
                 "duration_s": args.duration.as_secs_f64(),
                 "warmup_s": args.warmup.as_secs_f64(),
                 "concurrency": args.concurrency,

@@ -98,6 +98,7 @@ pub async fn run(args: &AllArgs, env: &RunEnv) -> Result<Vec<Row>> {
                 key: &key,
                 audience: AUDIENCE,
                 token_audience: scenario::ROLE_AUDIENCE,
+                user_claim: &args.bao_user_claim,
                 pg: pg.as_ref().map(|pg| PgTarget {
                     port: pg.port(),
                     admin_user: targets::BAO_PG_ADMIN,
@@ -112,10 +113,11 @@ pub async fn run(args: &AllArgs, env: &RunEnv) -> Result<Vec<Row>> {
                 return Err(e);
             }
             env.note(&format!(
-                "OpenBao {} pid {} on {} (raft storage)",
+                "OpenBao {} pid {} on {} (raft storage, user_claim {})",
                 crate::openbao::launch::VERSION,
                 bao.pid().map(|p| p.to_string()).unwrap_or_default(),
-                bao.addr()
+                bao.addr(),
+                args.bao_user_claim
             ));
             Some(bao)
         }

@@ -61,6 +61,10 @@ pub struct BaoSetup<'a> {
     pub audience: &'a str,
     /// The OIDC `aud` of issued identity tokens (idmint's role audience).
     pub token_audience: &'a str,
+    /// The claim that names OpenBao's identity entity alias. OpenBao
+    /// creates (and persists) an entity for every new value, so a claim
+    /// that differs per token makes every login a storage write.
+    pub user_claim: &'a str,
     pub pg: Option<PgTarget<'a>>,
 }
 
@@ -87,7 +91,7 @@ pub async fn configure(api: &mut BaoApi, setup: &BaoSetup<'_>) -> Result<()> {
             &format!("auth/jwt/role/{role}"),
             json!({
                 "role_type": "jwt",
-                "user_claim": "sub",
+                "user_claim": setup.user_claim,
                 "bound_audiences": [setup.audience],
                 "bound_claims": {"repository": "acme/app", "ref": "refs/heads/main"},
                 "token_type": token_type,

@@ -7,10 +7,9 @@
 //! * **reconcile** (a dedicated thread, because `useradd` and friends
 //!   block): reconcile on every new desired state and at least every
 //!   `tick`, which is also the session-detection interval.
-//! * **events** (async): send events in order, queue them while the server
-//!   is unreachable (bounded: the oldest are dropped first, with an error
-//!   in the log — the server converges from the grant state anyway) and
-//!   retry with backoff.
+//! * **events** (async): send the [`EventOutbox`] in order, retrying with
+//!   backoff while the server is unreachable; the outbox is on disk, so
+//!   events survive an agent restart.
 //!
 //! Stopping the agent (SIGTERM, Ctrl-C) ends no session and removes no
 //! account: the next start resumes from the state directory.
@@ -18,23 +17,19 @@
 use crate::accounts::HostAccounts;
 use crate::error::{AgentError, Result};
 use crate::host::HostSystem;
+use crate::outbox::EventOutbox;
 use crate::reconcile::{DesiredState, GrantReconciler};
 use crate::signing::AgentKey;
 use crate::state::{CachedGrants, StateDir, DEFAULT_STATE_DIR};
 use crate::transport::ServerLink;
 use crate::uid_allocator::{UidAllocator, UidRange};
 use idmint_core::UnixTime;
-use idmint_proto::ssh::AgentEvent;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
-/// Most events kept while the server is unreachable.
-const MAX_QUEUED_EVENTS: usize = 10_000;
 /// Retry backoff bounds for the server.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -97,14 +92,23 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl Future<Output = ()>) 
     tracing::info!(host = %enrollment.host, server = %server, cached_grants = initial.grants.len(), "agent starting");
 
     let (desired_tx, desired_rx) = std_mpsc::channel::<DesiredState>();
-    let (events_tx, events_rx) = mpsc::unbounded_channel::<AgentEvent>();
+    let outbox = Arc::new(EventOutbox::open(state.clone())?);
+    if !outbox.is_empty() {
+        tracing::info!(
+            pending = outbox.len(),
+            "delivering events left from the previous run"
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let reconcile_thread = {
         let stop = stop.clone();
         let tick = config.tick;
         std::thread::Builder::new()
             .name("idmint-agent-reconcile".into())
-            .spawn(move || reconcile_loop(reconciler, initial, desired_rx, events_tx, tick, &stop))
+            .spawn({
+                let outbox = outbox.clone();
+                move || reconcile_loop(reconciler, initial, desired_rx, &outbox, tick, &stop)
+            })
             .map_err(|e| AgentError::Config(format!("cannot start the reconcile thread: {e}")))?
     };
 
@@ -119,28 +123,38 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl Future<Output = ()>) 
         config.long_poll,
     );
     let (flush_tx, flush_rx) = tokio::sync::watch::channel(false);
-    let send = send_events(&link, &key, &host_name, events_rx, flush_rx);
+    let send = send_events(&link, &key, &host_name, &outbox, flush_rx);
     tokio::pin!(send);
-    tokio::select! {
-        () = shutdown => {}
-        () = poll => {}
-        () = &mut send => {}
-    }
+    // `poll` and `send` only end when the reconcile thread is gone (their
+    // channels closed): that is a failure, reported so that the service
+    // manager restarts the agent.
+    let requested = tokio::select! {
+        () = shutdown => true,
+        () = poll => false,
+        () = &mut send => false,
+    };
     tracing::info!("agent stopping; accounts and sessions stay as they are");
     stop.store(true, Ordering::SeqCst);
     // The poll future (and its sender) is gone, so the thread ends at its
     // next tick.
-    let _ = tokio::task::spawn_blocking(move || reconcile_thread.join()).await;
+    let joined = tokio::task::spawn_blocking(move || reconcile_thread.join()).await;
     let _ = flush_tx.send(true);
     let _ = tokio::time::timeout(FLUSH_ON_STOP, send).await;
-    Ok(())
+    let thread_ok = matches!(joined, Ok(Ok(())));
+    if requested && thread_ok {
+        Ok(())
+    } else {
+        Err(AgentError::Config(
+            "the reconcile loop stopped unexpectedly (see the log above); restart the agent: it resumes from its state directory".into(),
+        ))
+    }
 }
 
 fn reconcile_loop(
     mut reconciler: GrantReconciler,
     mut desired: DesiredState,
     updates: std_mpsc::Receiver<DesiredState>,
-    events: mpsc::UnboundedSender<AgentEvent>,
+    outbox: &EventOutbox,
     tick: Duration,
     stop: &AtomicBool,
 ) {
@@ -164,11 +178,7 @@ fn reconcile_loop(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        for event in reconciler.reconcile(&desired, UnixTime::now().secs()) {
-            if events.send(event).is_err() {
-                return;
-            }
-        }
+        outbox.push(reconciler.reconcile(&desired, UnixTime::now().secs()));
     }
 }
 
@@ -216,44 +226,40 @@ async fn send_events(
     link: &ServerLink,
     key: &AgentKey,
     host: &str,
-    mut incoming: mpsc::UnboundedReceiver<AgentEvent>,
-    flushing: tokio::sync::watch::Receiver<bool>,
+    outbox: &EventOutbox,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut queue: VecDeque<AgentEvent> = VecDeque::new();
     let mut backoff = BACKOFF_MIN;
-    let mut closed = false;
     loop {
-        if queue.is_empty() {
-            if closed || *flushing.borrow() {
+        let Some(event) = outbox.front() else {
+            if *stopping.borrow() {
                 return;
             }
-            match incoming.recv().await {
-                Some(e) => queue.push_back(e),
-                None => closed = true,
+            tokio::select! {
+                () = outbox.arrived() => {}
+                _ = stopping.changed() => {}
             }
-        }
-        while let Ok(e) = incoming.try_recv() {
-            queue.push_back(e);
-        }
-        while queue.len() > MAX_QUEUED_EVENTS {
-            if let Some(dropped) = queue.pop_front() {
-                tracing::error!(lease_id = %dropped.lease_id, account = %dropped.account, "event queue full; dropping the oldest event");
-            }
-        }
-        let Some(event) = queue.front() else { continue };
-        match link.post_event(key, host, event).await {
+            continue;
+        };
+        match link.post_event(key, host, &event).await {
             Ok(_) => {
                 backoff = BACKOFF_MIN;
-                queue.pop_front();
+                outbox.remove_delivered(&event);
             }
             Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, queued = queue.len(), "cannot deliver events; retrying");
-                tokio::time::sleep(backoff).await;
+                if *stopping.borrow() {
+                    return;
+                }
+                tracing::warn!(error = %e, queued = outbox.len(), "cannot deliver events; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stopping.changed() => {}
+                }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
             Err(e) => {
                 tracing::error!(error = %e, lease_id = %event.lease_id, "the server refused an event; dropping it");
-                queue.pop_front();
+                outbox.remove_delivered(&event);
             }
         }
     }

@@ -17,6 +17,7 @@
 //! injectable time source.
 
 mod alg;
+pub mod approle;
 mod claims;
 mod clock;
 mod config;
@@ -28,6 +29,7 @@ mod oidc;
 mod preset;
 mod replay;
 
+pub use approle::{AppRoleConfig, AppRoleError, AppRoles};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{OidcConfig, Preset};
 pub use error::{AuthnError, ConfigError};

@@ -101,6 +101,10 @@ pub enum Command {
     /// Show the identity behind the current session.
     Whoami,
 
+    /// AppRole administration: create secret ids (admin).
+    #[command(subcommand)]
+    Approle(ApproleCommand),
+
     /// Get a short-lived credential for a role.
     #[command(after_help = CREDS_AFTER_HELP)]
     Creds(CredsArgs),
@@ -252,6 +256,9 @@ Without --token/--token-file, the token is found automatically:
   GitLab CI       $IDMINT_ID_TOKEN (job `id_tokens:`), else $CI_JOB_JWT_V2
   Kubernetes      $IDMINT_K8S_TOKEN_PATH or /var/run/secrets/tokens/idmint,
                   then the pod's service account token
+Outside CI, a person signs in through the server's SSO method (--sso):
+the browser flow (authorization code + PKCE, loopback redirect), or the
+device flow with --device. See docs/sso.md.
 
 The session is cached per server in $IDMINT_TOKEN_FILE (default
 ~/.cache/idmint/session.json, mode 0600). `--output json` prints the
@@ -260,7 +267,21 @@ session token itself, for scripts: treat that output as a secret.
 Examples:
   idmint login                                   # in CI
   idmint dev token | idmint login --token -      # against a dev server
-  idmint login --token-file /run/secrets/oidc-token --auth github";
+  idmint login --token-file /run/secrets/oidc-token --auth github
+  idmint login --sso                             # a person, in the browser
+  idmint login --sso corp --device               # a person, on a headless shell
+  idmint login --approle billing --role-id ID --secret-id-file FILE   # a legacy app (docs/approle.md)";
+
+#[derive(Debug, Subcommand)]
+pub enum ApproleCommand {
+    /// Create a secret id for AppRole NAME (admin); printed once, stored
+    /// only as a keyed hash. Single-use unless the AppRole says otherwise.
+    #[command(after_help = "Examples:\n  idmint approle secret-id billing > secret-id   # then: idmint login --approle billing --role-id … --secret-id-file secret-id\n  idmint approle secret-id billing -o json")]
+    SecretId {
+        /// `[[auth.approle]] name`.
+        name: String,
+    },
+}
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
@@ -303,6 +324,20 @@ pub struct LoginArgs {
     /// SSO: user name or e-mail to pre-fill at the IdP (`login_hint`).
     #[arg(long, value_name = "USER")]
     pub login_hint: Option<String>,
+
+    /// Log in with an AppRole (`[[auth.approle]] name`) instead of OIDC:
+    /// needs --role-id and --secret-id-file.
+    #[arg(long, value_name = "NAME", requires_all = ["role_id", "secret_id_file"], conflicts_with_all = ["token_file", "token", "sso", "device"])]
+    pub approle: Option<String>,
+
+    /// AppRole: the role id (`[[auth.approle]] role_id`).
+    #[arg(long, value_name = "ID", requires = "approle")]
+    pub role_id: Option<String>,
+
+    /// AppRole: read the secret id from this file (`-` for stdin). It is
+    /// never taken as an argument (shell history, `ps`).
+    #[arg(long, value_name = "FILE", requires = "approle")]
+    pub secret_id_file: Option<PathBuf>,
 }
 
 const CREDS_AFTER_HELP: &str = "\

@@ -111,6 +111,27 @@ pub fn exported(resp: &CredsResponse) -> Result<Vec<EnvVar>> {
                 vars.push("AWS_DEFAULT_REGION", region)?;
             }
         }
+        Credential::AzureClientSecret {
+            tenant_id,
+            client_id,
+            client_secret,
+            ..
+        } => {
+            // What Azure SDKs' EnvironmentCredential reads.
+            vars.push("AZURE_TENANT_ID", tenant_id)?;
+            vars.push("AZURE_CLIENT_ID", client_id)?;
+            vars.push("AZURE_CLIENT_SECRET", client_secret)?;
+        }
+        Credential::AzureClientAssertion {
+            tenant_id,
+            client_id,
+            assertion,
+            ..
+        } => {
+            vars.push("AZURE_TENANT_ID", tenant_id)?;
+            vars.push("AZURE_CLIENT_ID", client_id)?;
+            vars.push("IDMINT_CLIENT_ASSERTION", assertion)?;
+        }
     }
     vars.push("IDMINT_EXPIRES_AT", &resp.expires_at.to_string())?;
     Ok(vars.0)

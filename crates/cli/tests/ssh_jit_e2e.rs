@@ -406,6 +406,27 @@ async fn ci_job_ssh_into_a_just_in_time_account_end_to_end() -> anyhow::Result<(
     );
     assert_eq!(host.passwd_line(&account3), None);
 
+    // `agent status` reads the same state: enrolled, no account left.
+    let status = std::process::Command::new(bin())
+        .args(["agent", "status", "-o", "json", "--state-dir"])
+        .arg(&state_dir)
+        .output()?;
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let status: Value = serde_json::from_slice(&status.stdout)?;
+    assert_eq!(status["enrollment"]["host"], HOST, "{status}");
+    assert_eq!(status["accounts"], serde_json::json!({}), "{status}");
+    assert!(
+        status["grants"]["grants"]["revision"]
+            .as_u64()
+            .unwrap_or_default()
+            > 0,
+        "{status}"
+    );
+
     sshd.ensure_running()?;
     drop(sshd);
     drop(host);

@@ -183,6 +183,36 @@ impl IdmintClient {
         response::json(&raw, &url)
     }
 
+    /// `POST /api/v1/auth/approle/login`: trade an AppRole role id and
+    /// secret id for a session token.
+    pub async fn approle_login(
+        &self,
+        req: &idmint_proto::approle::AppRoleLoginRequest,
+    ) -> Result<LoginResponse, ClientError> {
+        let url = self.endpoint(&["api", "v1", "auth", "approle", "login"])?;
+        let raw = self
+            .send(
+                self.request(Method::POST, &url, Auth::None)?.json(req),
+                &url,
+            )
+            .await?;
+        response::json(&raw, &url)
+    }
+
+    /// `POST /api/v1/approle/{name}/secret-id` (admin): a new secret id,
+    /// shown once.
+    pub async fn approle_secret_id(
+        &self,
+        name: &str,
+    ) -> Result<idmint_proto::approle::SecretIdResponse, ClientError> {
+        let name = check_segment("AppRole name", name, name)?;
+        self.post_json(
+            &["api", "v1", "approle", name, "secret-id"],
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
     /// `POST /api/v1/creds/{role}`: a credential for `role`. Role names may
     /// contain `/` (`db/orders`); each segment is percent-encoded.
     pub async fn creds(

@@ -13,6 +13,9 @@ pub enum IdentityKind {
     Human,
     Host,
     Process,
+    /// A legacy application that logged in with an AppRole role id and
+    /// secret id (`[[auth.approle]]`); the subject is the AppRole's name.
+    Approle,
 }
 
 impl IdentityKind {
@@ -23,6 +26,7 @@ impl IdentityKind {
             IdentityKind::Human => "human",
             IdentityKind::Host => "host",
             IdentityKind::Process => "process",
+            IdentityKind::Approle => "approle",
         }
     }
 }

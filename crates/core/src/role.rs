@@ -49,6 +49,9 @@ pub struct Role {
     /// `aws` issuer: STS session, IAM user or web-identity token.
     #[serde(default)]
     pub aws: Option<AwsTemplate>,
+    /// `azure` issuer: an application's client secret or a client assertion.
+    #[serde(default)]
+    pub azure: Option<AzureTemplate>,
 }
 
 /// How an `ssh` role grants access.
@@ -245,6 +248,43 @@ pub struct AwsTemplate {
     pub username_prefix: Option<String>,
 }
 
+/// How an `azure` role's credential is minted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AzureMode {
+    /// A client secret added to the application with Microsoft Graph
+    /// `addPassword`, removed (`removePassword`) at revocation.
+    ClientSecret,
+    /// An idmint-signed JWT the caller presents as `client_assertion`
+    /// (workload identity federation on the application).
+    Federated,
+}
+
+impl AzureMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AzureMode::ClientSecret => "client_secret",
+            AzureMode::Federated => "federated",
+        }
+    }
+}
+
+/// The audience Microsoft Entra ID expects in federated client assertions.
+pub const AZURE_ASSERTION_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+/// The template of an `azure` role; checked by the azure issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureTemplate {
+    pub mode: AzureMode,
+    /// The application (client) id callers authenticate as.
+    pub client_id: String,
+    /// `client_secret`: the application's object id, for Graph's
+    /// `/applications/{id}/addPassword`.
+    #[serde(default)]
+    pub application_object_id: Option<String>,
+}
+
 /// The role file: `[[role]]` tables.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -326,6 +366,11 @@ impl Role {
                         AwsMode::Federated => vec![AWS_STS_AUDIENCE.to_string()],
                         AwsMode::IamUser => Vec::new(),
                     };
+                }
+            }
+            if let Some(az) = &role.azure {
+                if role.audiences.is_empty() && az.mode == AzureMode::Federated {
+                    role.audiences = vec![AZURE_ASSERTION_AUDIENCE.to_string()];
                 }
             }
             let invalid = |message: String| RoleError::Invalid {

@@ -12,6 +12,7 @@
 //!    because the reaper may retry after a partial failure.
 
 pub mod aws;
+pub mod azure;
 mod error;
 pub mod keys;
 pub mod mysql;

@@ -5,7 +5,7 @@
 
 use idmint_core::UnixTime;
 use idmint_issuers::aws::api::{Endpoint, QueryClient};
-use idmint_issuers::aws::credentials::AwsCredentials;
+use idmint_issuers::aws::credentials::{AwsCredentials, CredentialChain};
 use idmint_issuers::aws::sigv4::{self, Options, Payload, Request, Scope};
 use idmint_issuers::aws::sts::{self, AssumeRoleInput, STS_VERSION};
 use idmint_testkit::moto::{allow, trust_principal, Moto};
@@ -106,5 +106,59 @@ async fn signatures_are_accepted_by_enforcing_moto_and_wrong_ones_refused() -> a
     let body = resp.text().await?;
     assert!(status.is_success(), "{status}: {body}");
     assert!(body.contains("<Name>sig-bucket</Name>"), "{body}");
+    Ok(())
+}
+
+/// idmint's own credentials from a web identity (EKS IRSA style): the
+/// token file is read and traded at STS. moto answers the unsigned call
+/// only with enforcement off (TESTBED.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_identity_credentials_are_assumed_from_the_token_file() -> anyhow::Result<()> {
+    let moto = Moto::start().await?;
+    let trust = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow",
+                       "Principal": {"Federated": "arn:aws:iam::123456789012:oidc-provider/idp.test"},
+                       "Action": "sts:AssumeRoleWithWebIdentity"}]
+    });
+    let role = moto.create_role("idmint-server", &trust, &allow(&["iam:*"]))?;
+    moto.enforce(false).await?;
+    let token_file = moto.dir().join("token");
+    std::fs::write(&token_file, "header.payload.signature\n")?;
+    let file = token_file.display().to_string();
+    let env = |k: &str| match k {
+        "AWS_WEB_IDENTITY_TOKEN_FILE" => Some(file.clone()),
+        "AWS_ROLE_ARN" => Some(role.clone()),
+        "AWS_ROLE_SESSION_NAME" => Some("idmint-test".to_string()),
+        _ => None,
+    };
+    let chain = CredentialChain::resolve(None, &env).map_err(anyhow::Error::msg)?;
+    assert!(
+        chain.describe().starts_with("web identity"),
+        "{}",
+        chain.describe()
+    );
+    let client = QueryClient::new(Duration::from_secs(5), 2).map_err(anyhow::Error::msg)?;
+    let sts_ep = Endpoint::new(moto.endpoint(), "us-east-1", "sts", STS_VERSION)
+        .map_err(anyhow::Error::msg)?;
+    let c = chain
+        .current(&client, &sts_ep)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(c.session_token().is_some() && c.expires_at().is_some());
+    let again = chain
+        .current(&client, &sts_ep)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        again.access_key_id(),
+        c.access_key_id(),
+        "cached until near expiry"
+    );
+    let arn = sts::get_caller_identity(&client, &sts_ep, &c).await?;
+    assert!(
+        arn.ends_with(":assumed-role/idmint-server/idmint-test"),
+        "{arn}"
+    );
     Ok(())
 }

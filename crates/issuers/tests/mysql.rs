@@ -85,6 +85,7 @@ fn role(name: &str, grants: &[String], member_of: &[String], allow_dangerous: bo
         redis: None,
         ssh: None,
         aws: None,
+        azure: None,
         rabbitmq: None,
     }
 }

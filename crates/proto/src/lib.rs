@@ -3,6 +3,7 @@
 //! Shared by the server and every client so that a field rename is a compile
 //! error on both sides rather than a silent mismatch.
 
+pub mod approle;
 pub mod governance;
 pub mod ssh;
 pub mod sso;
@@ -142,6 +143,26 @@ pub enum Credential {
         role_session_name: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         region: Option<String>,
+        /// `jti` of the token.
+        token_id: String,
+    },
+    /// A client secret of a Microsoft Entra ID application (`azure` roles,
+    /// mode `client_secret`), removed from the application at revocation.
+    AzureClientSecret {
+        tenant_id: String,
+        client_id: String,
+        client_secret: String,
+        /// Graph's `keyId` of the secret.
+        key_id: String,
+        /// RFC 3339 UTC: the lease's end (also the secret's `endDateTime`).
+        expiration: String,
+    },
+    /// An idmint-signed JWT for `client_assertion` (`azure` roles, mode
+    /// `federated`): the caller redeems it at Entra ID's token endpoint.
+    AzureClientAssertion {
+        tenant_id: String,
+        client_id: String,
+        assertion: String,
         /// `jti` of the token.
         token_id: String,
     },

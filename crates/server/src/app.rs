@@ -1,6 +1,6 @@
 //! The router: every route, its limits and middleware in one place.
 
-use crate::routes::{self, agent, health, leases, login, oauth, policy, ssh, sso, wellknown};
+use crate::routes::{self, agent, approle, health, leases, login, oauth, policy, ssh, sso, wellknown};
 use crate::state::AppState;
 use crate::{demo_idp, error::ApiError};
 use axum::extract::DefaultBodyLimit;
@@ -52,6 +52,8 @@ pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Rou
         )
         .route("/api/v1/ssh/ca", get(ssh::ca))
         .route("/api/v1/ssh/hosts/{host}/join-token", post(ssh::join_token))
+        .route("/api/v1/auth/approle/login", post(approle::login))
+        .route("/api/v1/approle/{name}/secret-id", post(approle::secret_id))
         .route("/api/v1/agent/enroll", post(agent::enroll))
         .route("/api/v1/agent/grants", get(agent::grants))
         .route("/api/v1/agent/events", post(agent::events))
@@ -73,6 +75,7 @@ pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Rou
             .route(&format!("{}/jwks", demo_idp::PATH), get(demo_idp::jwks))
             .route(&format!("{}/token", demo_idp::PATH), post(demo_idp::token));
     }
+    app = app.merge(crate::vault::routes(state.clone()));
     app.fallback(|| async {
         ApiError::not_found(
             "not_found",

@@ -8,6 +8,7 @@
 use idmint_authn::OidcConfig;
 use idmint_core::Ttl;
 use idmint_issuers::aws::AwsIssuerConfig;
+use idmint_issuers::azure::AzureIssuerConfig;
 use idmint_issuers::mysql::MysqlIssuerConfig;
 use idmint_issuers::postgres::PostgresIssuerConfig;
 use idmint_issuers::rabbitmq::RabbitmqIssuerConfig;
@@ -206,6 +207,9 @@ fn default_human_session() -> Ttl {
 pub struct AuthSection {
     #[serde(default)]
     pub oidc: Vec<Spanned<OidcConfig>>,
+    /// `[[auth.approle]]`: role id + secret id logins (see docs/approle.md).
+    #[serde(default)]
+    pub approle: Vec<Spanned<idmint_authn::AppRoleConfig>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -223,6 +227,8 @@ pub struct IssuerSection {
     pub rabbitmq: Vec<Spanned<RabbitmqIssuerConfig>>,
     #[serde(default)]
     pub aws: Vec<Spanned<AwsIssuerConfig>>,
+    #[serde(default)]
+    pub azure: Vec<Spanned<AzureIssuerConfig>>,
     #[serde(default)]
     pub ssh: Vec<Spanned<SshIssuerConfig>>,
 }
@@ -258,6 +264,11 @@ impl IssuerSection {
         );
         out.extend(
             self.aws
+                .iter()
+                .map(|e| (e.get_ref().name.clone(), e.span().start)),
+        );
+        out.extend(
+            self.azure
                 .iter()
                 .map(|e| (e.get_ref().name.clone(), e.span().start)),
         );
@@ -397,6 +408,13 @@ impl IdmintConfig {
         fix_targets(&mut self.issuer.mysql, base);
         fix_targets(&mut self.issuer.redis, base);
         fix_targets(&mut self.issuer.rabbitmq, base);
+        for e in &mut self.issuer.azure {
+            if let Some(p) = e.get_mut().client_secret_file.as_mut() {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
     }
 
     fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
@@ -481,6 +499,10 @@ impl IdmintConfig {
             }
         }
         for entry in &self.issuer.aws {
+            let line = Some(line_at(text, entry.span().start));
+            entry.get_ref().validate().map_err(|e| err(line, e))?;
+        }
+        for entry in &self.issuer.azure {
             let line = Some(line_at(text, entry.span().start));
             entry.get_ref().validate().map_err(|e| err(line, e))?;
         }

@@ -6,6 +6,7 @@
 //! `issuance.rs` for the invariants that hold along it.
 
 mod app;
+mod approle;
 mod audit_events;
 pub mod config;
 mod demo_idp;
@@ -26,6 +27,7 @@ mod state;
 mod store_sync;
 mod targets;
 mod tls;
+mod vault;
 
 pub use dev::{SAMPLE_POLICY, SAMPLE_ROLES};
 
@@ -252,7 +254,13 @@ fn load_config(opts: &ServeOptions) -> Result<(config::IdmintConfig, PathBuf), S
 /// policy dir, TLS files, key files) without binding or writing anything.
 /// Returns a human summary.
 pub fn check_config(opts: &ServeOptions) -> Result<String, ServerError> {
-    let (cfg, _) = load_config(opts)?;
+    let (mut cfg, _) = load_config(opts)?;
+    if let Some(url) = &opts.store {
+        cfg.storage.store_override = Some(
+            idmint_store::StoreLocation::parse(url)
+                .map_err(|e| ServerError::Config(format!("--store: {e}")))?,
+        );
+    }
     let issuers = startup::offline_issuers(&cfg)?;
     let (_, bundle) = startup::load_policy(&cfg, &issuers)?;
     if let Some(t) = &cfg.server.tls {
@@ -294,6 +302,9 @@ pub fn check_config(opts: &ServeOptions) -> Result<String, ServerError> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(location) = cfg.storage.location() {
+        let _ = writeln!(out, "  storage:      {}", location.describe());
+    }
     let _ = writeln!(
         out,
         "  issuers:      {}",

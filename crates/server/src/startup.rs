@@ -106,7 +106,7 @@ fn oauth_issuers(
     Ok(issuers)
 }
 
-/// The `[[issuer.aws]]` issuers. They sign the web-identity tokens of
+/// The `[[issuer.aws]]` and `[[issuer.azure]]` issuers. They sign the web-identity tokens of
 /// `federated` roles with the same key ring and `iss` as the oauth
 /// issuers; `offline` swaps RS256 for ES256 as [`oauth_issuers`] does.
 /// idmint's own AWS credentials are resolved here (environment, shared
@@ -125,6 +125,19 @@ fn aws_issuers(
         }
         let i = idmint_issuers::aws::AwsIssuer::new(&c, public_url.to_string(), keys.clone())
             .map_err(|e| ServerError::Config(e.to_string()))?;
+        issuers.insert(c.name.clone(), Arc::new(i));
+    }
+    for entry in &cfg.issuer.azure {
+        let mut c = entry.get_ref().clone();
+        let i = if offline {
+            if c.jwt_algorithm.unwrap_or(SigningAlg::RS256) == SigningAlg::RS256 {
+                c.jwt_algorithm = Some(SigningAlg::ES256);
+            }
+            idmint_issuers::azure::AzureIssuer::offline(&c, public_url.to_string(), keys.clone())
+        } else {
+            idmint_issuers::azure::AzureIssuer::new(&c, public_url.to_string(), keys.clone())
+        }
+        .map_err(|e| ServerError::Config(e.to_string()))?;
         issuers.insert(c.name.clone(), Arc::new(i));
     }
     Ok(())
@@ -275,6 +288,12 @@ pub async fn build(
     };
     let session_key = secret("session-key-1", Box::new(gen_random(32))).await?;
     let fp_key = secret("fingerprint-key", Box::new(gen_random(32))).await?;
+    let approle_key = secret("approle-secret-id-key", Box::new(gen_random(32))).await?;
+    let approles = idmint_authn::AppRoles::new(
+        cfg.auth.approle.iter().map(|e| e.get_ref().clone()).collect(),
+        &approle_key,
+    )
+    .map_err(|e| ServerError::Config(e.to_string()))?;
     let audit_key = secret(
         "audit-signing-key",
         Box::new(gen_signing(SigningAlg::EdDSA)),
@@ -411,6 +430,7 @@ pub async fn build(
         governance: crate::governance::Governance::new(cfg.governance.clone()),
         limits: crate::limits::Limiter::new(cfg.limits.clone()).map_err(ServerError::Config)?,
         ssh,
+        approles,
     });
     let republished = state
         .ssh

@@ -45,6 +45,8 @@ pub struct AppState {
     pub limits: crate::limits::Limiter,
     /// SSH issuers: CAs, hosts, grant boards, enrolled agents.
     pub ssh: crate::ssh::SshRuntime,
+    /// `[[auth.approle]]` roles, the secret-id hasher and login throttle.
+    pub approles: idmint_authn::AppRoles,
 }
 
 impl AppState {

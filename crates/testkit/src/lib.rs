@@ -23,6 +23,7 @@ pub mod aws_tap;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fake_graph;
 pub mod fixtures;
 pub mod idp;
 pub mod jit_ns;

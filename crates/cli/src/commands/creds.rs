@@ -147,6 +147,29 @@ pub fn creds_text(resp: &CredsResponse, now: i64) -> String {
             rows.push(("Token id", token_id.clone()));
             format!("Web identity token (for AssumeRoleWithWebIdentity):\n{token}\n")
         }
+        Credential::AzureClientSecret {
+            tenant_id,
+            client_id,
+            client_secret,
+            key_id,
+            ..
+        } => {
+            rows.push(("Tenant", tenant_id.clone()));
+            rows.push(("Client id", client_id.clone()));
+            rows.push(("Secret key id", key_id.clone()));
+            format!("Client secret:\n{client_secret}\n")
+        }
+        Credential::AzureClientAssertion {
+            tenant_id,
+            client_id,
+            assertion,
+            token_id,
+        } => {
+            rows.push(("Tenant", tenant_id.clone()));
+            rows.push(("Client id", client_id.clone()));
+            rows.push(("Token id", token_id.clone()));
+            format!("Client assertion:\n{assertion}\n")
+        }
     };
     format!("{}\n{secret}", key_value_table(&rows))
 }
@@ -170,7 +193,9 @@ pub fn creds_uri(resp: &CredsResponse) -> Result<String> {
         }
         Credential::OauthToken { .. }
         | Credential::Aws { .. }
-        | Credential::AwsWebIdentity { .. } => bail!(
+        | Credential::AwsWebIdentity { .. }
+        | Credential::AzureClientSecret { .. }
+        | Credential::AzureClientAssertion { .. } => bail!(
             "`--output uri` only applies to database credentials, and role {} issued another kind of credential; use `--output env` or `--output json`",
             resp.role
         ),

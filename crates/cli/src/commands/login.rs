@@ -15,6 +15,10 @@ use std::path::Path;
 
 pub async fn login(global: &GlobalArgs, format: Format, mut args: LoginArgs) -> Result<Exit> {
     let client = connection::anonymous(global)?;
+    if let Some(name) = args.approle.clone() {
+        let resp = approle_login(&client, &name, &args).await?;
+        return finish_login(&client, format, &resp);
+    }
     let sso_requested = args.sso.is_some() || args.device;
     let (proof, source): (SecretString, String) = match (&args.token_file, &args.token) {
         (Some(path), _) => (read_token(path, "OIDC token")?, path.display().to_string()),
@@ -44,6 +48,44 @@ pub async fn login(global: &GlobalArgs, format: Format, mut args: LoginArgs) -> 
         })
         .await
         .context("login failed")?;
+    finish_login(&client, format, &resp)
+}
+
+/// `--approle NAME --role-id ID --secret-id-file FILE`: the server says
+/// which AppRole the role id belongs to; it must be NAME.
+async fn approle_login(
+    client: &idmint_client::IdmintClient,
+    name: &str,
+    args: &LoginArgs,
+) -> Result<LoginResponse> {
+    let (Some(role_id), Some(file)) = (&args.role_id, &args.secret_id_file) else {
+        anyhow::bail!("--approle needs --role-id and --secret-id-file");
+    };
+    let secret_id = read_token(file, "AppRole secret id")?;
+    let resp = client
+        .approle_login(&idmint_proto::approle::AppRoleLoginRequest {
+            role_id: role_id.clone(),
+            secret_id: secret_id.expose().to_string(),
+        })
+        .await
+        .context("AppRole login failed")?;
+    if resp.identity.subject != name {
+        // Not what was asked for: end the session rather than leave it live.
+        let _ = client.with_token(resp.token.clone()).logout().await;
+        anyhow::bail!(
+            "the role id belongs to AppRole {:?}, not {name:?}; check --role-id (the session was revoked, not cached)",
+            resp.identity.subject
+        );
+    }
+    Ok(resp)
+}
+
+/// Caches the session and prints the result.
+fn finish_login(
+    client: &idmint_client::IdmintClient,
+    format: Format,
+    resp: &LoginResponse,
+) -> Result<Exit> {
     let cache = connection::session_cache()?;
     let now = UnixTime::now().secs();
     cache.store(
@@ -56,8 +98,8 @@ pub async fn login(global: &GlobalArgs, format: Format, mut args: LoginArgs) -> 
         now,
     )?;
     match format {
-        Format::Json => emit(&json(&resp)?)?,
-        Format::Text => emit(&login_text(&client.base_url(), &resp, cache.path(), now))?,
+        Format::Json => emit(&json(resp)?)?,
+        Format::Text => emit(&login_text(&client.base_url(), resp, cache.path(), now))?,
     }
     if connection::env_token().is_some() {
         eprintln!("note: IDMINT_TOKEN is set and takes precedence over this login; unset it to use the new session");

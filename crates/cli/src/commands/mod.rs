@@ -3,6 +3,7 @@
 //! answer and picks the exit code.
 
 mod agent;
+mod approle;
 mod audit;
 mod aws;
 mod creds;
@@ -103,6 +104,9 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         }
         Command::Logout => login::logout(global, text_or_json(global.output, "logout")?).await,
         Command::Whoami => login::whoami(global, text_or_json(global.output, "whoami")?).await,
+        Command::Approle(cmd) => {
+            approle::run(global, text_or_json(global.output, "approle")?, cmd).await
+        }
         Command::Creds(args) => creds::run(global, args).await,
         Command::Exec(args) => exec::run(global, args).await,
         Command::TokenExchange(args) => token_exchange::run(global, args).await,

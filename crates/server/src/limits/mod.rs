@@ -107,11 +107,36 @@ pub async fn enforce(State(state): State<Arc<AppState>>, req: Request, next: Nex
     let Some(claims) = claims else {
         return next.run(req).await;
     };
-    let identity = claims.identity.principal_key();
     let role = role_of(req.uri().path()).to_string();
+    match admit(&state, &rid, &claims.identity, &role).await {
+        Ok(()) => next.run(req).await,
+        Err(r) => too_many(r.code, r.message, r.retry_after, &rid),
+    }
+}
 
+/// Why [`admit`] refused a request (always a 429).
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds, for `Retry-After`, when a bucket can say.
+    pub retry_after: Option<u64>,
+}
+
+/// Rate limits and lease quotas for `identity` asking for `role`; a
+/// refusal is audited (`issue_refused`). Shared by the layer on the native
+/// routes and the Vault-compatible adapter, which renders it its own way.
+pub async fn admit(
+    state: &AppState,
+    rid: &str,
+    identity: &idmint_core::Identity,
+    role: &str,
+) -> Result<(), Refusal> {
+    if state.limits.is_noop() {
+        return Ok(());
+    }
+    let principal = identity.principal_key();
     let refusal = match state.limits.buckets.lock() {
-        Ok(mut b) => b.try_acquire(&identity, &role, Instant::now()).err(),
+        Ok(mut b) => b.try_acquire(&principal, role, Instant::now()).err(),
         // A poisoned lock means a panic mid-update: fail closed.
         Err(_) => Some(bucket::Refusal {
             scope: "global",
@@ -124,30 +149,22 @@ pub async fn enforce(State(state): State<Arc<AppState>>, req: Request, next: Nex
             "too many credential requests ({} limit in [limits]); retry after {secs}s",
             r.scope
         );
-        audit_refusal(
-            &state,
-            &rid,
-            &claims.identity,
-            &role,
-            "rate_limited",
-            &message,
-        )
-        .await;
-        return too_many("rate_limited", message, Some(secs), &rid);
+        audit_refusal(state, rid, identity, role, "rate_limited", &message).await;
+        return Err(Refusal {
+            code: "rate_limited",
+            message,
+            retry_after: Some(secs),
+        });
     }
-    if let Some(message) = quota_exceeded(&state, &identity, &role).await {
-        audit_refusal(
-            &state,
-            &rid,
-            &claims.identity,
-            &role,
-            "lease_quota_exceeded",
-            &message,
-        )
-        .await;
-        return too_many("lease_quota_exceeded", message, None, &rid);
+    if let Some(message) = quota_exceeded(state, &principal, role).await {
+        audit_refusal(state, rid, identity, role, "lease_quota_exceeded", &message).await;
+        return Err(Refusal {
+            code: "lease_quota_exceeded",
+            message,
+            retry_after: None,
+        });
     }
-    next.run(req).await
+    Ok(())
 }
 
 /// Checks the live-lease quotas; `Some(message)` when one is reached.

@@ -66,55 +66,105 @@ pub async fn login(
     ConnectInfo(super::PeerAddr(peer)): ConnectInfo<super::PeerAddr>,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let mut event = AuditEvent {
-        request_id: Some(rid.to_string()),
-        event: "login".into(),
-        action: Some("login".into()),
-        source_ip: Some(peer.ip().to_string()),
-        ..Default::default()
-    };
-    let fail = |mut event: AuditEvent, err: ApiError| {
-        let state = state.clone();
-        let rid = rid.clone();
-        async move {
-            Metrics::count(&state.metrics.logins, "failure");
-            event.event = "login_failed".into();
-            event.outcome = "denied".into();
-            event.error = Some(AuditErrorInfo {
-                code: err.code.to_string(),
-                message: err.message.clone(),
-            });
-            if state.audit.append(event).await.is_err() {
-                return ApiError::audit_unavailable().with_request_id(rid.as_str());
-            }
-            err.with_request_id(rid.as_str())
-        }
-    };
+    let event = login_event(&rid, peer.ip());
     let req = match body {
         Ok(Json(r)) => r,
-        Err(e) => return Err(fail(event, json_error(e)).await),
+        Err(e) => return Err(login_failed(&state, &rid, event, json_error(e)).await),
     };
     if req.method != "oidc" {
         let e = ApiError::bad_request(
             "unsupported_method",
             format!(
-                "login method {:?} is not supported; use \"oidc\"",
+                "login method {:?} is not supported; use \"oidc\" (AppRole logs in at /api/v1/auth/approle/login)",
                 req.method.chars().take(32).collect::<String>()
             ),
         );
-        return Err(fail(event, e).await);
+        return Err(login_failed(&state, &rid, event, e).await);
     }
-    let identity = match state.oidc.verify(&req.token, req.auth.as_deref()).await {
+    let (token, claims) = oidc_login(&state, &rid, peer.ip(), &req.token, req.auth.as_deref()).await?;
+    Ok(Json(login_response(&token, &claims)))
+}
+
+/// The native login response for a new session.
+pub fn login_response(
+    token: &idmint_core::Secret<String>,
+    claims: &idmint_core::session::SessionClaims,
+) -> LoginResponse {
+    LoginResponse {
+        token: token.expose().clone(),
+        token_id: claims.token_id.to_string(),
+        expires_at: claims.expires_at.secs(),
+        renewable: claims.renewable,
+        identity: summary(&claims.identity, false),
+    }
+}
+
+/// The audit event every login starts from.
+pub fn login_event(rid: &idmint_core::RequestId, source: std::net::IpAddr) -> AuditEvent {
+    AuditEvent {
+        request_id: Some(rid.to_string()),
+        event: "login".into(),
+        action: Some("login".into()),
+        source_ip: Some(source.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Audits a refused login (`login_failed`) and returns the error to send;
+/// an audit failure turns it into 503.
+pub async fn login_failed(
+    state: &AppState,
+    rid: &idmint_core::RequestId,
+    mut event: AuditEvent,
+    err: ApiError,
+) -> ApiError {
+    Metrics::count(&state.metrics.logins, "failure");
+    event.event = "login_failed".into();
+    event.outcome = "denied".into();
+    event.error = Some(AuditErrorInfo {
+        code: err.code.to_string(),
+        message: err.message.clone(),
+    });
+    if state.audit.append(event).await.is_err() {
+        return ApiError::audit_unavailable().with_request_id(rid.as_str());
+    }
+    err.with_request_id(rid.as_str())
+}
+
+/// Verifies an OIDC token and starts a session: shared by the native login
+/// and the Vault-compatible `auth/jwt/login`. Audited either way.
+pub async fn oidc_login(
+    state: &AppState,
+    rid: &idmint_core::RequestId,
+    source: std::net::IpAddr,
+    token: &str,
+    auth: Option<&str>,
+) -> Result<(idmint_core::Secret<String>, idmint_core::session::SessionClaims), ApiError> {
+    let mut event = login_event(rid, source);
+    let identity = match state.oidc.verify(token, auth).await {
         Ok(i) => i,
         Err(e) => {
             event.detail =
-                claimed_issuer(&req.token).map(|i| serde_json::json!({ "claimed_issuer": i }));
+                claimed_issuer(token).map(|i| serde_json::json!({ "claimed_issuer": i }));
             let err = ApiError::new(authn_status(&e), e.code(), e.to_string());
-            return Err(fail(event, err).await);
+            return Err(login_failed(state, rid, event, err).await);
         }
     };
-    let now = UnixTime::now();
     let ttl = state.session_ttl(&identity);
+    start_session(state, rid, event, identity, ttl).await
+}
+
+/// Issues a session for a verified identity and audits the login; fails
+/// closed if the audit event cannot be written. Shared by every login
+/// method (OIDC, AppRole).
+pub async fn start_session(
+    state: &AppState,
+    rid: &idmint_core::RequestId,
+    mut event: AuditEvent,
+    identity: Identity,
+    ttl: Ttl,
+) -> Result<(idmint_core::Secret<String>, idmint_core::session::SessionClaims), ApiError> {
+    let now = UnixTime::now();
     let (token, claims) = match state.sessions.issue(identity, ttl, now, false) {
         Ok(t) => t,
         Err(e) => return Err(ApiError::internal(e.to_string()).with_request_id(rid.as_str())),
@@ -129,13 +179,7 @@ pub async fn login(
         return Err(ApiError::audit_unavailable().with_request_id(rid.as_str()));
     }
     Metrics::count(&state.metrics.logins, "success");
-    Ok(Json(LoginResponse {
-        token: token.expose().clone(),
-        token_id: claims.token_id.to_string(),
-        expires_at: claims.expires_at.secs(),
-        renewable: claims.renewable,
-        identity: summary(&claims.identity, false),
-    }))
+    Ok((token, claims))
 }
 
 pub async fn whoami(Session(s): Session) -> Json<WhoAmI> {

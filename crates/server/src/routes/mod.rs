@@ -1,6 +1,7 @@
 //! HTTP routes. One module per API surface.
 
 pub mod agent;
+pub mod approle;
 pub mod health;
 pub mod leases;
 pub mod login;

@@ -93,6 +93,10 @@ pub(crate) async fn migrate(client: &mut Client, target: &str) -> Result<(), Sto
         .transaction()
         .await
         .map_err(|e| fail("starting the migration transaction", e))?;
+    // `CREATE TABLE IF NOT EXISTS` would otherwise log a NOTICE on every start.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(|e| fail("configuring the migration session", e))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(|e| fail("locking the database for migration", e))?;

@@ -245,9 +245,27 @@ fn query_plans_use_indexes() {
         .replace("?2", "940")
         .replace("?3", "60")
         .replace("?4", "10");
-    let cases: [(&str, String, &str); 6] = [
+    let claim_due_sql = sql::CLAIMABLE_DUE_LEASES
+        .replace("?1", "1000")
+        .replace("?2", "10");
+    let claim_stale_sql = sql::CLAIMABLE_STALE_PENDING_LEASES
+        .replace("?1", "1000")
+        .replace("?2", "940")
+        .replace("?3", "60")
+        .replace("?4", "10");
+    let export_sql = sql::EXPORT_LEASES
+        .replace("?1", "'lse_x'")
+        .replace("?2", "10");
+    let cases: [(&str, String, &str); 9] = [
         ("due", due_sql, "leases_due"),
         ("stale pending", stale_sql, "leases_pending"),
+        ("claimable due", claim_due_sql, "leases_due"),
+        ("claimable stale pending", claim_stale_sql, "leases_pending"),
+        (
+            "export (rowid keyset)",
+            export_sql,
+            "sqlite_autoindex_leases_1",
+        ),
         (
             "count live",
             sql::COUNT_LIVE_LEASES.to_string(),
