@@ -125,9 +125,9 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl Future<Output = ()>) 
     let (flush_tx, flush_rx) = tokio::sync::watch::channel(false);
     let send = send_events(&link, &key, &host_name, &outbox, flush_rx);
     tokio::pin!(send);
-    // `poll` and `send` only end when the reconcile thread is gone (their
-    // channels closed): that is a failure, reported so that the service
-    // manager restarts the agent.
+    // `poll` only ends when the reconcile thread is gone (its channel
+    // closed), `send` only when stopping: either is a failure, reported so
+    // that the service manager restarts the agent.
     let requested = tokio::select! {
         () = shutdown => true,
         () = poll => false,

@@ -8,6 +8,7 @@
 //! | `grants.json` (0600) | the last desired state | expiry is enforced across a restart while the server is down |
 //! | `ledger.json` (0600) | accounts this agent made, sessions seen, leases used up | one-time grants stay one-time across restarts |
 //! | `uid_next` | the uid allocator | uids are never reused |
+//! | `outbox.json` (0600) | events not yet accepted by the server | events survive a restart ([`crate::outbox`]) |
 //!
 //! Every file is replaced atomically (temp file, fsync, rename, fsync of
 //! the directory), so a crash leaves the old or the new version, never half

@@ -258,7 +258,7 @@ async fn enrolled_agent_follows_the_server_and_enforces_expiry_while_it_is_down(
         ..AgentConfig::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(run_agent(config, async {
+    let agent = tokio::spawn(run_agent(config.clone(), async {
         let _ = stop_rx.await;
     }));
 
@@ -301,8 +301,25 @@ async fn enrolled_agent_follows_the_server_and_enforces_expiry_while_it_is_down(
     assert!(server
         .event(&b, |k| matches!(k, AgentEventKind::AccountRemoved { .. }))
         .is_none());
-    // Back up: the queued events arrive, in order.
+    // The agent is stopped while the server is away: its undelivered
+    // events stay in the outbox on disk and the next run delivers them, in
+    // order.
+    let _ = stop_tx.send(());
+    tokio::time::timeout(LIMIT, agent)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        std::fs::read_to_string(lab.state_dir.path().join("outbox.json"))
+            .unwrap()
+            .contains(&b)
+    );
     server.set_down(false);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(run_agent(config, async {
+        let _ = stop_rx.await;
+    }));
     wait_event(&server, &b, "AccountRemoved (queued)", |k| {
         matches!(k, AgentEventKind::AccountRemoved { .. })
     })

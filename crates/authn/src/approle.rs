@@ -48,7 +48,8 @@ const MAX_SECRET_ID_LEN: usize = 256;
 pub const IP_BURST: u32 = 20;
 /// Per source address: one failed attempt is forgiven every this often.
 pub const IP_REFILL: Duration = Duration::from_secs(3);
-/// Buckets kept at most; beyond that, full (idle) buckets are dropped first.
+/// Buckets kept at most (~100 B each); beyond that, full (idle) buckets
+/// are dropped, and if none is, new keys are refused (fail closed).
 const MAX_BUCKETS: usize = 100_000;
 
 /// One `[[auth.approle]]` table.
@@ -386,6 +387,15 @@ struct Bucket {
     tokens: f64,
     at: Instant,
     burst: f64,
+    per_sec: f64,
+}
+
+impl Bucket {
+    /// Tokens at `now`, counting the refill since the last update.
+    fn level(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        (self.tokens + elapsed * self.per_sec).min(self.burst)
+    }
 }
 
 /// Limits of one bucket.
@@ -410,17 +420,24 @@ impl LoginThrottle {
         // A poisoned lock fails closed.
         let mut map = self.buckets.lock().map_err(|_| AppRoleError::RateLimited)?;
         if map.len() >= MAX_BUCKETS {
-            map.retain(|_, b| b.tokens + 1.0 < b.burst);
+            // Full buckets carry no information: forget them.
+            map.retain(|_, b| b.level(now) < b.burst);
+        }
+        let new_keys = keys.iter().filter(|(k, _)| !map.contains_key(k)).count();
+        if map.len().saturating_add(new_keys) > MAX_BUCKETS {
+            // Still full of drained buckets (failures from very many
+            // addresses at once): refuse newcomers rather than grow or
+            // forget who is being throttled.
+            return Err(AppRoleError::RateLimited);
         }
         for (key, limit) in keys {
             let b = map.entry(key.clone()).or_insert(Bucket {
                 tokens: f64::from(limit.burst),
                 at: now,
                 burst: f64::from(limit.burst),
+                per_sec: 1.0 / limit.refill.as_secs_f64().max(0.001),
             });
-            let per_sec = 1.0 / limit.refill.as_secs_f64().max(0.001);
-            let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-            b.tokens = (b.tokens + elapsed * per_sec).min(b.burst);
+            b.tokens = b.level(now);
             b.at = now;
         }
         let all_have = keys

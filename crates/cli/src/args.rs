@@ -3,8 +3,10 @@
 //! Parsing only; what each command does is in `commands/`.
 
 mod agent;
+mod proxy;
 
 pub use agent::{AgentCommand, AgentEnrollArgs, AgentInstallArgs, AgentRunArgs, AgentStateArgs};
+pub use proxy::{ProxyArgs, ProxyCommand};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use idmint_client::TokenType;
 use std::ffi::OsString;
@@ -161,6 +163,11 @@ pub enum Command {
     /// on each SSH host).
     #[command(subcommand, after_help = agent::AGENT_AFTER_HELP)]
     Agent(AgentCommand),
+
+    /// The egress proxy: identifies local processes, allows only their
+    /// configured destinations and injects credentials they never see.
+    #[command(after_help = proxy::PROXY_AFTER_HELP)]
+    Proxy(ProxyArgs),
 }
 
 const SERVER_AFTER_HELP: &str = "\
@@ -276,7 +283,9 @@ Examples:
 pub enum ApproleCommand {
     /// Create a secret id for AppRole NAME (admin); printed once, stored
     /// only as a keyed hash. Single-use unless the AppRole says otherwise.
-    #[command(after_help = "Examples:\n  idmint approle secret-id billing > secret-id   # then: idmint login --approle billing --role-id … --secret-id-file secret-id\n  idmint approle secret-id billing -o json")]
+    #[command(
+        after_help = "Examples:\n  idmint approle secret-id billing > secret-id   # then: idmint login --approle billing --role-id … --secret-id-file secret-id\n  idmint approle secret-id billing -o json"
+    )]
     SecretId {
         /// `[[auth.approle]] name`.
         name: String,
@@ -748,6 +757,7 @@ pub struct PolicyDraftRejectArgs {
 #[derive(Debug, Args)]
 pub struct PolicyRollbackArgs {
     /// The version to return to (see `idmint policy history`).
+    #[arg(id = "policy_version", value_name = "VERSION")]
     pub version: u64,
     #[arg(long, default_value = "")]
     pub comment: String,

@@ -105,6 +105,10 @@ async fn assumed_role_keys_work_with_the_real_aws_cli_and_carry_the_narrowed_req
         Some("AccessDenied"),
         "{users:?}"
     );
+    db_support::assert_not_logged(&env.server, &key.secret_access_key, "the secret access key")?;
+    if let Some(token) = &key.session_token {
+        db_support::assert_not_logged(&env.server, token, "the session token")?;
+    }
     // A wrong session token is refused.
     let mut forged = key.clone();
     forged.session_token = Some("forged".into());

@@ -61,6 +61,8 @@ async fn iam_user_key_is_narrowed_works_and_stops_working_when_revoked() -> anyh
         "{denied:?}"
     );
 
+    db_support::assert_not_logged(&env.server, &key.secret_access_key, "the secret access key")?;
+
     // Both policies: listing users works too.
     let both = app
         .client

@@ -1,15 +1,22 @@
 //! The Vault-compatible API (`/v1/`) driven by real Vault clients: the
-//! OpenBao CLI (`bao`, REQUIRED: `scripts/install-openbao.sh`) and hvac
-//! (from `.venv-testbed`), against the real `idmint` server, a real
-//! PostgreSQL for `database/creds`, and `ssh-keygen -L` for `ssh/sign`.
+//! OpenBao CLI (`bao`) and hvac (from `.venv-testbed`), against the real
+//! `idmint` server, a real PostgreSQL for `database/creds`, moto for
+//! `aws/creds` and `aws/sts`, and `ssh-keygen -L` for `ssh/sign`.
+//!
+//! Need `bao` (they FAIL, saying to run `scripts/install-openbao.sh`, when
+//! it is missing): `bao_cli_jwt_login_token_ssh_sign_and_lease_revoke`,
+//! `database_creds_with_bao_and_hvac_against_real_postgres` (also hvac),
+//! `aws_creds_and_sts_with_bao_against_moto`. Raw HTTP only:
+//! `vault_errors_have_vault_shape_and_status`.
 
+mod aws_support;
 mod common;
 mod db_support;
 mod ssh_support;
 mod vault_support;
 
 use common::bin;
-use db_support::{oidc, token_for, toml_table, AUTH_NAME, APP_SUBJECT, POLICY};
+use db_support::{oidc, token_for, toml_table, ADMIN_SUBJECT, APP_SUBJECT, AUTH_NAME, POLICY};
 use idmint_testkit::audit::events_of;
 use idmint_testkit::postgres::PgServer;
 use idmint_testkit::{free_port, unix_now, IdmintServer, ServerSpec, TestJwks};
@@ -23,10 +30,16 @@ use vault_support::{first_error, v1, venv_python, Bao};
 fn bao_login(bao: &Bao, jwt: &str) -> anyhow::Result<(String, Value)> {
     let role = format!("role={AUTH_NAME}");
     let jwt_arg = format!("jwt={jwt}");
-    let out = bao.run(None, &["write", "-format=json", "auth/jwt/login", &role, &jwt_arg])?;
+    let out = bao.run(
+        None,
+        &["write", "-format=json", "auth/jwt/login", &role, &jwt_arg],
+    )?;
     assert_eq!(out.code, 0, "{}", out.summary());
     let v = out.json()?;
-    let token = v["auth"]["client_token"].as_str().unwrap_or_default().to_string();
+    let token = v["auth"]["client_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(token.starts_with("idm_"), "{v}");
     Ok((token, v))
 }
@@ -58,10 +71,40 @@ async fn bao_cli_jwt_login_token_ssh_sign_and_lease_revoke() -> anyhow::Result<(
     assert!((1..=300).contains(&ttl), "machine sessions last 5m: {ttl}");
     let accessor = auth["accessor"].as_str().unwrap_or_default().to_string();
     assert!(!accessor.is_empty());
+    // `-field=token` prints just the token, for BAO_TOKEN=$(…)
+    let jwt_b = token_for(&jwks, APP_SUBJECT, &json!({}))?;
+    let field = bao.run(
+        None,
+        &[
+            "write",
+            "-field=token",
+            "auth/jwt/login",
+            &format!("role={AUTH_NAME}"),
+            &format!("jwt={jwt_b}"),
+        ],
+    )?;
+    assert_eq!(field.code, 0, "{}", field.summary());
+    assert!(
+        field.stdout.trim().starts_with("idm_v1."),
+        "{}",
+        field.summary()
+    );
     // an unknown jwt role is refused with Vault's message
-    let bad = bao.run(None, &["write", "auth/jwt/login", "role=nope", &format!("jwt={jwt}")])?;
+    let bad = bao.run(
+        None,
+        &[
+            "write",
+            "auth/jwt/login",
+            "role=nope",
+            &format!("jwt={jwt}"),
+        ],
+    )?;
     assert_ne!(bad.code, 0);
-    assert!(bad.stderr.contains("role \"nope\" could not be found"), "{}", bad.summary());
+    assert!(
+        bad.stderr.contains("role \"nope\" could not be found"),
+        "{}",
+        bad.summary()
+    );
 
     // token lookup
     let look = bao.run(Some(&token), &["token", "lookup", "-format=json"])?;
@@ -79,52 +122,100 @@ async fn bao_cli_jwt_login_token_ssh_sign_and_lease_revoke() -> anyhow::Result<(
     let pub_arg = format!("public_key=@{}", key.with_extension("pub").display());
     let signed = bao.run(
         Some(&token),
-        &["write", "-format=json", "ssh/sign/ci-cert", &pub_arg, "valid_principals=deployer", "ttl=120"],
+        &[
+            "write",
+            "-format=json",
+            "ssh/sign/ci-cert",
+            &pub_arg,
+            "valid_principals=deployer",
+            "ttl=120",
+        ],
     )?;
     assert_eq!(signed.code, 0, "{}", signed.summary());
     let signed = signed.json()?;
-    let cert = signed["data"]["signed_key"].as_str().unwrap_or_default().trim().to_string();
+    let cert = signed["data"]["signed_key"]
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let listing = ssh_keygen_l(dir.path(), &cert)?;
     assert_eq!(principals_of(&listing), vec!["deployer"], "{listing}");
     let serial_hex = signed["data"]["serial_number"].as_str().unwrap_or_default();
     let serial = u64::from_str_radix(serial_hex, 16)?;
-    assert!(listing.contains(&format!("Serial: {serial}")), "{listing}\n{signed}");
+    assert!(
+        listing.contains(&format!("Serial: {serial}")),
+        "{listing}\n{signed}"
+    );
     let lease_duration = signed["lease_duration"].as_u64().unwrap_or_default();
     assert!((100..=121).contains(&lease_duration), "ttl=120: {signed}");
     // a principal outside the role is refused, Vault-style
     let other = bao.run(
         Some(&token),
-        &["write", "ssh/sign/ci-cert", &pub_arg, "valid_principals=root"],
+        &[
+            "write",
+            "ssh/sign/ci-cert",
+            &pub_arg,
+            "valid_principals=root",
+        ],
     )?;
     assert_ne!(other.code, 0);
-    assert!(other.stderr.contains("root is not a valid value for valid_principals"), "{}", other.summary());
+    assert!(
+        other
+            .stderr
+            .contains("root is not a valid value for valid_principals"),
+        "{}",
+        other.summary()
+    );
     // a role that is not certificate-mode
     let jit = bao.run(Some(&token), &["write", "ssh/sign/web-deploy", &pub_arg])?;
     assert_ne!(jit.code, 0);
-    assert!(jit.stderr.contains("not a certificate-mode"), "{}", jit.summary());
+    assert!(
+        jit.stderr.contains("not a certificate-mode"),
+        "{}",
+        jit.summary()
+    );
 
     // lease lookup and revoke through sys/leases
     let lease_id = signed["lease_id"].as_str().unwrap_or_default().to_string();
-    assert!(lease_id.starts_with("ssh/sign/ci-cert/lease_"), "{signed}");
-    let lookup = bao.run(Some(&token), &["lease", "lookup", "-format=json", &lease_id])?;
+    assert!(lease_id.starts_with("ssh/sign/ci-cert/lse_"), "{signed}");
+    let lookup = bao.run(
+        Some(&token),
+        &["lease", "lookup", "-format=json", &lease_id],
+    )?;
     assert_eq!(lookup.code, 0, "{}", lookup.summary());
     assert_eq!(lookup.json()?["data"]["state"], "active");
     let revoke = bao.run(Some(&token), &["lease", "revoke", &lease_id])?;
     assert_eq!(revoke.code, 0, "{}", revoke.summary());
-    let lookup = bao.run(Some(&token), &["lease", "lookup", "-format=json", &lease_id])?;
-    assert_eq!(lookup.json()?["data"]["state"], "revoked", "{}", lookup.summary());
+    let lookup = bao.run(
+        Some(&token),
+        &["lease", "lookup", "-format=json", &lease_id],
+    )?;
+    assert_eq!(
+        lookup.json()?["data"]["state"],
+        "revoked",
+        "{}",
+        lookup.summary()
+    );
 
     // renew-self is refused: sessions are not renewable
     let renew = bao.run(Some(&token), &["token", "renew"])?;
     assert_ne!(renew.code, 0);
-    assert!(renew.stderr.contains("not renewable"), "{}", renew.summary());
+    assert!(
+        renew.stderr.contains("not renewable"),
+        "{}",
+        renew.summary()
+    );
 
     // revoke-self: the token stops working at once
     let rev = bao.run(Some(&token), &["token", "revoke", "-self"])?;
     assert_eq!(rev.code, 0, "{}", rev.summary());
     let after = bao.run(Some(&token), &["token", "lookup"])?;
     assert_ne!(after.code, 0);
-    assert!(after.stderr.contains("permission denied"), "{}", after.summary());
+    assert!(
+        after.stderr.contains("permission denied"),
+        "{}",
+        after.summary()
+    );
 
     // every /v1/ request is audited with api = vault, linked by request id
     let events = server.audit_events()?;
@@ -133,20 +224,29 @@ async fn bao_cli_jwt_login_token_ssh_sign_and_lease_revoke() -> anyhow::Result<(
         "/v1/auth/jwt/login",
         "/v1/auth/token/lookup-self",
         "/v1/ssh/sign/{*role}",
-        "/v1/sys/leases/revoke",
+        "/v1/sys/leases/revoke/{*lease_id}",
         "/v1/auth/token/revoke-self",
     ] {
         assert!(
-            vault_events.iter().any(|e| e["detail"]["path"] == path && e["detail"]["api"] == "vault"),
-            "no vault_request for {path}"
+            vault_events
+                .iter()
+                .any(|e| e["detail"]["path"] == path && e["detail"]["api"] == "vault"),
+            "no vault_request for {path} in {:?}",
+            vault_events
+                .iter()
+                .map(|e| e["action"].clone())
+                .collect::<Vec<_>>()
         );
     }
     let issued = events_of(&events, "ssh_certificate_issued");
     let ok = issued.iter().find(|e| e["outcome"] == "success").cloned();
-    let Some(ok) = ok else { anyhow::bail!("no ssh_certificate_issued event") };
+    let Some(ok) = ok else {
+        anyhow::bail!("no ssh_certificate_issued event")
+    };
     assert!(vault_events
         .iter()
-        .any(|e| e["request_id"] == ok["request_id"] && e["detail"]["path"] == "/v1/ssh/sign/{*role}"));
+        .any(|e| e["request_id"] == ok["request_id"]
+            && e["detail"]["path"] == "/v1/ssh/sign/{*role}"));
     // the token never reaches the audit log
     let raw = std::fs::read_to_string(server.audit_file())?;
     assert!(!raw.contains(&token));
@@ -163,13 +263,34 @@ async fn vault_errors_have_vault_shape_and_status() -> anyhow::Result<()> {
     assert_eq!(health.status, 200);
     assert_eq!(health.body["sealed"], false);
     let unknown = v1(&base, "GET", "secret/data/x", None, None).await?;
-    assert_eq!((unknown.status, unknown.body.clone()), (404, json!({"errors": []})));
+    assert_eq!(
+        (unknown.status, unknown.body.clone()),
+        (404, json!({"errors": []}))
+    );
     let no_token = v1(&base, "GET", "auth/token/lookup-self", None, None).await?;
     assert_eq!(no_token.status, 403);
-    assert!(first_error(&no_token.body).starts_with("permission denied"), "{}", no_token.body);
-    let junk = v1(&base, "GET", "auth/token/lookup-self", Some("idm_v1.junk"), None).await?;
+    assert!(
+        first_error(&no_token.body).starts_with("permission denied"),
+        "{}",
+        no_token.body
+    );
+    let junk = v1(
+        &base,
+        "GET",
+        "auth/token/lookup-self",
+        Some("idm_v1.junk"),
+        None,
+    )
+    .await?;
     assert_eq!(junk.status, 403, "{}", junk.body);
-    let bad_jwt = v1(&base, "POST", "auth/jwt/login", None, Some(&json!({"role": AUTH_NAME, "jwt": "a.b.c"}))).await?;
+    let bad_jwt = v1(
+        &base,
+        "POST",
+        "auth/jwt/login",
+        None,
+        Some(&json!({"role": AUTH_NAME, "jwt": "a.b.c"})),
+    )
+    .await?;
     assert_eq!(bad_jwt.status, 403, "{}", bad_jwt.body);
     assert!(bad_jwt.body["errors"].is_array());
     let not_json = reqwest::Client::new()
@@ -181,17 +302,45 @@ async fn vault_errors_have_vault_shape_and_status() -> anyhow::Result<()> {
 
     // an unknown role through database/creds: 404 from the native issuance
     let jwt = token_for(&jwks, APP_SUBJECT, &json!({}))?;
-    let login = v1(&base, "PUT", "auth/jwt/login", None, Some(&json!({"jwt": jwt}))).await?;
+    let login = v1(
+        &base,
+        "PUT",
+        "auth/jwt/login",
+        None,
+        Some(&json!({"jwt": jwt})),
+    )
+    .await?;
     assert_eq!(login.status, 200, "{}", login.body);
-    let token = login.body["auth"]["client_token"].as_str().unwrap_or_default().to_string();
+    let token = login.body["auth"]["client_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let missing = v1(&base, "GET", "database/creds/nope", Some(&token), None).await?;
     assert_eq!(missing.status, 404, "{}", missing.body);
-    assert!(first_error(&missing.body).contains("does not exist"), "{}", missing.body);
+    assert!(
+        first_error(&missing.body).contains("does not exist"),
+        "{}",
+        missing.body
+    );
     // a lease id that is not one
-    let bad_lease = v1(&base, "PUT", "sys/leases/revoke", Some(&token), Some(&json!({"lease_id": "database/creds/x/zzz"}))).await?;
+    let bad_lease = v1(
+        &base,
+        "PUT",
+        "sys/leases/revoke",
+        Some(&token),
+        Some(&json!({"lease_id": "database/creds/x/zzz"})),
+    )
+    .await?;
     assert_eq!(bad_lease.status, 400, "{}", bad_lease.body);
     // revoke-prefix needs admin
-    let prefix = v1(&base, "PUT", "sys/leases/revoke-prefix/database/creds/orders", Some(&token), None).await?;
+    let prefix = v1(
+        &base,
+        "PUT",
+        "sys/leases/revoke-prefix/database/creds/orders",
+        Some(&token),
+        None,
+    )
+    .await?;
     assert_eq!(prefix.status, 403, "{}", prefix.body);
 
     let events = server.audit_events()?;
@@ -199,8 +348,14 @@ async fn vault_errors_have_vault_shape_and_status() -> anyhow::Result<()> {
         .into_iter()
         .filter(|e| e["outcome"] == "denied")
         .collect();
-    assert!(denied.iter().any(|e| e["error"]["code"] == "unknown_role"), "{denied:?}");
-    assert!(denied.iter().any(|e| e["error"]["code"] == "missing_token"), "{denied:?}");
+    assert!(
+        denied.iter().any(|e| e["error"]["code"] == "unknown_role"),
+        "{denied:?}"
+    );
+    assert!(
+        denied.iter().any(|e| e["error"]["code"] == "missing_token"),
+        "{denied:?}"
+    );
     Ok(())
 }
 
@@ -247,33 +402,57 @@ async fn database_creds_with_bao_and_hvac_against_real_postgres() -> anyhow::Res
     let mut spec = ServerSpec::with_oidc(vec![oidc(&jwks)]).with_issuer("postgres", issuer);
     spec.roles = DB_ROLES.to_string();
     spec.policies = vec![("db.cedar".to_string(), POLICY.to_string())];
-    spec.env = vec![(ADMIN_PASSWORD_ENV.to_string(), pg.admin_password().to_string())];
+    spec.env = vec![(
+        ADMIN_PASSWORD_ENV.to_string(),
+        pg.admin_password().to_string(),
+    )];
     let server = IdmintServer::start(bin(), spec).await?;
     let bao = Bao::new(&server.base_url())?;
 
     let jwt = token_for(&jwks, APP_SUBJECT, &json!({}))?;
     let (token, _) = bao_login(&bao, &jwt)?;
-    let read = bao.run(Some(&token), &["read", "-format=json", "database/creds/orders-readonly"])?;
+    let read = bao.run(
+        Some(&token),
+        &["read", "-format=json", "database/creds/orders-readonly"],
+    )?;
     assert_eq!(read.code, 0, "{}", read.summary());
     let creds = read.json()?;
-    let username = creds["data"]["username"].as_str().unwrap_or_default().to_string();
-    let password = creds["data"]["password"].as_str().unwrap_or_default().to_string();
+    let username = creds["data"]["username"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let password = creds["data"]["password"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let lease_id = creds["lease_id"].as_str().unwrap_or_default().to_string();
-    assert!(lease_id.starts_with("database/creds/orders-readonly/lease_"), "{creds}");
+    assert!(
+        lease_id.starts_with("database/creds/orders-readonly/lse_"),
+        "{creds}"
+    );
+    assert_eq!(creds["renewable"], true, "the role is renewable");
     let duration = creds["lease_duration"].as_u64().unwrap_or_default();
     assert!((100..=120).contains(&duration), "default_ttl 2m: {creds}");
 
     // the user is real: log in to PostgreSQL with it
-    let url = format!("postgres://{username}:{password}@127.0.0.1:{}/postgres", pg.port());
+    let url = format!(
+        "postgres://{username}:{password}@127.0.0.1:{}/postgres",
+        pg.port()
+    );
     let (user_client, conn) = tokio_postgres::connect(&url, NoTls).await?;
     let conn_task = tokio::spawn(conn);
-    let row = user_client.query_one("SELECT current_user::text", &[]).await?;
+    let row = user_client
+        .query_one("SELECT current_user::text", &[])
+        .await?;
     assert_eq!(row.get::<_, String>(0), username);
     drop(user_client);
     let _ = conn_task.await;
 
     // renew through sys/leases/renew (the role is renewable)
-    let renew = bao.run(Some(&token), &["lease", "renew", "-format=json", "-increment=5m", &lease_id])?;
+    let renew = bao.run(
+        Some(&token),
+        &["lease", "renew", "-format=json", "-increment=5m", &lease_id],
+    )?;
     assert_eq!(renew.code, 0, "{}", renew.summary());
     let renewed = renew.json()?["lease_duration"].as_u64().unwrap_or_default();
     assert!((280..=300).contains(&renewed), "{}", renew.summary());
@@ -281,7 +460,10 @@ async fn database_creds_with_bao_and_hvac_against_real_postgres() -> anyhow::Res
     // bao lease revoke drops the user
     let revoke = bao.run(Some(&token), &["lease", "revoke", &lease_id])?;
     assert_eq!(revoke.code, 0, "{}", revoke.summary());
-    assert!(!pg_role_exists(&pg, &username).await?, "the user must be gone after revoke");
+    assert!(
+        !pg_role_exists(&pg, &username).await?,
+        "the user must be gone after revoke"
+    );
 
     // hvac: jwt login, lookup_self, database creds
     let script = r#"
@@ -290,8 +472,11 @@ c = hvac.Client(url=os.environ["VAULT_ADDR"])
 login = c.auth.jwt.jwt_login(role=os.environ["ROLE"], jwt=os.environ["JWT"])
 me = c.auth.token.lookup_self()
 creds = c.secrets.database.generate_credentials(name="orders-readonly")
+dropped = c.secrets.database.generate_credentials(name="orders-readonly")
+c.sys.revoke_lease(dropped["lease_id"])
 print(json.dumps({"token": login["auth"]["client_token"], "subject": me["data"]["meta"]["subject"],
-                  "username": creds["data"]["username"], "lease_id": creds["lease_id"]}))
+                  "username": creds["data"]["username"], "lease_id": creds["lease_id"],
+                  "dropped": dropped["data"]["username"]}))
 "#;
     let jwt2 = token_for(&jwks, APP_SUBJECT, &json!({}))?;
     let out = Command::new(&python)
@@ -310,7 +495,43 @@ print(json.dumps({"token": login["auth"]["client_token"], "subject": me["data"][
     assert_eq!(hv["subject"], APP_SUBJECT);
     let hv_user = hv["username"].as_str().unwrap_or_default().to_string();
     assert!(pg_role_exists(&pg, &hv_user).await?, "{hv}");
-    assert!(hv["lease_id"].as_str().unwrap_or_default().starts_with("database/creds/orders-readonly/"));
+    let dropped = hv["dropped"].as_str().unwrap_or_default();
+    assert!(
+        !dropped.is_empty() && !pg_role_exists(&pg, dropped).await?,
+        "hvac revoke_lease: {hv}"
+    );
+    assert!(hv["lease_id"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("database/creds/orders-readonly/"));
+
+    // an admin revokes the role's leases by Vault prefix: the hvac user goes
+    let not_admin = bao.run(
+        Some(&token),
+        &[
+            "lease",
+            "revoke",
+            "-prefix",
+            "database/creds/orders-readonly",
+        ],
+    )?;
+    assert_ne!(not_admin.code, 0, "{}", not_admin.summary());
+    let admin_jwt = token_for(&jwks, ADMIN_SUBJECT, &json!({"repository": "acme/ops"}))?;
+    let (admin_token, _) = bao_login(&bao, &admin_jwt)?;
+    let prefix = bao.run(
+        Some(&admin_token),
+        &[
+            "lease",
+            "revoke",
+            "-prefix",
+            "database/creds/orders-readonly",
+        ],
+    )?;
+    assert_eq!(prefix.code, 0, "{}", prefix.summary());
+    assert!(
+        !pg_role_exists(&pg, &hv_user).await?,
+        "revoke-prefix must drop {hv_user}"
+    );
 
     // the audit trail: issuance as the native API does it, plus vault_request
     let events = server.audit_events()?;
@@ -318,9 +539,75 @@ print(json.dumps({"token": login["auth"]["client_token"], "subject": me["data"][
         .into_iter()
         .filter(|e| e["outcome"] == "success" && e["role"] == "db/orders-readonly")
         .collect();
-    assert_eq!(issued.len(), 2, "one by bao, one by hvac");
+    assert_eq!(issued.len(), 3, "one by bao, two by hvac");
     let raw = std::fs::read_to_string(server.audit_file())?;
     assert!(!raw.contains(&password), "a password reached the audit log");
     assert!(unix_now() > 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_creds_and_sts_with_bao_against_moto() -> anyhow::Result<()> {
+    vault_support::bao_path()?;
+    let env = aws_support::setup().await?;
+    let bao = Bao::new(&env.server.base_url())?;
+    let jwt = token_for(&env.jwks, APP_SUBJECT, &json!({}))?;
+    let (token, _) = bao_login(&bao, &jwt)?;
+
+    // aws/creds/ci-user → idmint role aws/ci-user (an IAM user + key)
+    let read = bao.run(Some(&token), &["read", "-format=json", "aws/creds/ci-user"])?;
+    assert_eq!(read.code, 0, "{}", read.summary());
+    let creds = read.json()?;
+    let data = &creds["data"];
+    assert!(data["security_token"].is_null(), "{creds}");
+    assert!(creds["lease_id"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("aws/creds/ci-user/lse_"));
+    let key = idmint_testkit::moto::AwsKey::new(
+        data["access_key"].as_str().unwrap_or_default(),
+        data["secret_key"].as_str().unwrap_or_default(),
+        None,
+    );
+    let who = env.moto.aws(&key, &["sts", "get-caller-identity"])?;
+    assert!(who.success, "{who:?}");
+
+    // aws/sts/deploy → idmint role aws/deploy (an STS session)
+    let sts = bao.run(Some(&token), &["read", "-format=json", "aws/sts/deploy"])?;
+    assert_eq!(sts.code, 0, "{}", sts.summary());
+    let sts = sts.json()?;
+    let d = &sts["data"];
+    assert!(
+        d["security_token"].as_str().is_some_and(|t| !t.is_empty()),
+        "{sts}"
+    );
+    let session = idmint_testkit::moto::AwsKey::new(
+        d["access_key"].as_str().unwrap_or_default(),
+        d["secret_key"].as_str().unwrap_or_default(),
+        d["security_token"].as_str(),
+    );
+    let who = env.moto.aws(&session, &["sts", "get-caller-identity"])?;
+    assert!(who.success, "{who:?}");
+    assert!(
+        who.stdout.contains("assumed-role/deployer"),
+        "{}",
+        who.stdout
+    );
+
+    // a federated role has no access keys to hand out in Vault's shape
+    let web = bao.run(Some(&token), &["read", "aws/creds/web"])?;
+    assert_ne!(web.code, 0);
+    assert!(
+        web.stderr.contains("does not issue AWS access keys"),
+        "{}",
+        web.summary()
+    );
+    let events = env.server.audit_events()?;
+    assert!(
+        events_of(&events, "credential_issued")
+            .iter()
+            .all(|e| e["role"] != "aws/web"),
+        "nothing may be minted for a role refused by its mount"
+    );
     Ok(())
 }

@@ -99,7 +99,11 @@ fn parse_base_url(base_url: &str) -> Result<Url, ClientError> {
 /// A path segment taken from user input: `path_segments_mut` silently drops
 /// `.`/`..` and would collapse empty segments, which would send the request
 /// to a different endpoint, so those are refused.
-pub(crate) fn check_segment<'a>(what: &str, full: &str, segment: &'a str) -> Result<&'a str, ClientError> {
+pub(crate) fn check_segment<'a>(
+    what: &str,
+    full: &str,
+    segment: &'a str,
+) -> Result<&'a str, ClientError> {
     if segment.is_empty() || segment == "." || segment == ".." {
         return Err(ClientError::InvalidArgument(format!(
             "{what} {full:?} is not valid: it must not be empty or contain empty, \".\" or \"..\" path segments"

@@ -281,3 +281,37 @@ pub struct Health {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_credentials_are_tagged_and_omit_absent_fields() {
+        let aws = Credential::Aws {
+            access_key_id: "AKIA1".into(),
+            secret_access_key: "s".into(),
+            session_token: None,
+            expiration: "2026-11-23T18:00:00Z".into(),
+            region: Some("us-east-1".into()),
+            mode: "iam_user".into(),
+            arn: None,
+        };
+        let v = serde_json::to_value(&aws).unwrap();
+        assert_eq!(v["type"], "aws");
+        assert!(v.get("session_token").is_none() && v.get("arn").is_none());
+        assert_eq!(serde_json::from_value::<Credential>(v).unwrap(), aws);
+        let web = serde_json::json!({"type": "aws_web_identity", "token": "t", "role_arn": "r",
+                                     "role_session_name": "n", "token_id": "j"});
+        assert!(matches!(
+            serde_json::from_value::<Credential>(web).unwrap(),
+            Credential::AwsWebIdentity { region: None, .. }
+        ));
+        let az = serde_json::json!({"type": "azure_client_secret", "tenant_id": "t", "client_id": "c",
+                                    "client_secret": "s", "key_id": "k", "expiration": "e"});
+        assert!(matches!(
+            serde_json::from_value::<Credential>(az).unwrap(),
+            Credential::AzureClientSecret { .. }
+        ));
+    }
+}

@@ -1,6 +1,8 @@
 //! The router: every route, its limits and middleware in one place.
 
-use crate::routes::{self, agent, approle, health, leases, login, oauth, policy, ssh, sso, wellknown};
+use crate::routes::{
+    self, agent, approle, health, leases, login, oauth, policy, ssh, sso, wellknown,
+};
 use crate::state::AppState;
 use crate::{demo_idp, error::ApiError};
 use axum::extract::DefaultBodyLimit;

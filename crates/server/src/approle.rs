@@ -150,8 +150,7 @@ pub async fn create_secret_id(
         .approles
         .new_secret_id(role, now)
         .map_err(|e| ApiError::internal(e.to_string()).with_request_id(rid.as_str()))?;
-    let bytes =
-        serde_json::to_vec(&new.record).map_err(|e| ApiError::internal(e.to_string()))?;
+    let bytes = serde_json::to_vec(&new.record).map_err(|e| ApiError::internal(e.to_string()))?;
     let blob = state.approles.blob_name(&role.name, &new.secret_id);
     state
         .store
@@ -159,7 +158,11 @@ pub async fn create_secret_id(
         .await
         .map_err(|e| ApiError::store_unavailable(e).with_request_id(rid.as_str()))?;
     event.outcome = "success".into();
-    event.fingerprint = Some(state.fingerprints.fingerprint(new.secret_id.expose().as_bytes()));
+    event.fingerprint = Some(
+        state
+            .fingerprints
+            .fingerprint(new.secret_id.expose().as_bytes()),
+    );
     event.ttl_seconds = Some(role.secret_id_ttl.as_secs());
     event.detail = Some(serde_json::json!({
         "approle": role.name,

@@ -485,6 +485,18 @@ impl IdmintConfig {
                 ));
             }
         }
+        let mut approles = std::collections::HashSet::new();
+        for entry in &self.auth.approle {
+            let line = Some(line_at(text, entry.span().start));
+            let cfg = entry.get_ref();
+            cfg.validate().map_err(|e| err(line, e.to_string()))?;
+            if !approles.insert(cfg.name.clone()) {
+                return Err(err(
+                    line,
+                    format!("[[auth.approle]] name {:?} is used twice", cfg.name),
+                ));
+            }
+        }
         let mut issuers = std::collections::HashSet::new();
         for entry in &self.issuer.oauth {
             let line = Some(line_at(text, entry.span().start));
@@ -597,6 +609,23 @@ file = { path = "audit.jsonl" }
         IdmintConfig::parse("idmint.toml", &format!("{BASE}{extra}"))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn approle_tables_are_checked_with_their_line() {
+        let ok = format!("{BASE}[[auth.approle]]\nname = \"billing\"\nrole_id = \"0123456789abcdef\"\nmetadata = {{ team = \"orders\" }}\n");
+        let cfg = IdmintConfig::parse("idmint.toml", &ok).unwrap();
+        assert_eq!(cfg.auth.approle[0].get_ref().secret_id_num_uses, 1);
+        let e = err("[[auth.approle]]\nname = \"billing\"\nrole_id = \"short\"\n");
+        assert!(
+            e.contains("line") && e.contains("role_id must be 16-256"),
+            "{e}"
+        );
+        let e = err("[[auth.approle]]\nname = \"b\"\nrole_id = \"0123456789abcdef\"\nsecret_id_bound_cidrs = [\"10.0.0.0/40\"]\n");
+        assert!(e.contains("secret_id_bound_cidrs"), "{e}");
+        let two = "[[auth.approle]]\nname = \"b\"\nrole_id = \"0123456789abcdef\"\n";
+        let e = err(&format!("{two}{two}"));
+        assert!(e.contains("used twice"), "{e}");
     }
 
     #[test]

@@ -290,7 +290,11 @@ pub async fn build(
     let fp_key = secret("fingerprint-key", Box::new(gen_random(32))).await?;
     let approle_key = secret("approle-secret-id-key", Box::new(gen_random(32))).await?;
     let approles = idmint_authn::AppRoles::new(
-        cfg.auth.approle.iter().map(|e| e.get_ref().clone()).collect(),
+        cfg.auth
+            .approle
+            .iter()
+            .map(|e| e.get_ref().clone())
+            .collect(),
         &approle_key,
     )
     .map_err(|e| ServerError::Config(e.to_string()))?;

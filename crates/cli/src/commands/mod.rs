@@ -14,6 +14,7 @@ mod leases;
 mod login;
 mod policy;
 mod policy_drafts;
+mod proxy;
 mod server;
 mod ssh;
 mod status;
@@ -127,5 +128,6 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Demo(args) => demo::run(text_or_json(global.output, "demo")?, args).await,
         Command::Aws(cmd) => aws::run(global, cmd).await,
         Command::Agent(cmd) => agent::run(global, text_or_json(global.output, "agent")?, cmd).await,
+        Command::Proxy(args) => proxy::run(args).await,
     }
 }

@@ -52,7 +52,10 @@ impl BaoRun {
             .with_context(|| format!("bao printed no JSON: {}\n{}", self.stdout, self.stderr))
     }
     pub fn summary(&self) -> String {
-        format!("exit {}\nstdout: {}\nstderr: {}", self.code, self.stdout, self.stderr)
+        format!(
+            "exit {}\nstdout: {}\nstderr: {}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 

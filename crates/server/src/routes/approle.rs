@@ -29,8 +29,7 @@ pub async fn login(
         }
     };
     let secret_id = Secret::new(req.secret_id);
-    let (token, claims) =
-        approle::login(&state, &rid, peer.ip(), &req.role_id, secret_id).await?;
+    let (token, claims) = approle::login(&state, &rid, peer.ip(), &req.role_id, secret_id).await?;
     Ok(Json(super::login::login_response(&token, &claims)))
 }
 

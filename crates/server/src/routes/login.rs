@@ -81,7 +81,8 @@ pub async fn login(
         );
         return Err(login_failed(&state, &rid, event, e).await);
     }
-    let (token, claims) = oidc_login(&state, &rid, peer.ip(), &req.token, req.auth.as_deref()).await?;
+    let (token, claims) =
+        oidc_login(&state, &rid, peer.ip(), &req.token, req.auth.as_deref()).await?;
     Ok(Json(login_response(&token, &claims)))
 }
 
@@ -139,7 +140,13 @@ pub async fn oidc_login(
     source: std::net::IpAddr,
     token: &str,
     auth: Option<&str>,
-) -> Result<(idmint_core::Secret<String>, idmint_core::session::SessionClaims), ApiError> {
+) -> Result<
+    (
+        idmint_core::Secret<String>,
+        idmint_core::session::SessionClaims,
+    ),
+    ApiError,
+> {
     let mut event = login_event(rid, source);
     let identity = match state.oidc.verify(token, auth).await {
         Ok(i) => i,
@@ -163,7 +170,13 @@ pub async fn start_session(
     mut event: AuditEvent,
     identity: Identity,
     ttl: Ttl,
-) -> Result<(idmint_core::Secret<String>, idmint_core::session::SessionClaims), ApiError> {
+) -> Result<
+    (
+        idmint_core::Secret<String>,
+        idmint_core::session::SessionClaims,
+    ),
+    ApiError,
+> {
     let now = UnixTime::now();
     let (token, claims) = match state.sessions.issue(identity, ttl, now, false) {
         Ok(t) => t,

@@ -1,8 +1,8 @@
 //! `auth/jwt/login`, `auth/approle/login` and the AppRole admin paths.
 
 use super::body::parse_body;
-use super::error::VaultError;
 use super::envelope;
+use super::error::VaultError;
 use super::token::{auth_object, VaultSession};
 use crate::routes::{PeerAddr, ReqId};
 use crate::state::AppState;
@@ -51,7 +51,14 @@ pub async fn jwt_login(
             .into());
     };
     if req.jwt.is_empty() {
-        return Err(VaultError::bad_request("missing jwt: send {\"role\": …, \"jwt\": …}"));
+        let event = crate::routes::login::login_event(&rid, peer.ip());
+        let err = crate::error::ApiError::bad_request(
+            "invalid_request",
+            "missing jwt: send {\"role\": …, \"jwt\": …}",
+        );
+        return Err(crate::routes::login::login_failed(&state, &rid, event, err)
+            .await
+            .into());
     }
     let (token, claims) =
         crate::routes::login::oidc_login(&state, &rid, peer.ip(), &req.jwt, auth).await?;

@@ -39,8 +39,14 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(duration_text(&Some(Value::from(300))).ok(), Some(Some("300".into())));
-        assert_eq!(duration_text(&Some(Value::from("5m"))).ok(), Some(Some("5m".into())));
+        assert_eq!(
+            duration_text(&Some(Value::from(300))).ok(),
+            Some(Some("300".into()))
+        );
+        assert_eq!(
+            duration_text(&Some(Value::from("5m"))).ok(),
+            Some(Some("5m".into()))
+        );
         assert_eq!(duration_text(&Some(Value::from(0))).ok(), Some(None));
         assert!(duration_text(&Some(Value::from(-1))).is_err());
         assert!(duration_text(&Some(Value::Bool(true))).is_err());

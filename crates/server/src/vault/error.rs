@@ -18,11 +18,20 @@ pub struct VaultError {
 }
 
 impl VaultError {
+    /// An error raised by the adapter itself; its audit code follows the
+    /// status.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::BAD_REQUEST => "invalid_request",
+            StatusCode::FORBIDDEN => "permission_denied",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+            _ => "error",
+        };
         Self {
             status,
             errors: vec![message.into()],
-            code: String::new(),
+            code: code.into(),
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {

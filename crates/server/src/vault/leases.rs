@@ -141,8 +141,13 @@ async fn revoke_lease(
     vault_lease: &str,
 ) -> Result<StatusCode, VaultError> {
     let id = idmint_lease_id(vault_lease)?;
-    let _revoked =
-        leases::revoke(State(state), Extension(rid), session.native(), Path(id.to_string())).await?;
+    let _revoked = leases::revoke(
+        State(state),
+        Extension(rid),
+        session.native(),
+        Path(id.to_string()),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,7 +7,7 @@
 //! (login, issuance, ssh signing, leases, AppRole), and translates the
 //! answer back. Decisions, leases, limits and audit are therefore exactly
 //! the native API's. On top of the domain events, every `/v1/` request
-//! except `sys/health` and `sys/seal-status` leaves one `vault_request`
+//! except `sys/health`, `sys/seal-status` and `sys/leader` leaves one `vault_request`
 //! audit event (path template, status, error code) with the request id
 //! that links it to the domain events.
 //!
@@ -59,7 +59,10 @@ pub fn envelope(request_id: &str, data: Value, auth: Value, lease: Option<(&str,
 /// reads accept all three.
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     let audited = Router::new()
-        .route("/v1/auth/jwt/login", post(auth::jwt_login).put(auth::jwt_login))
+        .route(
+            "/v1/auth/jwt/login",
+            post(auth::jwt_login).put(auth::jwt_login),
+        )
         .route(
             "/v1/auth/approle/login",
             post(auth::approle_login).put(auth::approle_login),
@@ -68,7 +71,10 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
             "/v1/auth/approle/role/{name}/secret-id",
             post(auth::approle_secret_id).put(auth::approle_secret_id),
         )
-        .route("/v1/auth/approle/role/{name}/role-id", get(auth::approle_role_id))
+        .route(
+            "/v1/auth/approle/role/{name}/role-id",
+            get(auth::approle_role_id),
+        )
         .route(
             "/v1/auth/token/lookup-self",
             get(token::lookup_self).post(token::lookup_self),
@@ -93,15 +99,28 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         )
         .route(
             "/v1/aws/creds/{*role}",
-            get(secrets::aws_creds).post(secrets::aws_creds).put(secrets::aws_creds),
+            get(secrets::aws_creds)
+                .post(secrets::aws_creds)
+                .put(secrets::aws_creds),
         )
         .route(
             "/v1/aws/sts/{*role}",
-            get(secrets::aws_sts).post(secrets::aws_sts).put(secrets::aws_sts),
+            get(secrets::aws_sts)
+                .post(secrets::aws_sts)
+                .put(secrets::aws_sts),
         )
-        .route("/v1/sys/leases/lookup", post(leases::lookup).put(leases::lookup))
-        .route("/v1/sys/leases/renew", post(leases::renew).put(leases::renew))
-        .route("/v1/sys/leases/revoke", post(leases::revoke).put(leases::revoke))
+        .route(
+            "/v1/sys/leases/lookup",
+            post(leases::lookup).put(leases::lookup),
+        )
+        .route(
+            "/v1/sys/leases/renew",
+            post(leases::renew).put(leases::renew),
+        )
+        .route(
+            "/v1/sys/leases/revoke",
+            post(leases::revoke).put(leases::revoke),
+        )
         .route(
             "/v1/sys/leases/revoke/{*lease_id}",
             post(leases::revoke_in_path).put(leases::revoke_in_path),
@@ -115,6 +134,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/sys/health", get(sys::health).head(sys::health))
         .route("/v1/sys/seal-status", get(sys::seal_status))
+        .route("/v1/sys/leader", get(sys::leader))
         .merge(audited)
 }
 
@@ -159,10 +179,12 @@ async fn audit_request(State(state): State<Arc<AppState>>, req: Request, next: N
         outcome: outcome.into(),
         action: Some(format!("{method} {template}")),
         source_ip: source,
-        error: code.filter(|_| !status.is_success()).map(|c| AuditErrorInfo {
-            code: c,
-            message: format!("HTTP {}", status.as_u16()),
-        }),
+        error: code
+            .filter(|_| !status.is_success())
+            .map(|c| AuditErrorInfo {
+                code: c,
+                message: format!("HTTP {}", status.as_u16()),
+            }),
         detail: Some(json!({ "api": "vault", "path": template, "status": status.as_u16() })),
         ..Default::default()
     };

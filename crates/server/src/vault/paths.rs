@@ -11,7 +11,7 @@
 //! So `bao read database/creds/orders-readonly` gets role
 //! `db/orders-readonly`, and a role named without the prefix is still
 //! reachable by its own name. Vault lease ids are `PATH/LEASE`
-//! (`database/creds/orders-readonly/lease_…`): the idmint lease id is the
+//! (`database/creds/orders-readonly/lse_…`): the idmint lease id is the
 //! last segment, and the path before it only serves `revoke-prefix`.
 
 use crate::vault::error::VaultError;
@@ -72,7 +72,7 @@ pub fn idmint_lease_id(vault_lease: &str) -> Result<LeaseId, VaultError> {
         .unwrap_or_default();
     LeaseId::parse(last).ok_or_else(|| {
         VaultError::bad_request(format!(
-            "invalid lease id {:?}: expected MOUNT/…/LEASE as returned by idmint (e.g. database/creds/orders-readonly/lease_…)",
+            "invalid lease id {:?}: expected MOUNT/…/LEASE as returned by idmint (e.g. database/creds/orders-readonly/lse_…)",
             vault_lease.chars().take(128).collect::<String>()
         ))
     })
@@ -109,10 +109,15 @@ mod tests {
 
     #[test]
     fn lease_ids_round_trip() {
-        let Ok(id) = LeaseId::generate() else { panic!("id") };
+        let Ok(id) = LeaseId::generate() else {
+            panic!("id")
+        };
         let v = vault_lease_id("database/creds/orders", id.as_str());
         assert_eq!(v, format!("database/creds/orders/{id}"));
-        assert_eq!(idmint_lease_id(&v).map(|l| l.to_string()).ok(), Some(id.to_string()));
+        assert_eq!(
+            idmint_lease_id(&v).map(|l| l.to_string()).ok(),
+            Some(id.to_string())
+        );
         assert!(idmint_lease_id("database/creds/orders/not-a-lease").is_err());
         assert!(idmint_lease_id("").is_err());
     }

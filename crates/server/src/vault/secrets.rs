@@ -40,6 +40,40 @@ async fn admit(
         })
 }
 
+/// Refuses, before anything is minted, a role whose credential has no
+/// shape on this mount (an oauth role under `database/creds`, a federated
+/// AWS role under `aws/creds`): minting it first would leave a live lease
+/// nobody receives. Unknown roles pass: issuance reports them (audited).
+fn check_mount(state: &AppState, mount: Mount, role: &str) -> Result<(), VaultError> {
+    let bundle = state.bundle.load();
+    let Some(r) = bundle.role(role) else {
+        return Ok(());
+    };
+    let kind = state.issuers.get(&r.issuer).map(|i| i.kind()).unwrap_or("");
+    let fits = match mount {
+        Mount::Database => matches!(kind, "postgres" | "mysql" | "redis" | "rabbitmq"),
+        Mount::Aws => {
+            kind == "aws"
+                && r.aws
+                    .as_ref()
+                    .is_some_and(|t| t.mode != idmint_core::role::AwsMode::Federated)
+        }
+        Mount::Ssh => true,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(VaultError::bad_request(format!(
+            "role {role:?} does not issue {} on this mount; use the native API (/api/v1/creds/{role})",
+            match mount {
+                Mount::Database => "database users",
+                Mount::Aws => "AWS access keys (federated roles return a web identity token)",
+                Mount::Ssh => "certificates",
+            }
+        )))
+    }
+}
+
 /// Issues `role` through the native `creds` handler.
 async fn issue(
     state: Arc<AppState>,
@@ -67,12 +101,23 @@ async fn issue(
     Ok(out)
 }
 
-/// The Vault envelope of a lease: `lease_id` = `PATH/LEASE`.
-fn leased(rid: &str, path: &str, out: &CredsResponse, data: Value) -> Value {
+/// The Vault envelope of a lease: `lease_id` = `PATH/LEASE`, renewable
+/// when the role is.
+fn leased(state: &AppState, rid: &str, path: &str, out: &CredsResponse, data: Value) -> Value {
     let lease = vault_lease_id(path, &out.lease_id);
-    let mut v = envelope(rid, data, Value::Null, Some((lease.as_str(), out.ttl_seconds)));
+    let renewable = state
+        .bundle
+        .load()
+        .role(&out.role)
+        .is_some_and(|r| r.renewable);
+    let mut v = envelope(
+        rid,
+        data,
+        Value::Null,
+        Some((lease.as_str(), out.ttl_seconds)),
+    );
     if let Value::Object(m) = &mut v {
-        m.insert("renewable".into(), Value::Bool(false));
+        m.insert("renewable".into(), Value::Bool(renewable));
     }
     v
 }
@@ -87,8 +132,9 @@ pub async fn database_creds(
     body: Bytes,
 ) -> Result<Json<Value>, VaultError> {
     let role = resolve_role(&state.bundle.load(), Mount::Database, &name);
+    check_mount(&state, Mount::Database, &role)?;
     let request_id = rid.0.to_string();
-    let out = issue(state, rid, peer, &session, role, &body).await?;
+    let out = issue(state.clone(), rid, peer, &session, role, &body).await?;
     let Credential::DatabaseUser {
         username, password, ..
     } = &out.credential
@@ -99,7 +145,13 @@ pub async fn database_creds(
         )));
     };
     let data = json!({ "username": username, "password": password });
-    Ok(Json(leased(&request_id, &format!("database/creds/{name}"), &out, data)))
+    Ok(Json(leased(
+        &state,
+        &request_id,
+        &format!("database/creds/{name}"),
+        &out,
+        data,
+    )))
 }
 
 /// `aws/creds` and `aws/sts` share this: Vault's `{access_key,
@@ -114,8 +166,9 @@ async fn aws(
     body: Bytes,
 ) -> Result<Json<Value>, VaultError> {
     let role = resolve_role(&state.bundle.load(), Mount::Aws, &name);
+    check_mount(&state, Mount::Aws, &role)?;
     let request_id = rid.0.to_string();
-    let out = issue(state, rid, peer, &session, role, &body).await?;
+    let out = issue(state.clone(), rid, peer, &session, role, &body).await?;
     let Credential::Aws {
         access_key_id,
         secret_access_key,
@@ -135,7 +188,13 @@ async fn aws(
         "security_token": session_token,
         "arn": arn,
     });
-    Ok(Json(leased(&request_id, &format!("aws/{kind}/{name}"), &out, data)))
+    Ok(Json(leased(
+        &state,
+        &request_id,
+        &format!("aws/{kind}/{name}"),
+        &out,
+        data,
+    )))
 }
 
 /// `GET|POST|PUT /v1/aws/creds/{role}`.
@@ -234,5 +293,10 @@ pub async fn ssh_sign(
         "signed_key": format!("{}\n", out.certificate),
     });
     let lease = vault_lease_id(&format!("ssh/sign/{name}"), &out.lease_id);
-    Ok(Json(envelope(&request_id, data, Value::Null, Some((lease.as_str(), ttl)))))
+    Ok(Json(envelope(
+        &request_id,
+        data,
+        Value::Null,
+        Some((lease.as_str(), ttl)),
+    )))
 }

@@ -57,3 +57,17 @@ pub async fn seal_status() -> Json<Value> {
         "cluster_id": "",
     }))
 }
+
+/// `GET /v1/sys/leader`: `bao status` asks; idmint has no HA leader (every
+/// server serves every request, state is in the shared store).
+pub async fn leader() -> Json<Value> {
+    Json(json!({
+        "ha_enabled": false,
+        "is_self": true,
+        "active_time": "0001-01-01T00:00:00Z",
+        "leader_address": "",
+        "leader_cluster_address": "",
+        "performance_standby": false,
+        "performance_standby_last_remote_wal": 0,
+    }))
+}

@@ -2,8 +2,8 @@
 //! `auth/token/lookup-self`, `renew-self`, `revoke-self`, and the `auth`
 //! object every login returns.
 
-use super::error::VaultError;
 use super::envelope;
+use super::error::VaultError;
 use crate::routes::ReqId;
 use crate::session_auth::{bearer, open_session, Session};
 use crate::state::AppState;
