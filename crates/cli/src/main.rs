@@ -48,7 +48,8 @@ fn main() -> ExitCode {
 /// default; client commands only warn, so their stdout/stderr stay readable.
 fn init_logging(command: &args::Command) {
     let default = match command {
-        args::Command::Server(_) => "info",
+        // Long-running daemons log their lifecycle; one-shot commands stay quiet.
+        args::Command::Server(_) | args::Command::Agent(_) => "info",
         _ => "warn",
     };
     let filter = EnvFilter::try_from_env("IDMINT_LOG").unwrap_or_else(|_| EnvFilter::new(default));

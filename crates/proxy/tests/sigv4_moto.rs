@@ -112,7 +112,10 @@ inject = {{ kind = "aws_sigv4", access_key_id = "{key_id}", secret = "aws", regi
         let mut cmd = tokio::process::Command::new("/usr/bin/curl");
         cmd.args(["-sS", "-m", "10", "-w", "\n%{http_code}"])
             .args(["-H", "Content-Type: application/x-www-form-urlencoded"])
-            .args(["--data-binary", "Action=GetCallerIdentity&Version=2011-06-15"])
+            .args([
+                "--data-binary",
+                "Action=GetCallerIdentity&Version=2011-06-15",
+            ])
             .args(extra)
             .arg(format!("{endpoint}/"))
             .env_clear()
@@ -136,13 +139,19 @@ inject = {{ kind = "aws_sigv4", access_key_id = "{key_id}", secret = "aws", regi
     let out = tokio::process::Command::new("/usr/bin/curl")
         .args(["-sS", "-m", "10", "-w", "\n%{http_code}"])
         .args(["-H", "Content-Type: application/x-www-form-urlencoded"])
-        .args(["--data-binary", "Action=GetCallerIdentity&Version=2011-06-15"])
+        .args([
+            "--data-binary",
+            "Action=GetCallerIdentity&Version=2011-06-15",
+        ])
         .arg(format!("{endpoint}/"))
         .env_clear()
         .output()
         .await
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.ends_with("\n200"), "moto must enforce signatures: {text}");
+    assert!(
+        !text.ends_with("\n200"),
+        "moto must enforce signatures: {text}"
+    );
     let _ = stop.send(());
 }
