@@ -182,7 +182,15 @@ fn init_ca_check_config_and_inject_through_the_binary() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let echoed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The echo reflects the request: the workload sees it redacted…
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        reply.contains("Key [redacted-by-idmint-proxy]") && !reply.contains("the-api-key"),
+        "{reply}"
+    );
+    // …while the upstream received the credential.
+    let seen = std::fs::read_to_string(d.join("seen.jsonl")).unwrap();
+    let echoed: serde_json::Value = serde_json::from_str(seen.lines().next().unwrap()).unwrap();
     let injected: Vec<&str> = echoed["headers"]
         .as_array()
         .unwrap()

@@ -1,6 +1,6 @@
 //! Certificate-mode SSH roles end to end: `idmint ssh sign` through the
 //! real CLI, the certificate read back by the real `ssh-keygen -L`, and a
-//! real sshd (in a private mount namespace, testbed/jit-ns.sh) that trusts
+//! real sshd (in a private mount namespace, idmint_testkit::JitNamespace) that trusts
 //! idmint's user CA: it accepts the certificate for the role's static
 //! principal and refuses an expired one and one for another principal.
 
@@ -10,38 +10,20 @@ mod ssh_support;
 
 use common::bin;
 use db_support::{login_app, APP_SUBJECT};
-use idmint_testkit::{free_port, poll_until, unix_now, Cli, IdmintServer, TestJwks};
-use ssh_support::{
-    principals_of, spec, ssh_keygen, ssh_keygen_l, start_sshd, wait_listening, Namespace,
+use idmint_testkit::{
+    free_port, poll_until, unix_now, Cli, CliOutput, IdmintServer, JitNamespace, SshKey, Sshd, SshdOptions,
+    TestJwks,
 };
-use std::path::Path;
-use std::process::{Command, Stdio};
+use ssh_support::{principals_of, run_in, spec, ssh_keygen_l};
+use std::process::Stdio;
 use std::time::Duration;
 
-/// Run the real ssh client with `key` + `cert`; returns (exit code, stdout).
-fn ssh(dir: &Path, port: u16, key: &Path, cert: &str, user: &str) -> anyhow::Result<(i32, String)> {
-    let cert_path = dir.join(format!("cert-{}.pub", idmint_core::ids::random_hex(4)?));
-    std::fs::write(&cert_path, format!("{cert}\n"))?;
-    let out = Command::new("ssh")
-        .args(["-F", "none", "-p", &port.to_string(), "-i"])
-        .arg(key)
-        .arg("-o")
-        .arg(format!("CertificateFile={}", cert_path.display()))
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "IdentityAgent=none",
-            "-o",
-            "BatchMode=yes",
-        ])
-        .arg("-o")
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            dir.join("known_hosts").display()
-        ))
-        .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5"])
-        .arg(format!("{user}@127.0.0.1"))
+/// Log in to `sshd` as `user` with `key` and the certificate line `cert`
+/// (written where `key` keeps its certificate); returns (exit code, stdout).
+fn ssh(sshd: &Sshd, key: &SshKey, cert: &str, user: &str) -> anyhow::Result<(i32, String)> {
+    std::fs::write(key.certificate_path(), format!("{cert}\n"))?;
+    let out = sshd
+        .ssh_command(user, key)
         .arg("true")
         .stdin(Stdio::null())
         .output()?;
@@ -49,6 +31,20 @@ fn ssh(dir: &Path, port: u16, key: &Path, cert: &str, user: &str) -> anyhow::Res
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
     ))
+}
+
+/// `idmint ssh sign ROLE --public-key PUBLIC_KEY EXTRA… --server URL`.
+async fn sign(
+    cli: &Cli,
+    url: &str,
+    role: &str,
+    public_key: &str,
+    extra: &[&str],
+) -> idmint_testkit::Result<CliOutput> {
+    let mut args = vec!["ssh", "sign", role, "--public-key", public_key];
+    args.extend_from_slice(extra);
+    args.extend(["--server", url]);
+    cli.run(&args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,26 +55,14 @@ async fn certificate_mode_against_real_ssh_keygen_and_sshd() -> anyhow::Result<(
     let server = IdmintServer::start(bin(), spec(&jwks, &hosts, "2s")?).await?;
     let app = login_app(&server, &jwks).await?;
     let dir = tempfile::tempdir()?;
-    let (user_key, _) = ssh_keygen(dir.path(), "user_key")?;
-    let pub_path = user_key.with_extension("pub").display().to_string();
+    let user_key = SshKey::generate("user_key")?;
+    let pub_path = user_key.public_key_path().display().to_string();
     let mut cli = Cli::new(bin())?;
     cli.set_env("IDMINT_TOKEN", &app.session);
     let url = server.base_url();
 
     // sign, JSON output
-    let out = cli
-        .run(&[
-            "ssh",
-            "sign",
-            "ci-cert",
-            "--public-key",
-            &pub_path,
-            "-o",
-            "json",
-            "--server",
-            &url,
-        ])
-        .await?;
+    let out = sign(&cli, &url, "ci-cert", &pub_path, &["-o", "json"]).await?;
     assert!(out.success(), "{}", out.summary());
     let signed = out.json()?;
     assert_eq!(signed["principals"], serde_json::json!(["deployer"]));
@@ -119,19 +103,7 @@ async fn certificate_mode_against_real_ssh_keygen_and_sshd() -> anyhow::Result<(
     );
 
     // sign, text output: just the certificate line (for `> id-cert.pub`)
-    let out = cli
-        .run(&[
-            "ssh",
-            "sign",
-            "ci-cert",
-            "--public-key",
-            &pub_path,
-            "--ttl",
-            "1m",
-            "--server",
-            &url,
-        ])
-        .await?;
+    let out = sign(&cli, &url, "ci-cert", &pub_path, &["--ttl", "1m"]).await?;
     assert!(out.success(), "{}", out.summary());
     assert!(
         out.stdout
@@ -141,17 +113,7 @@ async fn certificate_mode_against_real_ssh_keygen_and_sshd() -> anyhow::Result<(
         out.stdout
     );
     // a JIT role cannot be signed this way; a hostile key is refused
-    let out = cli
-        .run(&[
-            "ssh",
-            "sign",
-            "web-deploy",
-            "--public-key",
-            &pub_path,
-            "--server",
-            &url,
-        ])
-        .await?;
+    let out = sign(&cli, &url, "web-deploy", &pub_path, &[]).await?;
     assert!(
         !out.success() && out.stderr.contains("not a certificate-mode"),
         "{}",
@@ -159,17 +121,7 @@ async fn certificate_mode_against_real_ssh_keygen_and_sshd() -> anyhow::Result<(
     );
     let rsa = dir.path().join("rsa.pub");
     std::fs::write(&rsa, "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ== x\n")?;
-    let out = cli
-        .run(&[
-            "ssh",
-            "sign",
-            "ci-cert",
-            "--public-key",
-            &rsa.display().to_string(),
-            "--server",
-            &url,
-        ])
-        .await?;
+    let out = sign(&cli, &url, "ci-cert", &rsa.display().to_string(), &[]).await?;
     assert!(
         !out.success() && out.stderr.contains("only ssh-ed25519"),
         "{}",
@@ -190,61 +142,42 @@ async fn certificate_mode_against_real_ssh_keygen_and_sshd() -> anyhow::Result<(
         .to_string();
 
     // A real sshd trusting the user CA, with a static `deployer` account.
-    let ns = Namespace::start(dir.path().join("ns"))?;
-    ns.run(&[
-        "useradd", "-m", "-l", "-s", "/bin/sh", "-p", "*", "deployer",
-    ])?;
-    let (host_key, _) = ssh_keygen(dir.path(), "sshd_host_key")?;
-    let mut sshd = start_sshd(&ns, dir.path(), port, &user_ca, &host_key, None)?;
-    wait_listening(&mut sshd, port).await?;
-    let host_pub = std::fs::read_to_string(dir.path().join("sshd_host_key.pub"))?;
-    std::fs::write(
-        dir.path().join("known_hosts"),
-        format!("[127.0.0.1]:{port} {}", host_pub.trim()),
+    let ns = JitNamespace::start()?;
+    run_in(
+        &ns,
+        "useradd",
+        &["-m", "-l", "-s", "/bin/sh", "-p", "*", "deployer"],
+    )?;
+    let user_ca_path = dir.path().join("user_ca.pub");
+    std::fs::write(&user_ca_path, format!("{user_ca}\n"))?;
+    let sshd = Sshd::start_with(
+        &ns,
+        SshdOptions {
+            port: Some(port),
+            ..SshdOptions::trusting(&user_ca_path)
+        },
     )?;
 
     // Accepted for the static principal (force-command prints the login).
-    let (code, stdout) = ssh(dir.path(), port, &user_key, &cert, "deployer")?;
+    let (code, stdout) = ssh(&sshd, &user_key, &cert, "deployer")?;
     assert_eq!(
         (code, stdout.as_str()),
         (0, "deployer"),
         "sshd: {}",
-        sshd.log_tail(20)
+        sshd.log()
     );
 
     // Refused: a certificate for another principal.
-    let out = cli
-        .run(&[
-            "ssh",
-            "sign",
-            "other-cert",
-            "--public-key",
-            &pub_path,
-            "--server",
-            &url,
-        ])
-        .await?;
+    let out = sign(&cli, &url, "other-cert", &pub_path, &[]).await?;
     assert!(out.success(), "{}", out.summary());
-    let (code, _) = ssh(dir.path(), port, &user_key, out.stdout.trim(), "deployer")?;
+    let (code, _) = ssh(&sshd, &user_key, out.stdout.trim(), "deployer")?;
     assert_eq!(
         code, 255,
         "a certificate for someoneelse must not log in as deployer"
     );
 
     // Refused: an expired certificate (role max_ttl 2s).
-    let out = cli
-        .run(&[
-            "ssh",
-            "sign",
-            "short-cert",
-            "--public-key",
-            &pub_path,
-            "-o",
-            "json",
-            "--server",
-            &url,
-        ])
-        .await?;
+    let out = sign(&cli, &url, "short-cert", &pub_path, &["-o", "json"]).await?;
     assert!(out.success(), "{}", out.summary());
     let short = out.json()?;
     let valid_before = short["valid_before"].as_i64().unwrap_or_default();
@@ -256,14 +189,13 @@ async fn certificate_mode_against_real_ssh_keygen_and_sshd() -> anyhow::Result<(
     )
     .await?;
     let (code, _) = ssh(
-        dir.path(),
-        port,
+        &sshd,
         &user_key,
         short["certificate"].as_str().unwrap_or_default(),
         "deployer",
     )?;
     assert_eq!(code, 255, "an expired certificate must be refused");
-    let log = std::fs::read_to_string(dir.path().join("sshd.err"))?;
+    let log = sshd.log();
     assert!(
         log.contains("not a listed principal") || log.contains("name is not a listed principal"),
         "{log}"

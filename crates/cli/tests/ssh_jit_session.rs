@@ -13,9 +13,11 @@ mod ssh_support;
 
 use common::bin;
 use db_support::{login_admin, login_app};
-use idmint_testkit::{free_port, poll_until, unix_now, Cli, IdmintServer, TestJwks};
+use idmint_testkit::{
+    free_port, poll_until, unix_now, Cli, IdmintServer, JitNamespace, Sshd, SshdOptions, TestJwks,
+};
 use serde_json::{json, Value};
-use ssh_support::{spec, ssh_keygen, start_sshd, wait_listening, Namespace, TestAgent};
+use ssh_support::{run_in, spec, ssh_keygen, TestAgent};
 use std::time::Duration;
 
 async fn enroll(
@@ -99,10 +101,21 @@ async fn idmint_ssh_logs_in_to_a_real_sshd_with_a_host_certificate() -> anyhow::
             enrolled["host_certificate"].as_str().unwrap_or_default()
         ),
     )?;
-    let ns = Namespace::start(dir.path().join("ns"))?;
-    let user_ca = enrolled["user_ca"].as_str().unwrap_or_default().to_string();
-    let mut sshd = start_sshd(&ns, dir.path(), port, &user_ca, &host_key, Some(&host_cert))?;
-    wait_listening(&mut sshd, port).await?;
+    let ns = JitNamespace::start()?;
+    let user_ca_path = dir.path().join("user_ca.pub");
+    std::fs::write(
+        &user_ca_path,
+        format!("{}\n", enrolled["user_ca"].as_str().unwrap_or_default()),
+    )?;
+    let sshd = Sshd::start_with(
+        &ns,
+        SshdOptions {
+            port: Some(port),
+            host_key: Some(host_key),
+            host_certificate: Some(host_cert),
+            ..SshdOptions::trusting(&user_ca_path)
+        },
+    )?;
 
     // The CLI asks for a session; the agent creates the account in the
     // namespace and reports it ready; the CLI runs ssh.
@@ -132,7 +145,11 @@ async fn idmint_ssh_logs_in_to_a_real_sshd_with_a_host_certificate() -> anyhow::
     let (rev, grants) = next_grants(&agent, rev).await?;
     let grant = grants.first().cloned().unwrap_or_default();
     let account = grant["account"].as_str().unwrap_or_default().to_string();
-    ns.run(&["useradd", "-m", "-l", "-s", "/bin/sh", "-p", "*", &account])?;
+    run_in(
+        &ns,
+        "useradd",
+        &["-m", "-l", "-s", "/bin/sh", "-p", "*", &account],
+    )?;
     let r = agent
         .event(&event(
             &grant,
@@ -145,7 +162,7 @@ async fn idmint_ssh_logs_in_to_a_real_sshd_with_a_host_certificate() -> anyhow::
         out.success(),
         "{}\nsshd: {}",
         out.summary(),
-        sshd.log_tail(20)
+        sshd.log()
     );
     assert_eq!(
         out.stdout.trim(),
@@ -165,7 +182,7 @@ async fn idmint_ssh_logs_in_to_a_real_sshd_with_a_host_certificate() -> anyhow::
         0,
         "key, certificate and known_hosts removed"
     );
-    let log = std::fs::read_to_string(dir.path().join("sshd.err"))?;
+    let log = sshd.log();
     assert!(
         log.contains(&format!("Accepted publickey for {account}")),
         "{log}"
@@ -193,7 +210,7 @@ async fn idmint_ssh_logs_in_to_a_real_sshd_with_a_host_certificate() -> anyhow::
     };
     let (_, grants) = next_grants(&agent, rev).await?;
     assert!(grants.is_empty());
-    ns.run(&["userdel", "-r", &account])?;
+    run_in(&ns, "userdel", &["-r", &account])?;
     let r = agent.event(&event(&grant, json!({"type": "account_removed", "residue": {"clean": true, "removed": [], "remaining": []}}))).await?;
     assert_eq!(r.status, 200);
     let revoked = revoke.await??;

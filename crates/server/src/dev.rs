@@ -38,6 +38,16 @@ when { principal has event_name && principal.event_name == "pull_request" };
 @id("demo-admin")
 permit (principal, action == Action::"admin", resource)
 when { principal.auth == "demo" && principal.subject == "admin" };
+
+// It may also draft and approve policy changes (`idmint policy draft ...`,
+// docs/governance.md); approval still needs someone other than the author.
+@id("demo-admin-policy-draft")
+permit (principal, action == Action::"policy::draft", resource)
+when { principal.auth == "demo" && principal.subject == "admin" };
+
+@id("demo-admin-policy-approve")
+permit (principal, action == Action::"policy::approve", resource)
+when { principal.auth == "demo" && principal.subject == "admin" };
 "#;
 
 pub fn default_data_dir() -> PathBuf {
@@ -97,4 +107,52 @@ algorithm = "ES256"
     let p = data_dir.join("idmint.toml");
     std::fs::write(&p, config).map_err(|e| io(e, &p))?;
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idmint_core::policy::{PolicyBundle, RequestContext, SourceFile};
+    use idmint_core::{Identity, IdentityKind, UnixTime};
+
+    fn sample_bundle() -> PolicyBundle {
+        let sources = vec![
+            SourceFile {
+                name: "roles.toml".into(),
+                text: SAMPLE_ROLES.into(),
+            },
+            SourceFile {
+                name: "demo.cedar".into(),
+                text: SAMPLE_POLICY.into(),
+            },
+        ];
+        PolicyBundle::from_sources(1, sources).expect("the dev sample policy parses")
+    }
+
+    fn demo_identity(subject: &str) -> Identity {
+        Identity {
+            kind: IdentityKind::Ci,
+            subject: subject.into(),
+            issuer: "http://127.0.0.1:8710/demo-idp".into(),
+            method: "oidc".into(),
+            auth: "demo".into(),
+            attributes: Default::default(),
+            proof_id: "j1".into(),
+            expires_at: UnixTime(0),
+        }
+    }
+
+    /// `server --dev` must let its admin try governance (drafts) the same
+    /// way it lets it administer; nobody else gets any of it.
+    #[test]
+    fn demo_admin_may_administer_draft_and_approve_but_no_one_else() {
+        let bundle = sample_bundle();
+        let ctx = RequestContext::default();
+        for action in ["admin", "policy::draft", "policy::approve"] {
+            let admin = bundle.evaluate(&demo_identity("admin"), action, None, &ctx);
+            assert!(admin.allowed, "{action}: {}", admin.explain());
+            let other = bundle.evaluate(&demo_identity("someone"), action, None, &ctx);
+            assert!(!other.allowed, "{action}: {}", other.explain());
+        }
+    }
 }

@@ -7,12 +7,11 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use idmint_client::proto::ssh::agent_signing_input;
-use idmint_testkit::{poll_until, unix_now, workspace_root, Peer, ServerSpec, TestJwks};
+use idmint_testkit::{unix_now, JitNamespace, ServerSpec, TestJwks};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
+use std::process::Command;
 
 use crate::db_support::{oidc, toml_table};
 
@@ -270,110 +269,14 @@ pub fn principals_of(listing: &str) -> Vec<String> {
     out
 }
 
-/// A private mount namespace (testbed/jit-ns.sh), stopped on drop.
-pub struct Namespace {
-    dir: PathBuf,
-}
-
-impl Namespace {
-    pub fn script() -> PathBuf {
-        workspace_root().join("testbed/jit-ns.sh")
-    }
-
-    pub fn start(dir: PathBuf) -> anyhow::Result<Self> {
-        let out = Command::new(Self::script())
-            .arg("start")
-            .arg(&dir)
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "jit-ns start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(Self { dir })
-    }
-
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(Self::script());
-        c.arg("exec").arg(&self.dir).args(args);
-        c
-    }
-
-    pub fn run(&self, args: &[&str]) -> anyhow::Result<()> {
-        let out = self.command(args).output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new(Self::script())
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
-    }
-}
-
-/// sshd trusting `user_ca`, inside `ns`, on `port`, with `host_key` (and
-/// its certificate, when given). Its log is `dir/sshd.err`.
-pub fn start_sshd(
-    ns: &Namespace,
-    dir: &Path,
-    port: u16,
-    user_ca: &str,
-    host_key: &Path,
-    host_certificate: Option<&Path>,
-) -> anyhow::Result<Peer> {
-    let ca_path = dir.join("user_ca.pub");
-    std::fs::write(&ca_path, format!("{user_ca}\n"))?;
-    let config = dir.join("sshd_config");
-    std::fs::write(
-        &config,
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\n{}PidFile {}\nTrustedUserCAKeys {}\n\
-             AuthorizedKeysFile none\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nPermitRootLogin no\nUsePAM no\nPrintMotd no\n\
-             PrintLastLog no\nLogLevel VERBOSE\n",
-            host_key.display(),
-            host_certificate
-                .map(|c| format!("HostCertificate {}\n", c.display()))
-                .unwrap_or_default(),
-            dir.join("sshd.pid").display(),
-            ca_path.display()
-        ),
-    )?;
-    let log = dir.join("sshd.log");
-    let child = ns
-        .command(&[
-            "/usr/sbin/sshd",
-            "-D",
-            "-e",
-            "-f",
-            &config.display().to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(dir.join("sshd.err"))?)
-        .spawn()?;
-    Ok(Peer::new("sshd", child, vec![dir.join("sshd.err")]))
-}
-
-/// Wait until sshd accepts TCP connections (or fail with its log).
-pub async fn wait_listening(sshd: &mut Peer, port: u16) -> anyhow::Result<()> {
-    let listening = poll_until("sshd to listen", Duration::from_secs(10), || async {
-        Ok(std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(|_| ()))
-    })
-    .await;
-    if listening.is_err() {
-        sshd.ensure_running()?;
-        listening?;
-    }
+/// Run `program args…` inside `ns` and fail with its stderr unless it
+/// succeeds (`useradd`, `userdel` in the tests' namespaces).
+pub fn run_in(ns: &JitNamespace, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let out = ns.run(program, args)?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
