@@ -74,16 +74,7 @@ impl ServerLink {
         let url = format!("{}{ENROLL_PATH}", self.base);
         let body = serde_json::to_vec(request)
             .map_err(|e| AgentError::Config(format!("cannot encode the enrollment: {e}")))?;
-        let response = self
-            .http
-            .post(&url)
-            .timeout(REQUEST_TIMEOUT)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error("POST", &url, &e))?;
-        decode("POST", &url, response).await
+        self.post_json(&url, body, None).await
     }
 
     /// `GET /api/v1/agent/grants?since=R&wait=S`: the full desired state,
@@ -120,17 +111,32 @@ impl ServerLink {
         let body = serde_json::to_vec(event)
             .map_err(|e| AgentError::Config(format!("cannot encode an event: {e}")))?;
         let auth = key.authorization(host, "POST", EVENTS_PATH, &body, UnixTime::now().secs())?;
-        let response = self
+        self.post_json(&url, body, Some(auth)).await
+    }
+
+    /// POST an already encoded JSON `body` (signed requests carry
+    /// `authorization`, computed over exactly these bytes) and decode the
+    /// answer.
+    async fn post_json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        authorization: Option<String>,
+    ) -> Result<T> {
+        let mut request = self
             .http
-            .post(&url)
+            .post(url)
             .timeout(REQUEST_TIMEOUT)
-            .header(reqwest::header::AUTHORIZATION, auth)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(auth) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, auth);
+        }
+        let response = request
             .body(body)
             .send()
             .await
-            .map_err(|e| transport_error("POST", &url, &e))?;
-        decode("POST", &url, response).await
+            .map_err(|e| transport_error("POST", url, &e))?;
+        decode("POST", url, response).await
     }
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{account, desired, grant, processes_of, wait_for, Lab};
-use idmint_agent::proto::AgentEventKind;
+use idmint_agent::proto::{AgentEvent, AgentEventKind};
 use idmint_agent::DesiredState;
 use idmint_testkit::{SshKey, Sshd};
 use std::io::{BufRead, BufReader};
@@ -67,6 +67,29 @@ impl SshLab {
         (child, rx)
     }
 
+    /// Reconcile until the agent reports a session of `account` started.
+    fn session_started(&mut self, want: &DesiredState, account: &str) {
+        self.lab
+            .reconcile_until(want, account, "SessionStarted", LIMIT, |k| {
+                matches!(k, AgentEventKind::SessionStarted { .. })
+            });
+    }
+
+    /// Reconcile until the agent reports a session of `account` ended;
+    /// returns the event and its reason.
+    fn session_ended(&mut self, want: &DesiredState, account: &str) -> (AgentEvent, String) {
+        let ended = self
+            .lab
+            .reconcile_until(want, account, "SessionEnded", LIMIT, |k| {
+                matches!(k, AgentEventKind::SessionEnded { .. })
+            });
+        let AgentEventKind::SessionEnded { reason, .. } = &ended.kind else {
+            unreachable!("the predicate only accepts SessionEnded")
+        };
+        let reason = reason.clone();
+        (ended, reason)
+    }
+
     fn login_status(&self, account: &str) -> bool {
         self.sshd
             .ssh_command(account, &self.user_key)
@@ -113,10 +136,7 @@ fn certificate_login_sudo_rules_and_logout_removes_everything() {
         "id -un; id -u; sudo -n /usr/bin/true && echo SUDO_TRUE_OK; sudo -n /usr/bin/id 2>&1; echo READY; cat",
     );
     // The agent sees the session start (the `cat` keeps it open).
-    s.lab
-        .reconcile_until(&want, &name, "SessionStarted", LIMIT, |k| {
-            matches!(k, AgentEventKind::SessionStarted { .. })
-        });
+    s.session_started(&want, &name);
     let lines = lines_until(&out, "READY", &s.sshd);
     assert_eq!(lines.first(), Some(&name), "{lines:?}");
     assert_eq!(lines.get(1), Some(&uid.to_string()), "{lines:?}");
@@ -133,14 +153,7 @@ fn certificate_login_sudo_rules_and_logout_removes_everything() {
     // Logout: closing stdin ends `cat`, the session, and the account.
     drop(ssh.stdin.take());
     assert!(wait_exit(&mut ssh, "ssh to exit after logout").success());
-    let ended = s
-        .lab
-        .reconcile_until(&want, &name, "SessionEnded", LIMIT, |k| {
-            matches!(k, AgentEventKind::SessionEnded { .. })
-        });
-    let AgentEventKind::SessionEnded { reason, .. } = &ended.kind else {
-        unreachable!()
-    };
+    let (ended, reason) = s.session_ended(&want, &name);
     assert_eq!(reason, "logout");
     assert_eq!(ended.lease_id, g.lease_id);
     let report = s.lab.removed(&want, &name, LIMIT);
@@ -161,21 +174,11 @@ fn grant_expiry_kills_a_live_session_and_removes_the_account() {
     let uid = s.lab.ready(&want, &name);
     s.certify(&name, "+5m");
     let (mut ssh, _out) = s.session(&name, "sleep 600");
-    s.lab
-        .reconcile_until(&want, &name, "SessionStarted", LIMIT, |k| {
-            matches!(k, AgentEventKind::SessionStarted { .. })
-        });
+    s.session_started(&want, &name);
     assert!(!processes_of(uid).is_empty());
     // Nothing happens before expiry; at expiry the session is killed.
-    let ended = s
-        .lab
-        .reconcile_until(&want, &name, "SessionEnded", LIMIT, |k| {
-            matches!(k, AgentEventKind::SessionEnded { .. })
-        });
+    let (_, reason) = s.session_ended(&want, &name);
     assert!(common::now() >= g.expires_at, "ended before expiry");
-    let AgentEventKind::SessionEnded { reason, .. } = &ended.kind else {
-        unreachable!()
-    };
     assert_eq!(reason, "expired");
     let report = s.lab.removed(&want, &name, LIMIT);
     assert!(report.clean, "{report:?}");
@@ -199,10 +202,7 @@ fn agent_killed_mid_session_cleans_up_after_restart() {
     let ub = s.lab.ready(&want, &b);
     s.certify(&a, "+5m");
     let (mut ssh, _out) = s.session(&a, "cat");
-    s.lab
-        .reconcile_until(&want, &a, "SessionStarted", LIMIT, |k| {
-            matches!(k, AgentEventKind::SessionStarted { .. })
-        });
+    s.session_started(&want, &a);
 
     // The agent dies (no cleanup runs); while it is down the user logs
     // out and the server revokes grant b.
@@ -215,14 +215,7 @@ fn agent_killed_mid_session_cleans_up_after_restart() {
     // The restarted agent only knows its state directory: it notices the
     // recorded session ended (logout) and that b is no longer wanted.
     let after = desired(&[&ga]);
-    let ended = s
-        .lab
-        .reconcile_until(&after, &a, "SessionEnded", LIMIT, |k| {
-            matches!(k, AgentEventKind::SessionEnded { .. })
-        });
-    let AgentEventKind::SessionEnded { reason, .. } = &ended.kind else {
-        unreachable!()
-    };
+    let (_, reason) = s.session_ended(&after, &a);
     assert_eq!(reason, "logout");
     assert!(s.lab.removed(&after, &a, LIMIT).clean);
     assert!(s.lab.removed(&after, &b, LIMIT).clean);
@@ -240,10 +233,7 @@ fn cached_grants_expire_across_a_restart_without_the_server() {
     let uid = s.lab.ready(&want, &name);
     s.certify(&name, "+5m");
     let (mut ssh, _out) = s.session(&name, "sleep 600");
-    s.lab
-        .reconcile_until(&want, &name, "SessionStarted", LIMIT, |k| {
-            matches!(k, AgentEventKind::SessionStarted { .. })
-        });
+    s.session_started(&want, &name);
     // Persist the desired state as the runtime does, crash, and come back
     // with only the cache (the server is unreachable).
     let state = s.lab.state();
@@ -260,14 +250,7 @@ fn cached_grants_expire_across_a_restart_without_the_server() {
         .unwrap();
     s.lab.crash_and_restart();
     let cached = DesiredState::from_cache(&state.cached_grants().unwrap().unwrap());
-    let ended = s
-        .lab
-        .reconcile_until(&cached, &name, "SessionEnded", LIMIT, |k| {
-            matches!(k, AgentEventKind::SessionEnded { .. })
-        });
-    let AgentEventKind::SessionEnded { reason, .. } = &ended.kind else {
-        unreachable!()
-    };
+    let (_, reason) = s.session_ended(&cached, &name);
     assert_eq!(reason, "expired");
     assert!(s.lab.removed(&cached, &name, LIMIT).clean);
     assert!(!wait_exit(&mut ssh, "the expired session to be killed").success());

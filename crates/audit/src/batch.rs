@@ -11,7 +11,8 @@
 use crate::chain;
 use crate::checkpoint::CheckpointSigner;
 use crate::error::AuditError;
-use crate::event::{detail_keys, kinds, outcomes, AuditEvent, Receipt};
+use crate::forward::Forwarders;
+use crate::event::{detail_keys, kinds, outcomes, AuditEvent, Receipt, SCHEMA_VERSION};
 use crate::recovery::ChainHead;
 use crate::sink::Sink;
 use serde_json::{Map, Value};
@@ -38,6 +39,8 @@ pub(crate) struct BatchWriter {
     signer: CheckpointSigner,
     buf: Vec<u8>,
     broken: Option<String>,
+    /// Secondary sinks, fed each batch once it is durable.
+    forwarders: Option<Forwarders>,
 }
 
 impl BatchWriter {
@@ -55,7 +58,14 @@ impl BatchWriter {
             signer,
             buf: Vec::new(),
             broken: None,
+            forwarders: None,
         }
+    }
+
+    /// Copies every durable batch to `forwarders` (best-effort).
+    pub fn with_forwarders(mut self, forwarders: Forwarders) -> Self {
+        self.forwarders = Some(forwarders);
+        self
     }
 
     /// Why the writer stopped accepting events, if it did.
@@ -94,6 +104,7 @@ impl BatchWriter {
             event.prev = head.last_hash.clone();
             event.hash.clear();
             event.sig = None;
+            event.schema_version = Some(SCHEMA_VERSION);
             match chain::write_line(&mut self.buf, &event, None) {
                 Ok(hash) => {
                     results.push(Ok(Receipt {
@@ -127,6 +138,11 @@ impl BatchWriter {
             };
         }
         let flushed = self.flush();
+        if flushed.is_ok() {
+            if let Some(f) = &self.forwarders {
+                f.publish(&self.buf);
+            }
+        }
         if self.buf.capacity() > KEEP_BUFFER_BYTES {
             self.buf = Vec::new();
         }
@@ -179,6 +195,7 @@ impl BatchWriter {
             outcome: outcomes::SUCCESS.into(),
             detail: Some(Value::Object(detail)),
             prev: head.last_hash.clone(),
+            schema_version: Some(SCHEMA_VERSION),
             ..AuditEvent::default()
         };
         match chain::write_line(&mut self.buf, &event, Some(&self.signer)) {

@@ -43,7 +43,7 @@ pub enum AuditError {
     InvalidEvent(String),
 
     #[error(
-        "invalid trace reference {0:?}: give a lease id (lse_…), token id (tok_…), request id (req_…) or fingerprint (fp_…)"
+        "invalid trace reference {0:?}: give a lease id (lse_…), token id (tok_…), request id (req_…), fingerprint (fp_…), SSH certificate serial, account, access key id or database user name"
     )]
     InvalidReference(String),
 

@@ -11,6 +11,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The line format version written by this build (see `docs/audit.md`).
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// One audit event. Fields are optional where they do not apply.
 ///
 /// Callers fill everything between `request_id` and `detail`; the log fills
@@ -62,6 +65,12 @@ pub struct AuditEvent {
     /// credential back to its login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<Value>,
+    /// Version of this line format ([`SCHEMA_VERSION`]), set by the log.
+    /// Absent on lines written before it existed, which are version 1.
+    /// Bumped only for changes a reader must know about; new optional
+    /// fields are additive and keep the version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u32>,
     /// `hash` of the previous line; 64 zeros on the first line.
     pub prev: String,
     /// Hex SHA-256 of this line's canonical form (see [`crate::chain`]).

@@ -22,6 +22,7 @@ mod checkpoint;
 mod error;
 mod event;
 mod fingerprint;
+pub mod forward;
 mod lines;
 mod log;
 mod recovery;
@@ -34,7 +35,9 @@ pub use checkpoint::generate_signing_key;
 pub use error::AuditError;
 pub use event::{
     detail_keys, kinds, outcomes, AuditDecision, AuditErrorInfo, AuditEvent, AuditIdentity, Receipt,
+    SCHEMA_VERSION,
 };
+pub use forward::{SinkConfig, SinkStatus, SyslogConfig, WebhookConfig};
 pub use fingerprint::{Fingerprinter, FINGERPRINT_PREFIX};
 pub use log::{
     AuditConfig, AuditLog, AuditStats, DEFAULT_CHECKPOINT_EVERY, DEFAULT_MAX_BATCH, MAX_MAX_BATCH,

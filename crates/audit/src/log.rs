@@ -3,6 +3,7 @@
 use crate::batch::BatchWriter;
 use crate::checkpoint::CheckpointSigner;
 use crate::error::AuditError;
+use crate::forward::{ForwardStatus, Forwarders, SinkConfig, SinkStatus};
 use crate::event::{kinds, AuditEvent, Receipt};
 use crate::recovery::{open_log_file, ChainHead, Recovery};
 use crate::sink::{FileSink, Sink, StdoutSink};
@@ -39,6 +40,9 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// Most events per write+fsync (default 4096).
     pub max_batch: usize,
+    /// Best-effort copies (`[[audit.sinks]]`): fed after the primary is
+    /// durable, never able to block or fail an append.
+    pub sinks: Vec<SinkConfig>,
 }
 
 impl Default for AuditConfig {
@@ -48,6 +52,7 @@ impl Default for AuditConfig {
             stdout: false,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             max_batch: DEFAULT_MAX_BATCH,
+            sinks: Vec::new(),
         }
     }
 }
@@ -72,6 +77,9 @@ impl AuditConfig {
                 "[audit] max_batch must be between 1 and {MAX_MAX_BATCH} (default {DEFAULT_MAX_BATCH}), got {}",
                 self.max_batch
             )));
+        }
+        for sink in &self.sinks {
+            sink.validate()?;
         }
         Ok(())
     }
@@ -107,6 +115,7 @@ struct Inner {
     counters: Arc<Counters>,
     public_key: Vec<u8>,
     recovery: Recovery,
+    forward: ForwardStatus,
 }
 
 impl fmt::Debug for AuditLog {
@@ -157,7 +166,9 @@ impl AuditLog {
         recovery: Recovery,
     ) -> Result<Self, AuditError> {
         let public_key = signer.public_key().to_vec();
-        let batch_writer = BatchWriter::new(sinks, head, cfg.checkpoint_every, signer);
+        let (forwarders, forward) = Forwarders::start(&cfg.sinks)?;
+        let batch_writer =
+            BatchWriter::new(sinks, head, cfg.checkpoint_every, signer).with_forwarders(forwarders);
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel(cfg.max_batch.saturating_mul(QUEUE_BATCHES));
         writer::spawn(rx, batch_writer, Arc::clone(&counters), cfg.max_batch)?;
@@ -167,6 +178,7 @@ impl AuditLog {
                 counters,
                 public_key,
                 recovery,
+                forward,
             }),
         })
     }
@@ -250,6 +262,13 @@ impl AuditLog {
         !c.broken.load(Ordering::Acquire)
             && !c.closed.load(Ordering::Acquire)
             && !self.tx.is_closed()
+    }
+
+    /// The secondary sinks' counters, in configuration order. Their
+    /// failures never affect [`AuditLog::is_healthy`]: report them as
+    /// degraded, not unready.
+    pub fn sink_statuses(&self) -> Vec<SinkStatus> {
+        self.inner.forward.snapshot()
     }
 
     /// What `open` found in an existing file.

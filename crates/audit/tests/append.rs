@@ -165,6 +165,7 @@ async fn events_roundtrip_with_all_fields() {
         time: back.time.clone(),
         prev: idmint_audit::chain::GENESIS_PREV.into(),
         hash: receipt.hash.clone(),
+        schema_version: Some(idmint_audit::SCHEMA_VERSION),
         ..ev
     };
     assert_eq!(back, expected);

@@ -18,6 +18,7 @@
 
 mod alg;
 pub mod approle;
+pub mod aws_iam;
 mod claims;
 mod clock;
 mod config;
@@ -25,13 +26,16 @@ mod error;
 mod jwk;
 mod jwks;
 mod jws;
+pub mod mtls;
 mod oidc;
 mod preset;
 mod replay;
 
 pub use approle::{AppRoleConfig, AppRoleError, AppRoles};
+pub use aws_iam::{AwsIamAuth, AwsIamConfig, AwsIamError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{OidcConfig, Preset};
 pub use error::{AuthnError, ConfigError};
 pub use jwks::JwksStats;
+pub use mtls::{MtlsConfig, MtlsError, MtlsMethods};
 pub use oidc::{OidcAuthenticator, OidcVerifier};

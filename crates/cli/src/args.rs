@@ -339,6 +339,32 @@ pub struct LoginArgs {
     #[arg(long, value_name = "NAME", requires_all = ["role_id", "secret_id_file"], conflicts_with_all = ["token_file", "token", "sso", "device"])]
     pub approle: Option<String>,
 
+    /// Log in as the AWS principal of the standard credential chain
+    /// (`[[auth.aws_iam]] name`): signs an `sts:GetCallerIdentity` request
+    /// that idmint forwards to STS. Nothing secret is sent.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["token_file", "token", "sso", "device", "approle"])]
+    pub aws_iam: Option<String>,
+
+    /// AWS IAM: the region to sign for (default $AWS_REGION,
+    /// $AWS_DEFAULT_REGION, else us-east-1); must match the server's.
+    #[arg(long, value_name = "REGION", requires = "aws_iam")]
+    pub aws_region: Option<String>,
+
+    /// AWS IAM: the STS endpoint to sign for (default
+    /// $AWS_ENDPOINT_URL_STS, else https://sts.REGION.amazonaws.com).
+    #[arg(long, value_name = "URL", requires = "aws_iam")]
+    pub sts_endpoint: Option<String>,
+
+    /// AWS IAM: the X-Idmint-Server-Id value (`[[auth.aws_iam]] server_id`);
+    /// default the server URL (--addr).
+    #[arg(long, value_name = "ID", requires = "aws_iam")]
+    pub server_id: Option<String>,
+
+    /// AWS IAM: the AWS profile to take credentials from (default
+    /// $AWS_PROFILE, else the environment keys, web identity, `default`).
+    #[arg(long, value_name = "PROFILE", requires = "aws_iam")]
+    pub aws_profile: Option<String>,
+
     /// AppRole: the role id (`[[auth.approle]] role_id`).
     #[arg(long, value_name = "ID", requires = "approle")]
     pub role_id: Option<String>,

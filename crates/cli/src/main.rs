@@ -4,6 +4,7 @@
 //! (`idmint-client`), formatting (`output`). Decisions live in the server.
 
 mod args;
+mod aws_iam_login;
 mod aws_process;
 mod child_process;
 mod commands;

@@ -77,6 +77,20 @@ async fn enroll(
         .await?)
 }
 
+/// A [`TestAgent`] for `host`, enrolled with a fresh join token.
+async fn enrolled_agent(
+    server: &IdmintServer,
+    admin: &Caller,
+    host: &str,
+    host_key: &str,
+) -> anyhow::Result<TestAgent> {
+    let agent = TestAgent::new(host, &server.base_url())?;
+    let token = join_token(server, admin, host).await?;
+    let r = enroll(server, &agent, &token, host_key).await?;
+    anyhow::ensure!(r.status == 200, "enrolling {host}: {}", r.summary());
+    Ok(agent)
+}
+
 fn session_body(host: &str, key: &str) -> Value {
     json!({"host": host, "public_key": key})
 }
@@ -301,24 +315,8 @@ async fn session_waits_for_the_agent_and_revocation_for_removal() -> anyhow::Res
     let app = login_app(&server, &jwks).await?;
     let (_, host_key) = ssh_keygen(dir.path(), "host_key")?;
     let (_, user_key) = ssh_keygen(dir.path(), "user_key")?;
-    let agent = TestAgent::new(PROD_HOST, &server.base_url())?;
-    let r = enroll(
-        &server,
-        &agent,
-        &join_token(&server, &admin, PROD_HOST).await?,
-        &host_key,
-    )
-    .await?;
-    assert_eq!(r.status, 200, "{}", r.summary());
-    let dev_agent = TestAgent::new(DEV_HOST, &server.base_url())?;
-    let r = enroll(
-        &server,
-        &dev_agent,
-        &join_token(&server, &admin, DEV_HOST).await?,
-        &host_key,
-    )
-    .await?;
-    assert_eq!(r.status, 200, "{}", r.summary());
+    let agent = enrolled_agent(&server, &admin, PROD_HOST, &host_key).await?;
+    let dev_agent = enrolled_agent(&server, &admin, DEV_HOST, &host_key).await?;
 
     // A host whose agent never connected: 503 naming it, nothing issued.
     let r = post(
@@ -453,9 +451,7 @@ async fn session_waits_for_the_agent_and_revocation_for_removal() -> anyhow::Res
 
     // A session request whose agent never answers: 503 after
     // ready_timeout, the grant withdrawn again (nothing left behind).
-    let rev2 = agent.grants(0, 0).await?.body["revision"]
-        .as_u64()
-        .unwrap_or_default();
+    let rev2 = agent.revision().await?;
     let pending = open_session(&server, &app, session_body(PROD_HOST, &user_key));
     let polled = agent.grants(rev2, 20).await?;
     let slow_account = polled.body["grants"][0]["account"]
@@ -648,18 +644,8 @@ async fn cli_ssh_print_shows_the_command_and_files() -> anyhow::Result<()> {
     let admin = login_admin(&server, &jwks).await?;
     let app = login_app(&server, &jwks).await?;
     let (_, host_key) = ssh_keygen(dir.path(), "host_key")?;
-    let agent = TestAgent::new(PROD_HOST, &server.base_url())?;
-    let r = enroll(
-        &server,
-        &agent,
-        &join_token(&server, &admin, PROD_HOST).await?,
-        &host_key,
-    )
-    .await?;
-    assert_eq!(r.status, 200);
-    let rev = agent.grants(0, 0).await?.body["revision"]
-        .as_u64()
-        .unwrap_or_default();
+    let agent = enrolled_agent(&server, &admin, PROD_HOST, &host_key).await?;
+    let rev = agent.revision().await?;
 
     let mut cli = Cli::new(bin())?;
     cli.set_env("IDMINT_TOKEN", &app.session);

@@ -11,8 +11,8 @@ mod ssh_support;
 use common::bin;
 use db_support::{login_app, APP_SUBJECT};
 use idmint_testkit::{
-    free_port, poll_until, unix_now, Cli, CliOutput, IdmintServer, JitNamespace, SshKey, Sshd, SshdOptions,
-    TestJwks,
+    free_port, poll_until, unix_now, Cli, CliOutput, IdmintServer, JitNamespace, SshKey, Sshd,
+    SshdOptions, TestJwks,
 };
 use ssh_support::{principals_of, run_in, spec, ssh_keygen_l};
 use std::process::Stdio;

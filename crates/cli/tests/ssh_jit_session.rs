@@ -119,9 +119,7 @@ async fn idmint_ssh_logs_in_to_a_real_sshd_with_a_host_certificate() -> anyhow::
 
     // The CLI asks for a session; the agent creates the account in the
     // namespace and reports it ready; the CLI runs ssh.
-    let rev = agent.grants(0, 0).await?.body["revision"]
-        .as_u64()
-        .unwrap_or_default();
+    let rev = agent.revision().await?;
     let tmp = dir.path().join("cli-tmp");
     std::fs::create_dir(&tmp)?;
     let mut cli = Cli::new(bin())?;
@@ -158,12 +156,7 @@ async fn idmint_ssh_logs_in_to_a_real_sshd_with_a_host_certificate() -> anyhow::
         .await?;
     assert_eq!(r.status, 200, "{}", r.body);
     let out = run.await??;
-    assert!(
-        out.success(),
-        "{}\nsshd: {}",
-        out.summary(),
-        sshd.log()
-    );
+    assert!(out.success(), "{}\nsshd: {}", out.summary(), sshd.log());
     assert_eq!(
         out.stdout.trim(),
         account,
@@ -275,9 +268,7 @@ async fn restart_republishes_grants_and_expiry_is_reaped_through_the_agent() -> 
                 .await
         })
     };
-    let rev = agent.grants(0, 0).await?.body["revision"]
-        .as_u64()
-        .unwrap_or_default();
+    let rev = agent.revision().await?;
     let pending = open("web-deploy");
     let (_, grants) = next_grants(&agent, rev).await?;
     let long = grants[0].clone();

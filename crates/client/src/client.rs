@@ -177,14 +177,8 @@ impl IdmintClient {
 
     /// `POST /api/v1/login`: trade a proof (an OIDC JWT) for a session token.
     pub async fn login(&self, req: &LoginRequest) -> Result<LoginResponse, ClientError> {
-        let url = self.endpoint(&["api", "v1", "login"])?;
-        let raw = self
-            .send(
-                self.request(Method::POST, &url, Auth::None)?.json(req),
-                &url,
-            )
-            .await?;
-        response::json(&raw, &url)
+        self.post_json_as(&["api", "v1", "login"], req, Auth::None)
+            .await
     }
 
     /// `POST /api/v1/auth/approle/login`: trade an AppRole role id and
@@ -193,14 +187,18 @@ impl IdmintClient {
         &self,
         req: &idmint_proto::approle::AppRoleLoginRequest,
     ) -> Result<LoginResponse, ClientError> {
-        let url = self.endpoint(&["api", "v1", "auth", "approle", "login"])?;
-        let raw = self
-            .send(
-                self.request(Method::POST, &url, Auth::None)?.json(req),
-                &url,
-            )
-            .await?;
-        response::json(&raw, &url)
+        self.post_json_as(&["api", "v1", "auth", "approle", "login"], req, Auth::None)
+            .await
+    }
+
+    /// `POST /api/v1/auth/aws-iam/login`: a session for the AWS principal
+    /// that signed `req` (a `GetCallerIdentity` request idmint forwards).
+    pub async fn aws_iam_login(
+        &self,
+        req: &idmint_proto::aws_iam::AwsIamLoginRequest,
+    ) -> Result<LoginResponse, ClientError> {
+        self.post_json_as(&["api", "v1", "auth", "aws-iam", "login"], req, Auth::None)
+            .await
     }
 
     /// `POST /api/v1/approle/{name}/secret-id` (admin): a new secret id,
@@ -228,14 +226,7 @@ impl IdmintClient {
         for segment in role.split('/') {
             segments.push(check_segment("role name", role, segment)?);
         }
-        let url = self.endpoint(&segments)?;
-        let raw = self
-            .send(
-                self.request(Method::POST, &url, Auth::Session)?.json(req),
-                &url,
-            )
-            .await?;
-        response::json(&raw, &url)
+        self.post_json(&segments, req).await
     }
 
     /// `GET /api/v1/whoami`: the identity behind the session token.
@@ -444,17 +435,25 @@ impl IdmintClient {
     }
 
     /// A session-authenticated `POST` with a JSON body, answered with JSON.
+    /// POST `body` as JSON with the session token; decode the answer.
     pub(crate) async fn post_json<B: Serialize, T: DeserializeOwned>(
         &self,
         segments: &[&str],
         body: &B,
     ) -> Result<T, ClientError> {
+        self.post_json_as(segments, body, Auth::Session).await
+    }
+
+    /// POST `body` as JSON with `auth`; decode the answer.
+    async fn post_json_as<B: Serialize, T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &B,
+        auth: Auth,
+    ) -> Result<T, ClientError> {
         let url = self.endpoint(segments)?;
         let raw = self
-            .send(
-                self.request(Method::POST, &url, Auth::Session)?.json(body),
-                &url,
-            )
+            .send(self.request(Method::POST, &url, auth)?.json(body), &url)
             .await?;
         response::json(&raw, &url)
     }

@@ -16,6 +16,17 @@ pub enum IdentityKind {
     /// A legacy application that logged in with an AppRole role id and
     /// secret id (`[[auth.approle]]`); the subject is the AppRole's name.
     Approle,
+    /// An AWS principal that proved itself with a signed
+    /// `sts:GetCallerIdentity` request (`[[auth.aws_iam]]`); the subject is
+    /// its (normalised) ARN.
+    #[serde(rename = "aws_iam")]
+    AwsIam,
+    /// A local process identified by its Unix-socket peer credentials
+    /// (`[[auth.unix]]`); the subject is the binding's identity.
+    Unix,
+    /// A workload that presented a client certificate on the TLS handshake
+    /// (`[[auth.mtls]]`); the subject is its SPIFFE ID or common name.
+    Mtls,
 }
 
 impl IdentityKind {
@@ -27,6 +38,9 @@ impl IdentityKind {
             IdentityKind::Host => "host",
             IdentityKind::Process => "process",
             IdentityKind::Approle => "approle",
+            IdentityKind::AwsIam => "aws_iam",
+            IdentityKind::Unix => "unix",
+            IdentityKind::Mtls => "mtls",
         }
     }
 }

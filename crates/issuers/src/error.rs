@@ -37,3 +37,17 @@ impl IssueError {
         )
     }
 }
+
+/// `err`'s message followed by its causes (`a: b: c`). HTTP and database
+/// clients often say only "error sending request" at the top; the cause
+/// (e.g. "connection refused") is what an operator can act on.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

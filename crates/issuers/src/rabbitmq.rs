@@ -257,15 +257,7 @@ impl RabbitmqIssuer {
         let why = if e.0.is_timeout() {
             format!("no answer within {:?}", self.timeout)
         } else {
-            // reqwest's Display omits the cause (e.g. "connection refused").
-            let mut text = e.0.to_string();
-            let mut source = std::error::Error::source(&e.0);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
+            crate::error::error_chain(&e.0)
         };
         IssueError::Target {
             target: self.name.clone(),

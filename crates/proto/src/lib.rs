@@ -4,6 +4,7 @@
 //! error on both sides rather than a silent mismatch.
 
 pub mod approle;
+pub mod aws_iam;
 pub mod governance;
 pub mod ssh;
 pub mod sso;

@@ -55,6 +55,8 @@ pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Rou
         .route("/api/v1/ssh/ca", get(ssh::ca))
         .route("/api/v1/ssh/hosts/{host}/join-token", post(ssh::join_token))
         .route("/api/v1/auth/approle/login", post(approle::login))
+        .route("/api/v1/auth/mtls/login", post(routes::mtls::login))
+        .route("/api/v1/auth/aws-iam/login", post(routes::aws_iam::login))
         .route("/api/v1/approle/{name}/secret-id", post(approle::secret_id))
         .route("/api/v1/agent/enroll", post(agent::enroll))
         .route("/api/v1/agent/grants", get(agent::grants))

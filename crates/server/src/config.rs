@@ -153,6 +153,10 @@ pub struct AuditSection {
     pub stdout: bool,
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    /// `[[audit.sinks]]`: best-effort copies (stdout, syslog, webhook) fed
+    /// after the primary is durable; see docs/audit.md.
+    #[serde(default)]
+    pub sinks: Vec<Spanned<idmint_audit::SinkConfig>>,
 }
 
 impl Default for AuditSection {
@@ -161,6 +165,7 @@ impl Default for AuditSection {
             file: None,
             stdout: false,
             checkpoint_every: default_checkpoint_every(),
+            sinks: Vec::new(),
         }
     }
 }
@@ -210,6 +215,12 @@ pub struct AuthSection {
     /// `[[auth.approle]]`: role id + secret id logins (see docs/approle.md).
     #[serde(default)]
     pub approle: Vec<Spanned<idmint_authn::AppRoleConfig>>,
+    /// `[[auth.mtls]]`: client-certificate logins (see docs/mtls.md).
+    #[serde(default)]
+    pub mtls: Vec<Spanned<idmint_authn::MtlsConfig>>,
+    /// `[[auth.aws_iam]]`: signed `sts:GetCallerIdentity` logins (see docs/auth-methods.md).
+    #[serde(default)]
+    pub aws_iam: Vec<Spanned<idmint_authn::AwsIamConfig>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -373,6 +384,10 @@ impl IdmintConfig {
             }
         };
         fix(&mut self.policy_dir);
+        for e in &mut self.auth.mtls {
+            let m = e.get_mut();
+            m.ca_files.iter_mut().chain(m.crl_files.iter_mut()).for_each(fix);
+        }
         if let Some(s) = &mut self.storage.sqlite {
             fix(&mut s.path);
         }
@@ -389,6 +404,11 @@ impl IdmintConfig {
         }
         if let Some(a) = &mut self.audit.file {
             fix(&mut a.path);
+        }
+        for sink in &mut self.audit.sinks {
+            if let idmint_audit::SinkConfig::Webhook(w) = sink.get_mut() {
+                fix(&mut w.spool_dir);
+            }
         }
         if let Some(t) = &mut self.server.tls {
             fix(&mut t.cert);
@@ -473,6 +493,21 @@ impl IdmintConfig {
                 "[server] max_body_bytes must be at least 1024".into(),
             ));
         }
+        let mut sink_names = std::collections::HashSet::new();
+        let mut spools = std::collections::HashSet::new();
+        for entry in &self.audit.sinks {
+            let line = Some(line_at(text, entry.span().start));
+            let sink = entry.get_ref();
+            sink.validate().map_err(|e| err(line, e.to_string()))?;
+            if !sink_names.insert(sink.name().to_string()) {
+                return Err(err(line, format!("[[audit.sinks]] name {:?} is used twice; give each sink a distinct name = \"…\"", sink.name())));
+            }
+            if let idmint_audit::SinkConfig::Webhook(w) = sink {
+                if !spools.insert(w.spool_dir.clone()) {
+                    return Err(err(line, format!("[[audit.sinks]] spool_dir {} is shared by two webhooks; each needs its own", w.spool_dir.display())));
+                }
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for entry in &self.auth.oidc {
             let line = Some(line_at(text, entry.span().start));
@@ -496,6 +531,36 @@ impl IdmintConfig {
                     format!("[[auth.approle]] name {:?} is used twice", cfg.name),
                 ));
             }
+        }
+        let mut aws_iam = std::collections::HashSet::new();
+        for entry in &self.auth.aws_iam {
+            let line = Some(line_at(text, entry.span().start));
+            let cfg = entry.get_ref();
+            cfg.validate().map_err(|e| err(line, e.to_string()))?;
+            if !aws_iam.insert(cfg.name.clone()) {
+                return Err(err(
+                    line,
+                    format!("[[auth.aws_iam]] name {:?} is used twice", cfg.name),
+                ));
+            }
+        }
+        let mut mtls = std::collections::HashSet::new();
+        for entry in &self.auth.mtls {
+            let line = Some(line_at(text, entry.span().start));
+            let cfg = entry.get_ref();
+            cfg.validate().map_err(|e| err(line, e.to_string()))?;
+            if !mtls.insert(cfg.name.clone()) {
+                return Err(err(
+                    line,
+                    format!("[[auth.mtls]] name {:?} is used twice", cfg.name),
+                ));
+            }
+        }
+        if !self.auth.mtls.is_empty() && self.server.tls.is_none() {
+            return Err(err(
+                None,
+                "[[auth.mtls]] needs [server] tls: client certificates are only seen on the TLS listener".into(),
+            ));
         }
         let mut issuers = std::collections::HashSet::new();
         for entry in &self.issuer.oauth {
@@ -626,6 +691,22 @@ file = { path = "audit.jsonl" }
         let two = "[[auth.approle]]\nname = \"b\"\nrole_id = \"0123456789abcdef\"\n";
         let e = err(&format!("{two}{two}"));
         assert!(e.contains("used twice"), "{e}");
+    }
+
+    #[test]
+    fn audit_sinks_are_parsed_and_checked_with_their_line() {
+        let ok = "[[audit.sinks]]\nkind = \"stdout\"\n[[audit.sinks]]\nkind = \"syslog\"\naddress = \"udp://127.0.0.1:514\"\nfacility = \"local3\"\n[[audit.sinks]]\nkind = \"webhook\"\nurl = \"https://siem.example/ingest\"\nspool_dir = \"spool\"\n";
+        let cfg = IdmintConfig::parse("idmint.toml", &format!("{BASE}{ok}")).unwrap();
+        let kinds: Vec<_> = cfg.audit.sinks.iter().map(|s| s.get_ref().kind()).collect();
+        assert_eq!(kinds, ["stdout", "syslog", "webhook"]);
+        let e = err("[[audit.sinks]]\nkind = \"syslog\"\naddress = \"tcp://x:1\"\n");
+        assert!(e.starts_with("idmint.toml: line 11:") && e.contains("address"), "{e}");
+        let e = err("[[audit.sinks]]\nkind = \"kafka\"\n");
+        assert!(e.contains("line 12") && e.contains("kafka"), "{e}");
+        let e = err("[[audit.sinks]]\nkind = \"webhook\"\nurl = \"http://x\"\nspool_dir = \"s\"\nretries = 3\n");
+        assert!(e.contains("retries"), "{e}");
+        let e = err("[[audit.sinks]]\nkind = \"stdout\"\n[[audit.sinks]]\nkind = \"stdout\"\n");
+        assert!(e.contains("line 13") && e.contains("used twice"), "{e}");
     }
 
     #[test]

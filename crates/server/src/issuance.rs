@@ -272,24 +272,7 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
         return Err(IssueFailure::Audit);
     }
     if write_ahead {
-        match state
-            .store
-            .transition_lease(
-                &lease_id,
-                LeaseState::Pending,
-                LeaseState::Active,
-                Some(&fingerprint),
-                None,
-            )
-            .await
-        {
-            Ok(_) => lease.state = LeaseState::Active,
-            // The credential is audited and its lease row exists (pending),
-            // so the reaper still revokes it at expiry: hand it out.
-            Err(e) => {
-                tracing::warn!(lease = %lease_id, error = %e, "lease activation failed; it stays pending and is reaped at expiry")
-            }
-        }
+        mark_active(state, &mut lease, &fingerprint).await;
     }
     state
         .metrics
@@ -309,6 +292,29 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
 
 /// Audits a failed issuance. If even that cannot be written, the failure
 /// becomes an audit failure (503): the caller must learn the log is down.
+/// Moves a write-ahead lease from pending to active once its credential is
+/// audited. A store failure is only logged: the credential is audited and
+/// its lease row exists (pending), so the reaper still revokes it at
+/// expiry, and the credential can be handed out.
+pub(crate) async fn mark_active(state: &AppState, lease: &mut Lease, fingerprint: &str) {
+    match state
+        .store
+        .transition_lease(
+            &lease.id,
+            LeaseState::Pending,
+            LeaseState::Active,
+            Some(fingerprint),
+            None,
+        )
+        .await
+    {
+        Ok(_) => lease.state = LeaseState::Active,
+        Err(e) => {
+            tracing::warn!(lease = %lease.id, error = %e, "lease activation failed; it stays pending and is reaped at expiry")
+        }
+    }
+}
+
 async fn audit_failure(
     state: &AppState,
     base: &AuditEvent,

@@ -7,6 +7,7 @@
 
 mod app;
 mod approle;
+mod aws_iam;
 mod audit_events;
 pub mod config;
 mod demo_idp;
@@ -117,12 +118,18 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| ServerError::Startup(e.to_string()))?;
-    let tls = match &cfg.server.tls {
-        Some(t) => Some(tls::server_config(&t.cert, &t.key).map_err(ServerError::Config)?),
-        None => None,
-    };
     let built = startup::build(&cfg, opts.dev, demo).await?;
     let state = built.state;
+    let client_auth = state
+        .mtls
+        .listener_verifier()
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    let tls = match &cfg.server.tls {
+        Some(t) => {
+            Some(tls::server_config(&t.cert, &t.key, client_auth).map_err(ServerError::Config)?)
+        }
+        None => None,
+    };
     // Finish admin rotations a crash left half-done (in the background: a
     // target that is down must not delay start-up).
     for (name, issuer) in &state.issuers {
@@ -202,7 +209,9 @@ pub async fn serve(
                 .map_err(|e| ServerError::Startup(e.to_string()))?;
             axum::serve(
                 l,
-                router.into_make_service_with_connect_info::<routes::PeerAddr>(),
+                router
+                    .layer(axum::middleware::from_fn(routes::connection_layer))
+                    .into_make_service_with_connect_info::<routes::Connection>(),
             )
             .with_graceful_shutdown(shutdown)
             .await
@@ -210,7 +219,9 @@ pub async fn serve(
         None => {
             axum::serve(
                 listener,
-                router.into_make_service_with_connect_info::<routes::PeerAddr>(),
+                router
+                    .layer(axum::middleware::from_fn(routes::connection_layer))
+                    .into_make_service_with_connect_info::<routes::Connection>(),
             )
             .with_graceful_shutdown(shutdown)
             .await
@@ -264,7 +275,14 @@ pub fn check_config(opts: &ServeOptions) -> Result<String, ServerError> {
     let issuers = startup::offline_issuers(&cfg)?;
     let (_, bundle) = startup::load_policy(&cfg, &issuers)?;
     if let Some(t) = &cfg.server.tls {
-        tls::server_config(&t.cert, &t.key).map_err(ServerError::Config)?;
+        let mtls = idmint_authn::MtlsMethods::load(
+            cfg.auth.mtls.iter().map(|e| e.get_ref().clone()).collect(),
+        )
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+        let client_auth = mtls
+            .listener_verifier()
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        tls::server_config(&t.cert, &t.key, client_auth).map_err(ServerError::Config)?;
     }
     if let Some(k) = &cfg.seal.key_file {
         idmint_store::Envelope::load_root_key_file(k)

@@ -27,6 +27,12 @@ pub struct AuthLabel {
     pub auth: String,
 }
 
+/// A secondary audit sink, by its configured name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    pub sink: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub logins: Family<OutcomeLabel, Counter>,
@@ -40,6 +46,12 @@ pub struct Metrics {
     pub audit_queue: Gauge,
     pub audit_written: Gauge,
     pub audit_failures: Gauge,
+    /// Secondary audit sinks (copied from the audit log at scrape time):
+    /// failed deliveries, dropped batches, spooled bytes, 0/1 health.
+    pub audit_sink_failures: Family<SinkLabel, Counter>,
+    pub audit_sink_dropped: Family<SinkLabel, Counter>,
+    pub audit_sink_spool_bytes: Family<SinkLabel, Gauge>,
+    pub audit_sink_healthy: Family<SinkLabel, Gauge>,
     pub policy_version: Gauge,
     /// Governance actions by kind (`draft_created`, `activated`,
     /// `break_glass`, `break_glass_reverted`, …): break-glass is alerted on.
@@ -67,6 +79,10 @@ impl Metrics {
         let audit_queue = Gauge::default();
         let audit_written = Gauge::default();
         let audit_failures = Gauge::default();
+        let audit_sink_failures = Family::<SinkLabel, Counter>::default();
+        let audit_sink_dropped = Family::<SinkLabel, Counter>::default();
+        let audit_sink_spool_bytes = Family::<SinkLabel, Gauge>::default();
+        let audit_sink_healthy = Family::<SinkLabel, Gauge>::default();
         let policy_version = Gauge::default();
         let governance = Family::<OutcomeLabel, Counter>::default();
         registry.register("logins", "Login attempts by outcome", logins.clone());
@@ -121,6 +137,26 @@ impl Metrics {
             audit_failures.clone(),
         );
         registry.register(
+            "audit_sink_failures",
+            "Failed deliveries to a secondary audit sink (best-effort; the primary log is unaffected)",
+            audit_sink_failures.clone(),
+        );
+        registry.register(
+            "audit_sink_dropped",
+            "Batches a secondary audit sink dropped (queue or spool full)",
+            audit_sink_dropped.clone(),
+        );
+        registry.register(
+            "audit_sink_spool_bytes",
+            "Bytes waiting in a webhook sink's on-disk spool",
+            audit_sink_spool_bytes.clone(),
+        );
+        registry.register(
+            "audit_sink_healthy",
+            "1 when the last delivery to a secondary audit sink succeeded",
+            audit_sink_healthy.clone(),
+        );
+        registry.register(
             "policy_bundle_version",
             "Active policy bundle version",
             policy_version.clone(),
@@ -143,6 +179,10 @@ impl Metrics {
             audit_queue,
             audit_written,
             audit_failures,
+            audit_sink_failures,
+            audit_sink_dropped,
+            audit_sink_spool_bytes,
+            audit_sink_healthy,
             policy_version,
             governance,
         }

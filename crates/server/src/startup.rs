@@ -288,6 +288,12 @@ pub async fn build(
     };
     let session_key = secret("session-key-1", Box::new(gen_random(32))).await?;
     let fp_key = secret("fingerprint-key", Box::new(gen_random(32))).await?;
+    let mtls = Arc::new(
+        idmint_authn::MtlsMethods::load(
+            cfg.auth.mtls.iter().map(|e| e.get_ref().clone()).collect(),
+        )
+        .map_err(|e| ServerError::Config(e.to_string()))?,
+    );
     let approle_key = secret("approle-secret-id-key", Box::new(gen_random(32))).await?;
     let approles = idmint_authn::AppRoles::new(
         cfg.auth
@@ -298,6 +304,15 @@ pub async fn build(
         &approle_key,
     )
     .map_err(|e| ServerError::Config(e.to_string()))?;
+    let aws_iam = crate::aws_iam::AwsIamLogins::new(
+        cfg.auth
+            .aws_iam
+            .iter()
+            .map(|e| idmint_authn::AwsIamAuth::new(e.get_ref().clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ServerError::Config(e.to_string()))?,
+    )
+    .map_err(ServerError::Startup)?;
     let audit_key = secret(
         "audit-signing-key",
         Box::new(gen_signing(SigningAlg::EdDSA)),
@@ -353,6 +368,12 @@ pub async fn build(
             stdout: cfg.audit.stdout,
             checkpoint_every: cfg.audit.checkpoint_every,
             max_batch: 4096,
+            sinks: cfg
+                .audit
+                .sinks
+                .iter()
+                .map(|s| s.get_ref().clone())
+                .collect(),
         },
         &audit_key,
     )
@@ -435,6 +456,8 @@ pub async fn build(
         limits: crate::limits::Limiter::new(cfg.limits.clone()).map_err(ServerError::Config)?,
         ssh,
         approles,
+        mtls,
+        aws_iam,
     });
     let republished = state
         .ssh

@@ -47,6 +47,11 @@ pub struct AppState {
     pub ssh: crate::ssh::SshRuntime,
     /// `[[auth.approle]]` roles, the secret-id hasher and login throttle.
     pub approles: idmint_authn::AppRoles,
+    /// `[[auth.mtls]]` methods (CA sets and CRLs), also the source of the
+    /// TLS listener's client-certificate verifier.
+    pub mtls: Arc<idmint_authn::MtlsMethods>,
+    /// `[[auth.aws_iam]]` methods and the client that forwards to STS.
+    pub aws_iam: crate::aws_iam::AwsIamLogins,
 }
 
 impl AppState {

@@ -15,7 +15,14 @@ use tokio_rustls::TlsAcceptor;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+/// The listener's rustls config. `client_auth` (from `[[auth.mtls]]`)
+/// makes the server *ask* for a client certificate; it must accept
+/// connections without one, since other login methods share the listener.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<rustls::ServerConfig, String> {
     let cert_pem = std::fs::read(cert)
         .map_err(|e| format!("{}: cannot read TLS certificate: {e}", cert.display()))?;
     let key_pem =
@@ -33,10 +40,14 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, St
         .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?
         .ok_or_else(|| format!("{}: no private key found in the PEM file", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_auth {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder
         .with_single_cert(certs, key_der)
         .map_err(|e| {
             format!(

@@ -52,6 +52,14 @@ impl LeaseFilter {
 /// bounded in memory whatever the caller asks for.
 pub const MAX_DUE_LIMIT: usize = 10_000;
 
+/// The bounds every backend applies to a due-lease query: `limit` capped at
+/// [`MAX_DUE_LIMIT`] and a negative pending grace treated as none. `None`
+/// when nothing may be returned (`limit` 0), so no query is run.
+pub(crate) fn due_window(limit: usize, pending_grace_secs: i64) -> Option<(usize, i64)> {
+    let limit = limit.min(MAX_DUE_LIMIT);
+    (limit > 0).then_some((limit, pending_grace_secs.max(0)))
+}
+
 /// Upper bound on [`Store::list_blobs`]; blobs are keys and registrations,
 /// never per-request data, so this is far above any real deployment.
 pub const MAX_BLOB_LIST: usize = 10_000;

@@ -42,6 +42,16 @@ fn summary(events: &[AuditEvent]) -> Vec<String> {
         )),
         None => steps.push("no decision recorded".into()),
     }
+    for ev in events {
+        if let Some(v) = super::activated_version(ev) {
+            let approvers = approvers(ev);
+            steps.push(format!(
+                "policy v{v} via {} approved by {}",
+                ev.event,
+                if approvers.is_empty() { "(none recorded)".to_string() } else { approvers.join(", ") }
+            ));
+        }
+    }
     let issued = events.iter().find(|e| {
         (e.event == kinds::CREDENTIAL_ISSUED || e.event == kinds::TOKEN_EXCHANGE)
             && e.outcome == crate::event::outcomes::SUCCESS
@@ -158,4 +168,38 @@ fn render_event(out: &mut String, ev: &AuditEvent) {
     if let Some(e) = &ev.error {
         field("error", format!("{}: {}", e.code, e.message));
     }
+    if let Some(d) = ev.detail.as_ref().and_then(|d| d.as_object()) {
+        for key in CREDENTIAL_DETAIL_KEYS {
+            if let Some(v) = d.get(*key).filter(|v| !v.is_null()) {
+                let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                field(key, text);
+            }
+        }
+    }
+    if super::activated_version(ev).is_some() {
+        field("approvers", approvers(ev).join(", "));
+    }
+}
+
+/// `detail` keys that name the credential or account an issuer created;
+/// shown so the trace says *what* was handed out, not just its fingerprint.
+const CREDENTIAL_DETAIL_KEYS: &[&str] = &[
+    "serial",
+    "principals",
+    "account",
+    "username",
+    "access_key_id",
+    "role_session_name",
+    "session_name",
+    "new_version",
+    "author",
+];
+
+fn approvers(ev: &AuditEvent) -> Vec<String> {
+    ev.detail
+        .as_ref()
+        .and_then(|d| d.get("approvers"))
+        .and_then(|a| a.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
 }

@@ -19,6 +19,14 @@ pub async fn login(global: &GlobalArgs, format: Format, mut args: LoginArgs) -> 
         let resp = approle_login(&client, &name, &args).await?;
         return finish_login(&client, format, &resp);
     }
+    if let Some(name) = args.aws_iam.clone() {
+        let req = crate::aws_iam_login::signed_request(&client, &name, &args).await?;
+        let resp = client
+            .aws_iam_login(&req)
+            .await
+            .context("AWS IAM login failed")?;
+        return finish_login(&client, format, &resp);
+    }
     let sso_requested = args.sso.is_some() || args.device;
     let (proof, source): (SecretString, String) = match (&args.token_file, &args.token) {
         (Some(path), _) => (read_token(path, "OIDC token")?, path.display().to_string()),

@@ -204,6 +204,13 @@ impl TestAgent {
             .0)
     }
 
+    /// The host's current grant revision (no waiting).
+    pub async fn revision(&self) -> anyhow::Result<u64> {
+        Ok(self.grants(0, 0).await?.body["revision"]
+            .as_u64()
+            .unwrap_or_default())
+    }
+
     pub async fn event(&self, event: &Value) -> anyhow::Result<Reply> {
         Ok(self
             .send("POST", "/api/v1/agent/events", &serde_json::to_vec(event)?)

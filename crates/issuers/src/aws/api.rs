@@ -299,15 +299,7 @@ impl QueryClient {
         if e.is_timeout() {
             return CallError::Unreachable(format!("no answer within {:?}", self.timeout));
         }
-        // reqwest's Display omits the cause (e.g. "connection refused").
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        CallError::Unreachable(text)
+        CallError::Unreachable(crate::error::error_chain(e))
     }
 }
 

@@ -130,14 +130,7 @@ impl Graph {
         if e.is_timeout() {
             return GraphError::Unreachable(format!("no answer within {:?}", self.timeout));
         }
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        GraphError::Unreachable(text)
+        GraphError::Unreachable(crate::error::error_chain(e))
     }
 
     /// Send (with retries) and return status and JSON body (`Null` when empty).

@@ -59,15 +59,7 @@ impl PgError {
                     message,
                 }
             }
-            None => {
-                let mut message = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    message.push_str(&format!(": {s}"));
-                    source = s.source();
-                }
-                PgError::Unreachable(message)
-            }
+            None => PgError::Unreachable(crate::error::error_chain(&e)),
         }
     }
 }

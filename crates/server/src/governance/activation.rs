@@ -112,6 +112,20 @@ fn detail(d: &DraftInfo) -> serde_json::Value {
     })
 }
 
+/// [`detail`] plus event-specific fields.
+fn detail_with<const N: usize>(
+    d: &DraftInfo,
+    extra: [(&str, serde_json::Value); N],
+) -> serde_json::Value {
+    let mut ev = detail(d);
+    if let Some(obj) = ev.as_object_mut() {
+        for (key, value) in extra {
+            obj.insert(key.to_string(), value);
+        }
+    }
+    ev
+}
+
 /// Creates a draft from `sources` (validated in full first: an invalid
 /// draft is never stored, so it can never be activated).
 pub async fn create(
@@ -162,17 +176,16 @@ pub async fn create(
         impact,
         sources: draft::from_sources(&sources),
     };
-    let mut ev = detail(&d);
-    if let Some(obj) = ev.as_object_mut() {
-        obj.insert(
-            "impact".into(),
-            serde_json::to_value(&d.impact).unwrap_or_default(),
-        );
-        obj.insert(
-            "roles".into(),
-            serde_json::to_value(&d.roles).unwrap_or_default(),
-        );
-    }
+    let ev = detail_with(
+        &d,
+        [
+            (
+                "impact",
+                serde_json::to_value(&d.impact).unwrap_or_default(),
+            ),
+            ("roles", serde_json::to_value(&d.roles).unwrap_or_default()),
+        ],
+    );
     audit(
         state,
         Some(request_id),
@@ -254,6 +267,42 @@ pub async fn activate(
     Ok(Some(version))
 }
 
+/// The draft's base version, provided it is still the active one: a draft
+/// made against an older version must never activate (its diff and impact
+/// describe another change).
+async fn current_base(state: &AppState, d: &DraftInfo) -> Result<u64, GovernanceError> {
+    let base = d.base_version.unwrap_or(0);
+    let active = active_version(state).await?;
+    if active != base {
+        return Err(GovernanceError::Stale {
+            id: d.id.clone(),
+            base,
+            active,
+        });
+    }
+    Ok(base)
+}
+
+/// [`activate`]s the draft's sources on `base`; `Stale` when another
+/// activation won the compare-and-set.
+async fn activate_draft(
+    state: &AppState,
+    d: &DraftInfo,
+    base: u64,
+    author: &str,
+    comment: &str,
+) -> Result<u64, GovernanceError> {
+    let sources = draft::to_sources(&d.sources);
+    match activate(state, base, &sources, author, comment).await? {
+        Some(version) => Ok(version),
+        None => Err(GovernanceError::Stale {
+            id: d.id.clone(),
+            base,
+            active: active_version(state).await?,
+        }),
+    }
+}
+
 /// Makes `bundle` the one this server's requests see (unless a newer one
 /// is already installed, e.g. by the sync loop).
 pub fn install(state: &AppState, bundle: PolicyBundle) {
@@ -305,15 +354,7 @@ pub async fn approve(
             })
         }
     }
-    let base = d.base_version.unwrap_or(0);
-    let active = active_version(state).await?;
-    if active != base {
-        return Err(GovernanceError::Stale {
-            id: d.id,
-            base,
-            active,
-        });
-    }
+    let base = current_base(state, &d).await?;
     d.approvals.push(Approval {
         principal: me,
         at: now,
@@ -335,16 +376,8 @@ pub async fn approve(
             activated_version: None,
         });
     }
-    let sources = draft::to_sources(&d.sources);
     let comment = format!("{} (draft {})", d.comment, d.id);
-    let Some(version) = activate(state, base, &sources, &d.author, &comment).await? else {
-        let active = active_version(state).await?;
-        return Err(GovernanceError::Stale {
-            id: d.id,
-            base,
-            active,
-        });
-    };
+    let version = activate_draft(state, &d, base, &d.author, &comment).await?;
     d.state = DraftState::Activated;
     d.activated_version = Some(version);
     draft::save(state.store.as_ref(), &d).await?;
@@ -387,37 +420,22 @@ async fn break_glass(
             state: d.state.as_str(),
         });
     }
-    let base = d.base_version.unwrap_or(0);
-    let active = active_version(state).await?;
-    if active != base {
-        return Err(GovernanceError::Stale {
-            id: d.id,
-            base,
-            active,
-        });
-    }
+    let base = current_base(state, &d).await?;
     let now = UnixTime::now().secs();
     let ttl = state.governance.config.break_glass_ttl.as_secs();
-    let mut ev = detail(&d);
-    if let Some(obj) = ev.as_object_mut() {
-        obj.insert("break_glass_reason".into(), reason.clone().into());
-        obj.insert("break_glass_ttl_seconds".into(), ttl.into());
-    }
+    let ev = detail_with(
+        &d,
+        [
+            ("break_glass_reason", reason.clone().into()),
+            ("break_glass_ttl_seconds", ttl.into()),
+        ],
+    );
     audit(state, Some(request_id), "policy_break_glass", Some(who), ev).await?;
-    let sources = draft::to_sources(&d.sources);
     let comment = format!(
         "BREAK-GLASS: {} (draft {}; reason: {reason})",
         d.comment, d.id
     );
-    let Some(version) = activate(state, base, &sources, &who.principal_key(), &comment).await?
-    else {
-        let active = active_version(state).await?;
-        return Err(GovernanceError::Stale {
-            id: d.id,
-            base,
-            active,
-        });
-    };
+    let version = activate_draft(state, &d, base, &who.principal_key(), &comment).await?;
     d.state = DraftState::BreakGlass;
     d.activated_version = Some(version);
     d.break_glass = Some(BreakGlassInfo {
@@ -526,10 +544,7 @@ pub async fn reject(
         at: UnixTime::now().secs(),
     });
     d.reject_reason = Some(reason);
-    let mut ev = detail(&d);
-    if let Some(obj) = ev.as_object_mut() {
-        obj.insert("reason".into(), d.reject_reason.clone().into());
-    }
+    let ev = detail_with(&d, [("reason", d.reject_reason.clone().into())]);
     audit(
         state,
         Some(request_id),
@@ -593,12 +608,14 @@ pub async fn revert_expired(state: &AppState) -> Result<(), GovernanceError> {
         bg.reverted_to = reverted;
         d.break_glass = Some(bg.clone());
         d.state = DraftState::Reverted;
-        let mut ev = detail(&d);
-        if let Some(obj) = ev.as_object_mut() {
-            obj.insert("break_glass_by".into(), bg.principal.clone().into());
-            obj.insert("restored_version".into(), bg.previous_version.into());
-            obj.insert("reverted_to".into(), reverted.into());
-        }
+        let ev = detail_with(
+            &d,
+            [
+                ("break_glass_by", bg.principal.clone().into()),
+                ("restored_version", bg.previous_version.into()),
+                ("reverted_to", reverted.into()),
+            ],
+        );
         if audit(state, None, "policy_break_glass_expired", None, ev)
             .await
             .is_err()

@@ -34,17 +34,39 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Hea
             ));
         }
     }
-    let status = if problems.is_empty() {
+    // Secondary sinks are best-effort: a failing one makes the server
+    // "degraded" (still 200, still issuing) — only the primary gates
+    // readiness, since the primary alone decides whether issuance is safe.
+    let mut degraded = vec![];
+    for sink in state.audit.sink_statuses() {
+        if !sink.healthy || sink.dropped > 0 {
+            degraded.push(format!(
+                "audit sink {:?} ({}) degraded: {} failures, {} batches dropped, {} bytes spooled{}",
+                sink.name,
+                sink.kind,
+                sink.failures,
+                sink.dropped,
+                sink.spool_bytes,
+                sink.last_error
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    let ready = problems.is_empty();
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let status_text = match (ready, degraded.is_empty()) {
+        (false, _) => "not_ready",
+        (true, true) => "ready",
+        (true, false) => "degraded",
+    };
+    problems.extend(degraded);
     let health = Health {
-        status: if problems.is_empty() {
-            "ready".into()
-        } else {
-            "not_ready".into()
-        },
+        status: status_text.into(),
         policy_version: Some(state.bundle.load().version),
         problems,
     };
@@ -68,6 +90,23 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     m.audit_queue.set(a.queued as i64);
     m.audit_written.set(a.written as i64);
     m.audit_failures.set(a.failures as i64);
+    for sink in state.audit.sink_statuses() {
+        let label = crate::metrics::SinkLabel { sink: sink.name };
+        m.audit_sink_failures
+            .get_or_create(&label)
+            .inner()
+            .store(sink.failures, std::sync::atomic::Ordering::Relaxed);
+        m.audit_sink_dropped
+            .get_or_create(&label)
+            .inner()
+            .store(sink.dropped, std::sync::atomic::Ordering::Relaxed);
+        m.audit_sink_spool_bytes
+            .get_or_create(&label)
+            .set(i64::try_from(sink.spool_bytes).unwrap_or(i64::MAX));
+        m.audit_sink_healthy
+            .get_or_create(&label)
+            .set(i64::from(sink.healthy));
+    }
     m.policy_version.set(state.bundle.load().version as i64);
     match m.encode() {
         Ok(body) => (

@@ -17,8 +17,8 @@ use crate::state::AppState;
 use idmint_audit::{AuditErrorInfo, AuditEvent};
 use idmint_core::role::{SshMode, SshTemplate};
 use idmint_core::{
-    Decision, GrantRequest, HostContext, Identity, Lease, LeaseId, LeaseState, RequestContext,
-    RequestId, RevocationHandle, Role, UnixTime,
+    Decision, Grant, GrantRequest, HostContext, Identity, Lease, LeaseId, LeaseState,
+    RequestContext, RequestId, RevocationHandle, Role, Ttl, UnixTime,
 };
 use idmint_issuers::ssh::{
     account_for_lease, Ed25519PublicKey, UserCertRequest, SSH_ACCOUNT_HANDLE,
@@ -54,6 +54,52 @@ pub(crate) async fn audited(
         return ApiError::audit_unavailable();
     }
     err
+}
+
+/// `role` narrowed to the requested `ttl` under the policy's `ttl_cap`,
+/// recorded in `base`; a request the role cannot satisfy is audited as
+/// denied.
+pub(crate) async fn narrowed(
+    state: &AppState,
+    base: &mut AuditEvent,
+    role: &Role,
+    ttl: Option<Ttl>,
+    ttl_cap: Option<Ttl>,
+) -> Result<Grant, ApiError> {
+    let request = GrantRequest {
+        ttl,
+        ..Default::default()
+    };
+    match role.narrow(&request, ttl_cap) {
+        Ok(grant) => {
+            base.ttl_seconds = Some(grant.ttl.as_secs());
+            Ok(grant)
+        }
+        Err(e) => {
+            let err = ApiError::bad_request("invalid_request", e.to_string());
+            Err(audited(state, base, "denied", err).await)
+        }
+    }
+}
+
+/// When a certificate for `grant` issued `now` expires: never after the
+/// caller's proof does. A proof that already expired is audited as denied.
+pub(crate) async fn bounded_expiry(
+    state: &AppState,
+    base: &AuditEvent,
+    now: UnixTime,
+    grant: &Grant,
+    identity: &Identity,
+) -> Result<UnixTime, ApiError> {
+    let expires_at = now.plus(grant.ttl.as_duration()).min(identity.expires_at);
+    if expires_at <= now {
+        let err = ApiError::unauthorized(
+            "token_expired",
+            "the proof behind this session has expired; log in again",
+        );
+        return Err(audited(state, base, "denied", err).await);
+    }
+    Ok(expires_at)
 }
 
 /// `source-address` value for a caller's address.
@@ -251,25 +297,7 @@ pub async fn open(
     crate::metrics::Metrics::count(&state.metrics.decisions, "allow");
     let template = jit_template(role, service)
         .ok_or_else(|| ApiError::internal("the chosen role lost its ssh template"))?;
-    let grant = match role.narrow(
-        &GrantRequest {
-            ttl,
-            ..Default::default()
-        },
-        decision.ttl_cap,
-    ) {
-        Ok(g) => g,
-        Err(e) => {
-            return Err(audited(
-                state,
-                &base,
-                "denied",
-                ApiError::bad_request("invalid_request", e.to_string()),
-            )
-            .await)
-        }
-    };
-    base.ttl_seconds = Some(grant.ttl.as_secs());
+    let grant = narrowed(state, &mut base, role, ttl, decision.ttl_cap).await?;
     let mut decided = base.clone();
     decided.outcome = "success".into();
     state
@@ -286,16 +314,7 @@ pub async fn open(
         ));
         return Err(audited(state, &base, "error", err).await);
     }
-    let expires_at = now
-        .plus(grant.ttl.as_duration())
-        .min(input.identity.expires_at);
-    if expires_at <= now {
-        let err = ApiError::unauthorized(
-            "token_expired",
-            "the proof behind this session has expired; log in again",
-        );
-        return Err(audited(state, &base, "denied", err).await);
-    }
+    let expires_at = bounded_expiry(state, &base, now, &grant, input.identity).await?;
     let lease_id = LeaseId::generate().map_err(|e| ApiError::internal(e.to_string()))?;
     let account = account_for_lease(&lease_id);
     base.lease_id = Some(lease_id.to_string());
@@ -421,22 +440,7 @@ pub async fn open(
         .await;
         return Err(ApiError::audit_unavailable());
     }
-    match state
-        .store
-        .transition_lease(
-            &lease_id,
-            LeaseState::Pending,
-            LeaseState::Active,
-            Some(&fingerprint),
-            None,
-        )
-        .await
-    {
-        Ok(_) => lease.state = LeaseState::Active,
-        Err(e) => {
-            tracing::warn!(lease = %lease_id, error = %e, "ssh lease activation failed; it stays pending and is reaped at expiry")
-        }
-    }
+    crate::issuance::mark_active(state, &mut lease, &fingerprint).await;
     Ok(SshSessionResponse {
         lease_id: lease_id.to_string(),
         request_id: input.request_id.to_string(),

@@ -5,7 +5,7 @@
 //! session token opens in memory, the role and policy come from the loaded
 //! bundle; it writes the lease row and the audit event, nothing else.
 
-use super::session::{audited, certificate_detail, source_cidr};
+use super::session::{audited, bounded_expiry, certificate_detail, narrowed, source_cidr};
 use crate::audit_events::{audit_identity, decision_of};
 use crate::error::ApiError;
 use crate::routes::login::parse_ttl;
@@ -13,8 +13,7 @@ use crate::state::AppState;
 use idmint_audit::AuditEvent;
 use idmint_core::role::SshMode;
 use idmint_core::{
-    GrantRequest, Identity, Lease, LeaseId, LeaseState, RequestContext, RequestId,
-    RevocationHandle, UnixTime,
+    Identity, Lease, LeaseId, LeaseState, RequestContext, RequestId, RevocationHandle, UnixTime,
 };
 use idmint_issuers::ssh::{Ed25519PublicKey, UserCertRequest, SSH_CERT_HANDLE};
 use idmint_proto::ssh::{SshSignRequest, SshSignResponse};
@@ -90,35 +89,8 @@ pub async fn sign(state: &AppState, input: SignInput<'_>) -> Result<SshSignRespo
         return Err(audited(state, &base, "denied", err).await);
     }
     crate::metrics::Metrics::count(&state.metrics.decisions, "allow");
-    let grant = match role.narrow(
-        &GrantRequest {
-            ttl,
-            ..Default::default()
-        },
-        decision.ttl_cap,
-    ) {
-        Ok(g) => g,
-        Err(e) => {
-            return Err(audited(
-                state,
-                &base,
-                "denied",
-                ApiError::bad_request("invalid_request", e.to_string()),
-            )
-            .await)
-        }
-    };
-    base.ttl_seconds = Some(grant.ttl.as_secs());
-    let expires_at = now
-        .plus(grant.ttl.as_duration())
-        .min(input.identity.expires_at);
-    if expires_at <= now {
-        let err = ApiError::unauthorized(
-            "token_expired",
-            "the proof behind this session has expired; log in again",
-        );
-        return Err(audited(state, &base, "denied", err).await);
-    }
+    let grant = narrowed(state, &mut base, role, ttl, decision.ttl_cap).await?;
+    let expires_at = bounded_expiry(state, &base, now, &grant, input.identity).await?;
     let lease_id = LeaseId::generate().map_err(|e| ApiError::internal(e.to_string()))?;
     base.lease_id = Some(lease_id.to_string());
     let key_id = format!("{} {}", input.request_id, input.identity.subject);

@@ -101,6 +101,25 @@ async fn issue(
     Ok(out)
 }
 
+/// Resolves `name` on `mount`, refuses a role that does not fit the mount
+/// (before anything is minted), and issues it. Returns the request id for
+/// the envelope with the native answer.
+async fn issue_on_mount(
+    state: &Arc<AppState>,
+    rid: ReqId,
+    peer: PeerAddr,
+    session: &VaultSession,
+    mount: Mount,
+    name: &str,
+    body: &[u8],
+) -> Result<(String, CredsResponse), VaultError> {
+    let role = resolve_role(&state.bundle.load(), mount, name);
+    check_mount(state, mount, &role)?;
+    let request_id = rid.0.to_string();
+    let out = issue(state.clone(), rid, peer, session, role, body).await?;
+    Ok((request_id, out))
+}
+
 /// The Vault envelope of a lease: `lease_id` = `PATH/LEASE`, renewable
 /// when the role is.
 fn leased(state: &AppState, rid: &str, path: &str, out: &CredsResponse, data: Value) -> Value {
@@ -131,10 +150,8 @@ pub async fn database_creds(
     session: VaultSession,
     body: Bytes,
 ) -> Result<Json<Value>, VaultError> {
-    let role = resolve_role(&state.bundle.load(), Mount::Database, &name);
-    check_mount(&state, Mount::Database, &role)?;
-    let request_id = rid.0.to_string();
-    let out = issue(state.clone(), rid, peer, &session, role, &body).await?;
+    let (request_id, out) =
+        issue_on_mount(&state, rid, peer, &session, Mount::Database, &name, &body).await?;
     let Credential::DatabaseUser {
         username, password, ..
     } = &out.credential
@@ -165,10 +182,8 @@ async fn aws(
     name: String,
     body: Bytes,
 ) -> Result<Json<Value>, VaultError> {
-    let role = resolve_role(&state.bundle.load(), Mount::Aws, &name);
-    check_mount(&state, Mount::Aws, &role)?;
-    let request_id = rid.0.to_string();
-    let out = issue(state.clone(), rid, peer, &session, role, &body).await?;
+    let (request_id, out) =
+        issue_on_mount(&state, rid, peer, &session, Mount::Aws, &name, &body).await?;
     let Credential::Aws {
         access_key_id,
         secret_access_key,

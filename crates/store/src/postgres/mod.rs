@@ -28,7 +28,7 @@ pub use config::{PgTlsMode, PostgresConfig};
 
 use crate::error::StoreError;
 use crate::events::StoreEvent;
-use crate::store::{LeaseFilter, Store, StoredBundle, MAX_BLOB_LIST, MAX_DUE_LIMIT};
+use crate::store::{due_window, LeaseFilter, Store, StoredBundle, MAX_BLOB_LIST, MAX_DUE_LIMIT};
 use idmint_core::policy::SourceFile;
 use idmint_core::{Lease, LeaseId, LeaseState, UnixTime};
 use pool::{Conn, Dialer, Pool};
@@ -499,11 +499,9 @@ impl Store for PostgresStore {
         pending_grace_secs: i64,
         limit: usize,
     ) -> Result<Vec<Lease>, StoreError> {
-        let limit = limit.min(MAX_DUE_LIMIT);
-        if limit == 0 {
+        let Some((limit, grace)) = due_window(limit, pending_grace_secs) else {
             return Ok(Vec::new());
-        }
-        let grace = pending_grace_secs.max(0);
+        };
         let context = "finding due leases";
         with_conn!(self, context, |c| {
             let due_sql = c.statement(sql::DUE_LEASES).await?;
@@ -530,11 +528,9 @@ impl Store for PostgresStore {
         limit: usize,
         claim_until: UnixTime,
     ) -> Result<Vec<Lease>, StoreError> {
-        let limit = limit.min(MAX_DUE_LIMIT);
-        if limit == 0 {
+        let Some((limit, grace)) = due_window(limit, pending_grace_secs) else {
             return Ok(Vec::new());
-        }
-        let grace = pending_grace_secs.max(0);
+        };
         let context = "claiming due leases";
         with_conn!(self, context, |c| {
             let due_sql = c.statement(sql::CLAIMABLE_DUE_LEASES).await?;

@@ -22,7 +22,7 @@ mod tests;
 mod writer;
 
 use crate::error::StoreError;
-use crate::store::{LeaseFilter, Store, StoredBundle, MAX_DUE_LIMIT};
+use crate::store::{due_window, LeaseFilter, Store, StoredBundle, MAX_DUE_LIMIT};
 use checkpoint::Checkpointer;
 use idmint_core::policy::SourceFile;
 use idmint_core::{Lease, LeaseId, LeaseState, UnixTime};
@@ -564,11 +564,9 @@ impl Store for SqliteStore {
         pending_grace_secs: i64,
         limit: usize,
     ) -> Result<Vec<Lease>, StoreError> {
-        let limit = limit.min(MAX_DUE_LIMIT);
-        if limit == 0 {
+        let Some((limit, grace)) = due_window(limit, pending_grace_secs) else {
             return Ok(Vec::new());
-        }
-        let grace = pending_grace_secs.max(0);
+        };
         self.read(move |conn| {
             // One read transaction: both queries see the same snapshot, so
             // no lease is reported twice or missed between them.
@@ -597,11 +595,9 @@ impl Store for SqliteStore {
         limit: usize,
         claim_until: UnixTime,
     ) -> Result<Vec<Lease>, StoreError> {
-        let limit = limit.min(MAX_DUE_LIMIT);
-        if limit == 0 {
+        let Some((limit, grace)) = due_window(limit, pending_grace_secs) else {
             return Ok(Vec::new());
-        }
-        let grace = pending_grace_secs.max(0);
+        };
         // Selecting and claiming in one write transaction: the writer thread
         // serialises it against every other claim on this file.
         self.write_atomic(move |conn| {

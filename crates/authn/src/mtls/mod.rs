@@ -1,0 +1,316 @@
+//! `[[auth.mtls]]`: a workload proves who it is with the client certificate
+//! of its TLS connection.
+//!
+//! The listener asks for a client certificate but does not require one (so
+//! OIDC and AppRole logins keep working on the same port) and refuses at the
+//! handshake any certificate that no configured method trusts, that has
+//! expired or that a configured CRL revokes. `POST /api/v1/auth/mtls/login`
+//! then re-verifies the chain against each method's own CAs (a method only
+//! accepts its CAs, not the union), and builds the identity from the leaf:
+//! its SPIFFE ID (exactly one URI SAN, strictly parsed, trust domain
+//! allowed) or its subject (common name, else first DNS SAN).
+//!
+//! OCSP is not supported: revocation is by CRL files only.
+
+pub mod cert;
+pub mod der;
+pub mod spiffe;
+
+use cert::CertFacts;
+use idmint_core::{Identity, IdentityKind, Ttl, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use serde::Deserialize;
+use spiffe::{SpiffeId, SpiffeIdError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Where the identity of a certificate comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MtlsIdentitySource {
+    /// The single URI SAN, a SPIFFE ID (X.509-SVID).
+    #[default]
+    Spiffe,
+    /// The subject common name, else the first DNS SAN.
+    Subject,
+}
+
+/// One `[[auth.mtls]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsConfig {
+    pub name: String,
+    /// PEM files with the CA certificates this method trusts.
+    pub ca_files: Vec<PathBuf>,
+    #[serde(default)]
+    pub identity: MtlsIdentitySource,
+    /// For `identity = "spiffe"`: the trust domains accepted (required).
+    #[serde(default)]
+    pub allowed_trust_domains: Vec<String>,
+    /// PEM CRLs, checked for the leaf; every CA of the method needs one.
+    #[serde(default)]
+    pub crl_files: Vec<PathBuf>,
+    /// Session lifetime (never beyond the certificate's `notAfter`).
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl: Ttl,
+}
+
+fn default_session_ttl() -> Ttl {
+    Ttl::clamped(300)
+}
+
+impl MtlsConfig {
+    /// Checks that do not touch the file system.
+    pub fn validate(&self) -> Result<(), MtlsError> {
+        let bad = |m: String| Err(MtlsError::Config(format!("[[auth.mtls]] {:?}: {m}", self.name)));
+        if self.name.is_empty()
+            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return bad("name must be non-empty [A-Za-z0-9_-]".into());
+        }
+        if self.ca_files.is_empty() {
+            return bad("ca_files must list at least one PEM file of trusted client CAs".into());
+        }
+        if self.identity == MtlsIdentitySource::Spiffe && self.allowed_trust_domains.is_empty() {
+            return bad("identity = \"spiffe\" needs allowed_trust_domains, e.g. [\"prod.example\"]".into());
+        }
+        for td in &self.allowed_trust_domains {
+            if let Err(e) = spiffe::validate_trust_domain(td) {
+                return bad(format!("allowed_trust_domains {td:?}: {e}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum MtlsError {
+    #[error("{0}")]
+    Config(String),
+    #[error("no client certificate on this TLS connection: connect with a certificate issued by a CA of an [[auth.mtls]] method (e.g. curl --cert svid.pem --key key.pem)")]
+    NoCertificate,
+    #[error("the client certificate is not trusted by any [[auth.mtls]] method: {0}")]
+    Untrusted(String),
+    #[error("the client certificate cannot be read: {0}")]
+    Malformed(#[from] der::DerError),
+    #[error("identity = \"spiffe\" needs exactly one URI SAN in the client certificate; it has {0}")]
+    UriSanCount(usize),
+    #[error("the client certificate's URI SAN is not a valid SPIFFE ID: {0}")]
+    SpiffeId(#[from] SpiffeIdError),
+    #[error("trust domain {0:?} is not in allowed_trust_domains of [[auth.mtls]] {1:?}")]
+    TrustDomain(String, String),
+    #[error("identity = \"subject\" needs a common name or a DNS SAN in the client certificate")]
+    NoSubject,
+}
+
+impl MtlsError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            MtlsError::Config(_) => "mtls_misconfigured",
+            MtlsError::NoCertificate => "client_certificate_required",
+            MtlsError::Untrusted(_) => "client_certificate_untrusted",
+            _ => "client_certificate_invalid",
+        }
+    }
+}
+
+/// One configured method, with its CA set and CRLs loaded.
+pub struct MtlsMethod {
+    config: MtlsConfig,
+    roots: Arc<RootCertStore>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    verifier: Arc<dyn ClientCertVerifier>,
+}
+
+impl std::fmt::Debug for MtlsMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MtlsMethod").field("name", &self.config.name).finish()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, MtlsError> {
+    std::fs::read(path)
+        .map_err(|e| MtlsError::Config(format!("{}: cannot read {what}: {e}", path.display())))
+}
+
+impl MtlsMethod {
+    pub fn load(config: MtlsConfig) -> Result<Self, MtlsError> {
+        config.validate()?;
+        let mut roots = RootCertStore::empty();
+        for path in &config.ca_files {
+            let pem = read_pem(path, "CA certificates")?;
+            let mut n = 0;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| {
+                    MtlsError::Config(format!("{}: not a PEM certificate: {e}", path.display()))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    MtlsError::Config(format!("{}: not a usable CA certificate: {e}", path.display()))
+                })?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(MtlsError::Config(format!("{}: no certificate in the PEM file", path.display())));
+            }
+        }
+        let mut crls = vec![];
+        for path in &config.crl_files {
+            let pem = read_pem(path, "CRL")?;
+            let before = crls.len();
+            for crl in rustls_pemfile::crls(&mut pem.as_slice()) {
+                crls.push(crl.map_err(|e| {
+                    MtlsError::Config(format!("{}: not a PEM CRL: {e}", path.display()))
+                })?);
+            }
+            if crls.len() == before {
+                return Err(MtlsError::Config(format!("{}: no X509 CRL in the PEM file", path.display())));
+            }
+        }
+        let roots = Arc::new(roots);
+        let mut builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .only_check_end_entity_revocation();
+        if !crls.is_empty() {
+            builder = builder.with_crls(crls.clone());
+        }
+        let verifier = builder.build().map_err(|e| {
+            MtlsError::Config(format!("[[auth.mtls]] {:?}: {e}", config.name))
+        })?;
+        Ok(Self { config, roots, crls, verifier })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn session_ttl(&self) -> Ttl {
+        self.config.session_ttl
+    }
+
+    /// Verifies `chain` (leaf first) against this method's CAs and CRLs.
+    fn verify_chain(&self, chain: &[CertificateDer<'static>]) -> Result<(), MtlsError> {
+        let (leaf, intermediates) = chain.split_first().ok_or(MtlsError::NoCertificate)?;
+        self.verifier
+            .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| MtlsError::Untrusted(e.to_string()))
+    }
+
+    /// The identity of a chain this method verified.
+    fn identity(&self, leaf: &[u8]) -> Result<Identity, MtlsError> {
+        let facts = cert::parse(leaf)?;
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("sans".into(), facts.labelled_sans().into());
+        attributes.insert("serial".into(), facts.serial_hex.clone().into());
+        let (subject, issuer) = match self.config.identity {
+            MtlsIdentitySource::Spiffe => {
+                let id = self.spiffe_id(&facts)?;
+                attributes.insert("trust_domain".into(), id.trust_domain().into());
+                attributes.insert("spiffe_path".into(), id.path().into());
+                (id.to_string(), format!("spiffe://{}", id.trust_domain()))
+            }
+            MtlsIdentitySource::Subject => {
+                let subject = facts
+                    .common_name
+                    .clone()
+                    .or_else(|| facts.dns_sans.first().cloned())
+                    .filter(|s| !s.is_empty())
+                    .ok_or(MtlsError::NoSubject)?;
+                (subject, format!("mtls:{}", self.config.name))
+            }
+        };
+        if let Some(cn) = &facts.common_name {
+            attributes.insert("cn".into(), cn.clone().into());
+        }
+        Ok(Identity {
+            kind: IdentityKind::Mtls,
+            subject,
+            issuer,
+            method: "mtls".into(),
+            auth: self.config.name.clone(),
+            attributes,
+            proof_id: idmint_core::ids::hex(ring::digest::digest(&ring::digest::SHA256, leaf).as_ref()),
+            expires_at: UnixTime(facts.not_after),
+        })
+    }
+
+    fn spiffe_id(&self, facts: &CertFacts) -> Result<SpiffeId, MtlsError> {
+        let [uri] = facts.uri_sans.as_slice() else {
+            return Err(MtlsError::UriSanCount(facts.uri_sans.len()));
+        };
+        let id = SpiffeId::parse(uri)?;
+        if !self.config.allowed_trust_domains.iter().any(|t| t == id.trust_domain()) {
+            return Err(MtlsError::TrustDomain(id.trust_domain().to_string(), self.config.name.clone()));
+        }
+        Ok(id)
+    }
+}
+
+/// All `[[auth.mtls]]` methods, in configuration order.
+#[derive(Debug, Default)]
+pub struct MtlsMethods {
+    methods: Vec<MtlsMethod>,
+}
+
+impl MtlsMethods {
+    pub fn load(configs: Vec<MtlsConfig>) -> Result<Self, MtlsError> {
+        let methods = configs.into_iter().map(MtlsMethod::load).collect::<Result<_, _>>()?;
+        Ok(Self { methods })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.methods.is_empty()
+    }
+
+    /// The listener's verifier: any CA of any method, client certificates
+    /// optional (other login methods share the listener). `None` when no
+    /// method is configured: the server then does not ask for certificates.
+    pub fn listener_verifier(&self) -> Result<Option<Arc<dyn ClientCertVerifier>>, MtlsError> {
+        if self.methods.is_empty() {
+            return Ok(None);
+        }
+        let mut roots = RootCertStore::empty();
+        let mut crls = vec![];
+        for m in &self.methods {
+            roots.roots.extend(m.roots.roots.iter().cloned());
+            crls.extend(m.crls.iter().cloned());
+        }
+        let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .allow_unauthenticated()
+            .only_check_end_entity_revocation()
+            // A CA without CRL (another method's) is not "unknown revoked";
+            // each method re-checks its own CRLs strictly at login.
+            .allow_unknown_revocation_status();
+        if !crls.is_empty() {
+            builder = builder.with_crls(crls);
+        }
+        builder
+            .build()
+            .map(Some)
+            .map_err(|e| MtlsError::Config(format!("[[auth.mtls]]: {e}")))
+    }
+
+    /// Logs in with the client certificate chain of a connection: the
+    /// first method whose CAs verify the chain decides the identity.
+    pub fn login(&self, chain: Option<&[CertificateDer<'static>]>) -> Result<(Identity, Ttl), MtlsError> {
+        let chain = chain.filter(|c| !c.is_empty()).ok_or(MtlsError::NoCertificate)?;
+        let mut last = MtlsError::Untrusted("no [[auth.mtls]] method is configured".into());
+        for m in &self.methods {
+            match m.verify_chain(chain) {
+                Ok(()) => {
+                    let leaf = chain.first().ok_or(MtlsError::NoCertificate)?;
+                    return Ok((m.identity(leaf)?, m.session_ttl()));
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
