@@ -108,6 +108,8 @@ pub struct ScaleReport {
     pub audit_mib: Option<f64>,
     pub audit_verify_seconds: f64,
     pub audit_verify_ok: bool,
+    /// What `idmint audit verify` printed when it did not pass.
+    pub audit_verify_output: Option<String>,
 }
 
 impl ScaleReport {
@@ -356,8 +358,11 @@ pub async fn run(args: &ScaleArgs, env: &RunEnv) -> Result<ScaleReport> {
     let audit_mib = std::fs::metadata(&audit_file)
         .ok()
         .map(|m| m.len() as f64 / MIB);
-    let (audit_verify_seconds, audit_verify_ok) =
+    let (audit_verify_seconds, audit_verify_ok, audit_verify_output) =
         verify_audit(&env.idmint_bin, &audit_file, &public_key).await?;
+    if let Some(output) = &audit_verify_output {
+        env.note(&format!("  idmint audit verify failed:\n{output}"));
+    }
 
     Ok(ScaleReport {
         leases: args.leases,
@@ -385,6 +390,7 @@ pub async fn run(args: &ScaleArgs, env: &RunEnv) -> Result<ScaleReport> {
         audit_mib,
         audit_verify_seconds,
         audit_verify_ok,
+        audit_verify_output,
     })
 }
 
@@ -683,9 +689,13 @@ fn ci_identity() -> idmint_audit::AuditIdentity {
     }
 }
 
-/// Runs `idmint audit verify FILE --public-key KEY`; returns its wall time
-/// and whether it found the log intact.
-async fn verify_audit(bin: &Path, file: &Path, public_key: &str) -> Result<(f64, bool)> {
+/// Runs `idmint audit verify FILE --public-key KEY`; returns its wall time,
+/// whether it found the log intact and, when not, the end of its output.
+async fn verify_audit(
+    bin: &Path,
+    file: &Path,
+    public_key: &str,
+) -> Result<(f64, bool, Option<String>)> {
     let started = Instant::now();
     let out = tokio::process::Command::new(bin)
         .args(["audit", "verify"])
@@ -695,7 +705,16 @@ async fn verify_audit(bin: &Path, file: &Path, public_key: &str) -> Result<(f64,
         .await
         .map_err(|e| BenchError::io(format!("running {} audit verify", bin.display()), e))?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok((seconds, out.status.success()))
+    let problem = (!out.status.success()).then(|| {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tail: Vec<&str> = text.lines().rev().take(8).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    });
+    Ok((seconds, out.status.success(), problem))
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 use crate::chain;
 use crate::checkpoint::CheckpointSigner;
 use crate::error::AuditError;
-use crate::forward::Forwarders;
 use crate::event::{detail_keys, kinds, outcomes, AuditEvent, Receipt, SCHEMA_VERSION};
+use crate::forward::Forwarders;
 use crate::recovery::ChainHead;
 use crate::sink::Sink;
 use serde_json::{Map, Value};

@@ -34,11 +34,11 @@ mod writer;
 pub use checkpoint::generate_signing_key;
 pub use error::AuditError;
 pub use event::{
-    detail_keys, kinds, outcomes, AuditDecision, AuditErrorInfo, AuditEvent, AuditIdentity, Receipt,
-    SCHEMA_VERSION,
+    detail_keys, kinds, outcomes, AuditDecision, AuditErrorInfo, AuditEvent, AuditIdentity,
+    Receipt, SCHEMA_VERSION,
 };
-pub use forward::{SinkConfig, SinkStatus, SyslogConfig, WebhookConfig};
 pub use fingerprint::{Fingerprinter, FINGERPRINT_PREFIX};
+pub use forward::{SinkConfig, SinkStatus, StdoutConfig, SyslogConfig, WebhookConfig};
 pub use log::{
     AuditConfig, AuditLog, AuditStats, DEFAULT_CHECKPOINT_EVERY, DEFAULT_MAX_BATCH, MAX_MAX_BATCH,
 };

@@ -3,8 +3,8 @@
 use crate::batch::BatchWriter;
 use crate::checkpoint::CheckpointSigner;
 use crate::error::AuditError;
-use crate::forward::{ForwardStatus, Forwarders, SinkConfig, SinkStatus};
 use crate::event::{kinds, AuditEvent, Receipt};
+use crate::forward::{ForwardStatus, Forwarders, SinkConfig, SinkStatus};
 use crate::recovery::{open_log_file, ChainHead, Recovery};
 use crate::sink::{FileSink, Sink, StdoutSink};
 use crate::writer::{self, Command, Counters};

@@ -8,7 +8,9 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use common::{config, event, read_lines, signing_key};
-use idmint_audit::{AuditConfig, AuditEvent, AuditLog, SinkConfig, SinkStatus, SyslogConfig, WebhookConfig};
+use idmint_audit::{
+    AuditConfig, AuditEvent, AuditLog, SinkConfig, SinkStatus, SyslogConfig, WebhookConfig,
+};
 use std::net::UdpSocket;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,7 +66,10 @@ async fn syslog_udp_receives_rfc5424_with_seq_and_hash() {
     let path = dir.path().join("audit.jsonl");
     let mut syslog = SyslogConfig::new(format!("udp://{}", receiver.local_addr().unwrap()));
     syslog.hostname = Some("testhost".into());
-    let cfg = AuditConfig { sinks: vec![SinkConfig::Syslog(syslog)], ..config(&path, 1000) };
+    let cfg = AuditConfig {
+        sinks: vec![SinkConfig::Syslog(syslog)],
+        ..config(&path, 1000)
+    };
     let log = AuditLog::open(cfg, &signing_key()).unwrap();
     let mut receipts = vec![];
     for i in 0..3 {
@@ -84,11 +89,20 @@ async fn syslog_udp_receives_rfc5424_with_seq_and_hash() {
         assert_eq!(&m.msg, line, "MSG is the primary log line verbatim");
         assert_eq!(m.timestamp, ev.time);
         assert_eq!(m.msgid, ev.event);
-        assert_eq!(m.sd, format!("[idmint@32473 event_id=\"{}\" hash=\"{}\"]", receipt.seq, receipt.hash));
+        assert_eq!(
+            m.sd,
+            format!(
+                "[idmint@32473 event_id=\"{}\" hash=\"{}\"]",
+                receipt.seq, receipt.hash
+            )
+        );
         let severity = if ev.outcome == "denied" { 5 } else { 6 };
         assert_eq!(m.pri, 10 * 8 + severity, "authpriv facility");
     }
-    assert!(log.sink_statuses().iter().all(|s| s.healthy && s.failures == 0));
+    assert!(log
+        .sink_statuses()
+        .iter()
+        .all(|s| s.healthy && s.failures == 0));
     assert!(log.is_healthy());
 }
 
@@ -102,8 +116,13 @@ struct Receiver {
 
 impl Receiver {
     async fn start(fail_first: usize) -> (Self, String) {
-        let r = Receiver { fail_first: Arc::new(AtomicUsize::new(fail_first)), ..Receiver::default() };
-        let app = Router::new().route("/audit", post(receive)).with_state(r.clone());
+        let r = Receiver {
+            fail_first: Arc::new(AtomicUsize::new(fail_first)),
+            ..Receiver::default()
+        };
+        let app = Router::new()
+            .route("/audit", post(receive))
+            .with_state(r.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/audit", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -129,7 +148,10 @@ async fn receive(State(r): State<Receiver>, body: String) -> StatusCode {
     if failing {
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
-    r.lines.lock().unwrap().extend(body.lines().map(str::to_string));
+    r.lines
+        .lock()
+        .unwrap()
+        .extend(body.lines().map(str::to_string));
     StatusCode::NO_CONTENT
 }
 
@@ -154,16 +176,25 @@ async fn webhook_recovers_in_order_and_drains_the_spool() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let spool = dir.path().join("spool");
-    let cfg = AuditConfig { sinks: vec![SinkConfig::Webhook(webhook(&url, &spool))], ..config(&path, 1000) };
+    let cfg = AuditConfig {
+        sinks: vec![SinkConfig::Webhook(webhook(&url, &spool))],
+        ..config(&path, 1000)
+    };
     let log = AuditLog::open(cfg, &signing_key()).unwrap();
     for i in 0..10 {
         log.append(event(i)).await.unwrap();
     }
     eventually("all 10 events delivered", || receiver.seqs().len() >= 10).await;
-    eventually("spool drained", || status(&log).spool_bytes == 0 && spool_files(&spool) == 0).await;
+    eventually("spool drained", || {
+        status(&log).spool_bytes == 0 && spool_files(&spool) == 0
+    })
+    .await;
     // 500s are not stored, so after recovery every event arrives exactly once.
     assert_eq!(receiver.seqs(), (1..=10).collect::<Vec<_>>());
-    assert_eq!(receiver.lines.lock().unwrap().as_slice(), read_lines(&path).as_slice());
+    assert_eq!(
+        receiver.lines.lock().unwrap().as_slice(),
+        read_lines(&path).as_slice()
+    );
     let s = status(&log);
     assert!(s.failures >= 3, "{s:?}");
     assert!(s.healthy && s.dropped == 0, "{s:?}");
@@ -179,7 +210,10 @@ async fn webhook_spool_is_bounded_and_issuance_continues() {
     let mut w = webhook(&url, &spool);
     w.spool_max_bytes = 2_000;
     w.batch_max_bytes = 1_000;
-    let cfg = AuditConfig { sinks: vec![SinkConfig::Webhook(w)], ..config(&path, 1000) };
+    let cfg = AuditConfig {
+        sinks: vec![SinkConfig::Webhook(w)],
+        ..config(&path, 1000)
+    };
     let log = AuditLog::open(cfg, &signing_key()).unwrap();
     for i in 0..20 {
         // Every append succeeds: the dead receiver never blocks the primary.
@@ -190,12 +224,18 @@ async fn webhook_spool_is_bounded_and_issuance_continues() {
         spool_files(&spool) as u64 + s.dropped == 20
     })
     .await;
-    let on_disk: u64 = std::fs::read_dir(&spool).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let on_disk: u64 = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
     let s = status(&log);
     assert!(on_disk <= 2_000, "spool holds {on_disk} bytes");
     assert_eq!(s.spool_bytes, on_disk);
     assert!(s.dropped > 0 && !s.healthy, "{s:?}");
-    assert!(log.is_healthy(), "a secondary sink never makes the log unhealthy");
+    assert!(
+        log.is_healthy(),
+        "a secondary sink never makes the log unhealthy"
+    );
     assert!(receiver.seqs().is_empty());
 }
 
@@ -205,7 +245,10 @@ async fn webhook_spool_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let spool = dir.path().join("spool");
-    let cfg = AuditConfig { sinks: vec![SinkConfig::Webhook(webhook(&url, &spool))], ..config(&path, 1000) };
+    let cfg = AuditConfig {
+        sinks: vec![SinkConfig::Webhook(webhook(&url, &spool))],
+        ..config(&path, 1000)
+    };
     let log = AuditLog::open(cfg.clone(), &signing_key()).unwrap();
     for i in 0..5 {
         log.append(event(i)).await.unwrap();
@@ -218,7 +261,10 @@ async fn webhook_spool_survives_restart() {
     receiver.fail_first.store(0, Ordering::SeqCst);
     let log = AuditLog::open(cfg, &signing_key()).unwrap();
     log.append(event(99)).await.unwrap();
-    eventually("the old spool and the new event delivered", || receiver.seqs().len() >= 7).await;
+    eventually("the old spool and the new event delivered", || {
+        receiver.seqs().len() >= 7
+    })
+    .await;
     eventually("spool drained", || spool_files(&spool) == 0).await;
     assert_eq!(receiver.seqs(), (1..=7).collect::<Vec<_>>());
 }

@@ -18,6 +18,10 @@ struct Ca {
     key: KeyPair,
 }
 
+fn no_x509(_: &str) -> Option<String> {
+    None
+}
+
 fn ca(name: &str) -> Ca {
     let key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(vec![]).unwrap();
@@ -28,7 +32,13 @@ fn ca(name: &str) -> Ca {
     Ca { cert, key }
 }
 
-fn leaf(ca: &Ca, sans: Vec<SanType>, cn: Option<&str>, serial: u64, expired: bool) -> Vec<CertificateDer<'static>> {
+fn leaf(
+    ca: &Ca,
+    sans: Vec<SanType>,
+    cn: Option<&str>,
+    serial: u64,
+    expired: bool,
+) -> Vec<CertificateDer<'static>> {
     let key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(vec![]).unwrap();
     p.subject_alt_names = sans;
@@ -64,13 +74,18 @@ fn setup(ca: &Ca) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.cert.pem()).unwrap();
-    Setup { dir: dir.path().to_path_buf(), _dir: dir, ca_file }
+    Setup {
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+        ca_file,
+    }
 }
 
 fn config(s: &Setup, identity: MtlsIdentitySource) -> MtlsConfig {
     MtlsConfig {
         name: "workloads".into(),
         ca_files: vec![s.ca_file.clone()],
+        trust_x509_issuers: vec![],
         identity,
         allowed_trust_domains: vec!["prod.example".into()],
         crl_files: vec![],
@@ -80,7 +95,7 @@ fn config(s: &Setup, identity: MtlsIdentitySource) -> MtlsConfig {
 
 fn spiffe_methods(ca: &Ca) -> (Setup, MtlsMethods) {
     let s = setup(ca);
-    let m = MtlsMethods::load(vec![config(&s, MtlsIdentitySource::Spiffe)]).unwrap();
+    let m = MtlsMethods::load(vec![config(&s, MtlsIdentitySource::Spiffe)], &no_x509).unwrap();
     (s, m)
 }
 
@@ -88,15 +103,30 @@ fn spiffe_methods(ca: &Ca) -> (Setup, MtlsMethods) {
 fn a_valid_svid_logs_in_with_spiffe_attributes() {
     let ca = ca("workload CA");
     let (_s, methods) = spiffe_methods(&ca);
-    let chain = leaf(&ca, vec![uri("spiffe://prod.example/ci/acme-app"), SanType::DnsName("app.internal".try_into().unwrap())], None, 7, false);
+    let chain = leaf(
+        &ca,
+        vec![
+            uri("spiffe://prod.example/ci/acme-app"),
+            SanType::DnsName("app.internal".try_into().unwrap()),
+        ],
+        None,
+        7,
+        false,
+    );
     let (id, ttl) = methods.login(Some(&chain)).unwrap();
     assert_eq!(id.kind, IdentityKind::Mtls);
     assert_eq!(id.subject, "spiffe://prod.example/ci/acme-app");
     assert_eq!(id.issuer, "spiffe://prod.example");
-    assert_eq!((id.method.as_str(), id.auth.as_str()), ("mtls", "workloads"));
+    assert_eq!(
+        (id.method.as_str(), id.auth.as_str()),
+        ("mtls", "workloads")
+    );
     assert_eq!(id.attributes["trust_domain"], "prod.example");
     assert_eq!(id.attributes["spiffe_path"], "/ci/acme-app");
-    assert_eq!(id.attributes["sans"], serde_json::json!(["URI:spiffe://prod.example/ci/acme-app", "DNS:app.internal"]));
+    assert_eq!(
+        id.attributes["sans"],
+        serde_json::json!(["URI:spiffe://prod.example/ci/acme-app", "DNS:app.internal"])
+    );
     assert_eq!(ttl.as_secs(), 600);
     let remaining = id.expires_at.secs() - idmint_core::UnixTime::now().secs();
     assert!((3500..=3600).contains(&remaining), "{remaining}");
@@ -109,7 +139,10 @@ fn no_certificate_is_explained() {
     let e = methods.login(None).unwrap_err();
     assert!(matches!(e, MtlsError::NoCertificate));
     assert!(e.to_string().contains("--cert"), "{e}");
-    assert!(matches!(methods.login(Some(&[])), Err(MtlsError::NoCertificate)));
+    assert!(matches!(
+        methods.login(Some(&[])),
+        Err(MtlsError::NoCertificate)
+    ));
 }
 
 #[test]
@@ -122,17 +155,41 @@ fn other_ca_and_expired_certificates_are_untrusted() {
     assert!(matches!(e, MtlsError::Untrusted(_)), "{e}");
     let expired = leaf(&ca1, vec![uri("spiffe://prod.example/x")], None, 2, true);
     let e = methods.login(Some(&expired)).unwrap_err();
-    assert!(matches!(e, MtlsError::Untrusted(_)) && e.to_string().to_lowercase().contains("expired"), "{e}");
+    assert!(
+        matches!(e, MtlsError::Untrusted(_)) && e.to_string().to_lowercase().contains("expired"),
+        "{e}"
+    );
 }
 
 #[test]
 fn hostile_uri_sans_are_refused_with_a_reason() {
     let ca = ca("workload CA");
     let (_s, methods) = spiffe_methods(&ca);
-    let two = leaf(&ca, vec![uri("spiffe://prod.example/a"), uri("spiffe://prod.example/b")], None, 3, false);
-    assert!(matches!(methods.login(Some(&two)), Err(MtlsError::UriSanCount(2))));
-    let none = leaf(&ca, vec![SanType::DnsName("a.example".try_into().unwrap())], None, 4, false);
-    assert!(matches!(methods.login(Some(&none)), Err(MtlsError::UriSanCount(0))));
+    let two = leaf(
+        &ca,
+        vec![
+            uri("spiffe://prod.example/a"),
+            uri("spiffe://prod.example/b"),
+        ],
+        None,
+        3,
+        false,
+    );
+    assert!(matches!(
+        methods.login(Some(&two)),
+        Err(MtlsError::UriSanCount(2))
+    ));
+    let none = leaf(
+        &ca,
+        vec![SanType::DnsName("a.example".try_into().unwrap())],
+        None,
+        4,
+        false,
+    );
+    assert!(matches!(
+        methods.login(Some(&none)),
+        Err(MtlsError::UriSanCount(0))
+    ));
     for (i, bad) in [
         "https://prod.example/x",
         "spiffe://prod.example/../x",
@@ -153,7 +210,10 @@ fn hostile_uri_sans_are_refused_with_a_reason() {
     }
     let other_td = leaf(&ca, vec![uri("spiffe://staging.example/x")], None, 5, false);
     let e = methods.login(Some(&other_td)).unwrap_err();
-    assert!(matches!(e, MtlsError::TrustDomain(..)) && e.to_string().contains("allowed_trust_domains"), "{e}");
+    assert!(
+        matches!(e, MtlsError::TrustDomain(..)) && e.to_string().contains("allowed_trust_domains"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -180,7 +240,7 @@ fn a_revoked_certificate_is_refused() {
     std::fs::write(&crl_file, crl.pem().unwrap()).unwrap();
     let mut cfg = config(&s, MtlsIdentitySource::Spiffe);
     cfg.crl_files = vec![crl_file];
-    let methods = MtlsMethods::load(vec![cfg]).unwrap();
+    let methods = MtlsMethods::load(vec![cfg], &no_x509).unwrap();
     assert!(methods.listener_verifier().unwrap().is_some());
     let revoked = leaf(&ca, vec![uri("spiffe://prod.example/x")], None, 66, false);
     let e = methods.login(Some(&revoked)).unwrap_err();
@@ -193,14 +253,36 @@ fn a_revoked_certificate_is_refused() {
 fn subject_identity_uses_the_common_name_then_dns() {
     let ca = ca("workload CA");
     let s = setup(&ca);
-    let methods = MtlsMethods::load(vec![config(&s, MtlsIdentitySource::Subject)]).unwrap();
-    let chain = leaf(&ca, vec![SanType::DnsName("db.internal".try_into().unwrap())], Some("billing-worker"), 9, false);
+    let methods =
+        MtlsMethods::load(vec![config(&s, MtlsIdentitySource::Subject)], &no_x509).unwrap();
+    let chain = leaf(
+        &ca,
+        vec![SanType::DnsName("db.internal".try_into().unwrap())],
+        Some("billing-worker"),
+        9,
+        false,
+    );
     let (id, _) = methods.login(Some(&chain)).unwrap();
-    assert_eq!((id.subject.as_str(), id.issuer.as_str()), ("billing-worker", "mtls:workloads"));
-    let dns_only = leaf(&ca, vec![SanType::DnsName("db.internal".try_into().unwrap())], None, 10, false);
-    assert_eq!(methods.login(Some(&dns_only)).unwrap().0.subject, "db.internal");
+    assert_eq!(
+        (id.subject.as_str(), id.issuer.as_str()),
+        ("billing-worker", "mtls:workloads")
+    );
+    let dns_only = leaf(
+        &ca,
+        vec![SanType::DnsName("db.internal".try_into().unwrap())],
+        None,
+        10,
+        false,
+    );
+    assert_eq!(
+        methods.login(Some(&dns_only)).unwrap().0.subject,
+        "db.internal"
+    );
     let nothing = leaf(&ca, vec![], None, 11, false);
-    assert!(matches!(methods.login(Some(&nothing)), Err(MtlsError::NoSubject)));
+    assert!(matches!(
+        methods.login(Some(&nothing)),
+        Err(MtlsError::NoSubject)
+    ));
 }
 
 #[test]
@@ -209,12 +291,25 @@ fn config_errors_say_what_to_fix() {
     let s = setup(&ca);
     let mut c = config(&s, MtlsIdentitySource::Spiffe);
     c.allowed_trust_domains.clear();
-    assert!(c.validate().unwrap_err().to_string().contains("allowed_trust_domains"));
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("allowed_trust_domains"));
     c.allowed_trust_domains = vec!["Prod.Example".into()];
     assert!(c.validate().is_err());
     let mut c = config(&s, MtlsIdentitySource::Spiffe);
     c.ca_files = vec![s.dir.join("missing.pem")];
-    let e = MtlsMethods::load(vec![c]).unwrap_err().to_string();
-    assert!(e.contains("missing.pem") && e.contains("cannot read"), "{e}");
-    assert!(MtlsMethods::load(vec![]).unwrap().listener_verifier().unwrap().is_none());
+    let e = MtlsMethods::load(vec![c], &no_x509)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing.pem") && e.contains("cannot read"),
+        "{e}"
+    );
+    assert!(MtlsMethods::load(vec![], &no_x509)
+        .unwrap()
+        .listener_verifier()
+        .unwrap()
+        .is_none());
 }

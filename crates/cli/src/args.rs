@@ -667,7 +667,8 @@ Without --file the server is asked (needs admin); with --file the log is read lo
 
 Examples:
   idmint audit trace lease_0123abcd
-  idmint audit trace lease_0123abcd --file /var/log/idmint/audit.jsonl -o json")]
+  idmint audit trace 9007199254740993 --file /var/log/idmint/audit.jsonl   (SSH serial)
+  idmint audit trace v_ro_alice_x1y2 --file audit.jsonl -o json             (DB user)")]
     Trace(AuditTraceArgs),
 }
 
@@ -687,11 +688,18 @@ pub struct AuditVerifyArgs {
     /// File holding the public key (base64url text or 32 raw bytes).
     #[arg(long, value_name = "FILE")]
     pub public_key_file: Option<PathBuf>,
+    /// Show progress on stderr even when it is not a terminal (a bar on a
+    /// terminal, otherwise one line per 10%). On a terminal it is shown
+    /// anyway.
+    #[arg(long)]
+    pub progress: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct AuditTraceArgs {
-    /// Lease id, token id, request id or credential fingerprint.
+    /// Lease id, token id, request id, credential fingerprint, session token
+    /// id, SSH certificate serial, JIT account, AWS access key id or role
+    /// session name, or database user name.
     pub reference: String,
     /// Read this audit log file instead of asking the server.
     #[arg(long, value_name = "AUDIT_FILE")]

@@ -19,6 +19,8 @@ use idmint_proto::aws_iam::{AwsIamLoginRequest, GET_CALLER_IDENTITY_BODY, SERVER
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// A signed random value, so that no two login requests are the same.
+const NONCE_HEADER: &str = "x-idmint-nonce";
 const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
 /// The signed request for `[[auth.aws_iam]] name`.
@@ -56,6 +58,11 @@ pub async fn signed_request(
         .current(&http, &endpoint)
         .await
         .map_err(|e| anyhow::anyhow!("AWS credentials ({}): {e}", chain.describe()))?;
+    // Two logins in the same second with the same key would otherwise
+    // carry the same signature, and the server refuses the second as a
+    // replay; a signed nonce makes every request unique.
+    let nonce = idmint_core::ids::random_hex(16)
+        .map_err(|e| anyhow::anyhow!("no randomness for the login nonce: {e}"))?;
     let signed = sigv4::sign(
         &sigv4::Request {
             method: "POST",
@@ -65,6 +72,7 @@ pub async fn signed_request(
             headers: &[
                 ("content-type", CONTENT_TYPE),
                 (SERVER_ID_HEADER, server_id.as_str()),
+                (NONCE_HEADER, nonce.as_str()),
             ],
             payload: Payload::Bytes(GET_CALLER_IDENTITY_BODY.as_bytes()),
         },
@@ -79,6 +87,7 @@ pub async fn signed_request(
     let mut headers = BTreeMap::new();
     headers.insert("content-type".to_string(), CONTENT_TYPE.to_string());
     headers.insert(SERVER_ID_HEADER.to_string(), server_id);
+    headers.insert(NONCE_HEADER.to_string(), nonce);
     headers.insert("host".to_string(), host);
     for (n, v) in signed.headers() {
         headers.insert(n.to_string(), v.to_string());

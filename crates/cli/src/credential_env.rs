@@ -132,6 +132,14 @@ pub fn exported(resp: &CredsResponse) -> Result<Vec<EnvVar>> {
             vars.push("AZURE_CLIENT_ID", client_id)?;
             vars.push("IDMINT_CLIENT_ASSERTION", assertion)?;
         }
+        // PEM is multi-line: certificates and keys go to files (`-o json`),
+        // the environment only names the SVID.
+        Credential::X509Svid {
+            spiffe_id, serial, ..
+        } => {
+            vars.push("IDMINT_SPIFFE_ID", spiffe_id)?;
+            vars.push("IDMINT_X509_SERIAL", serial)?;
+        }
     }
     vars.push("IDMINT_EXPIRES_AT", &resp.expires_at.to_string())?;
     Ok(vars.0)

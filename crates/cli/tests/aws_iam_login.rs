@@ -97,7 +97,10 @@ fn signed(key: &AwsKey, url: &str, s: &Signing<'_>) -> Value {
         key.session_token.clone(),
         None,
     );
-    let mut signed_headers = vec![("content-type", CONTENT_TYPE)];
+    // Unique per request, as the CLI does: otherwise two requests signed in
+    // the same second with the same key are the same request.
+    let nonce = idmint_core::ids::random_hex(16).unwrap_or_default();
+    let mut signed_headers = vec![("content-type", CONTENT_TYPE), ("x-idmint-nonce", &nonce)];
     if let Some(id) = s.signed_server_id {
         signed_headers.push(("x-idmint-server-id", id));
     }
@@ -120,6 +123,7 @@ fn signed(key: &AwsKey, url: &str, s: &Signing<'_>) -> Value {
     );
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     headers.insert("content-type".into(), CONTENT_TYPE.into());
+    headers.insert("x-idmint-nonce".into(), nonce.clone());
     if let Some(id) = s.signed_server_id {
         headers.insert("x-idmint-server-id".into(), id.into());
     }

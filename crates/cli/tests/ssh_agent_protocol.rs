@@ -15,7 +15,10 @@ use db_support::{login, login_admin, login_app, Caller, APP_SUBJECT};
 use idmint_testkit::audit::events_of;
 use idmint_testkit::{free_port, unix_now, Cli, IdmintServer, TestJwks};
 use serde_json::{json, Value};
-use ssh_support::{principals_of, spec, ssh_keygen, ssh_keygen_l, TestAgent};
+use ssh_support::{
+    enroll, enroll_with_new_token, join_token, principals_of, spec, ssh_keygen, ssh_keygen_l,
+    TestAgent,
+};
 
 const PROD_HOST: &str = "web-1";
 const DEV_HOST: &str = "dev-1";
@@ -44,39 +47,6 @@ async fn post(
         .await?)
 }
 
-async fn join_token(server: &IdmintServer, admin: &Caller, host: &str) -> anyhow::Result<String> {
-    let r = post(
-        server,
-        &format!("/api/v1/ssh/hosts/{host}/join-token"),
-        &json!({}),
-        admin,
-    )
-    .await?;
-    assert_eq!(r.status, 200, "{}", r.summary());
-    let token = r.body["join_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(token.starts_with("idm_join_"), "{token}");
-    Ok(token)
-}
-
-async fn enroll(
-    server: &IdmintServer,
-    agent: &TestAgent,
-    token: &str,
-    host_key: &str,
-) -> anyhow::Result<idmint_testkit::ApiResponse> {
-    Ok(server
-        .api()
-        .post_json(
-            "/api/v1/agent/enroll",
-            &json!({"host": agent.host, "join_token": token, "agent_public_key": agent.public_line(), "host_public_key": host_key}),
-            None,
-        )
-        .await?)
-}
-
 /// A [`TestAgent`] for `host`, enrolled with a fresh join token.
 async fn enrolled_agent(
     server: &IdmintServer,
@@ -85,9 +55,7 @@ async fn enrolled_agent(
     host_key: &str,
 ) -> anyhow::Result<TestAgent> {
     let agent = TestAgent::new(host, &server.base_url())?;
-    let token = join_token(server, admin, host).await?;
-    let r = enroll(server, &agent, &token, host_key).await?;
-    anyhow::ensure!(r.status == 200, "enrolling {host}: {}", r.summary());
+    enroll_with_new_token(server, admin, &agent, host_key).await?;
     Ok(agent)
 }
 

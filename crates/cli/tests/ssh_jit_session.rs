@@ -17,35 +17,8 @@ use idmint_testkit::{
     free_port, poll_until, unix_now, Cli, IdmintServer, JitNamespace, Sshd, SshdOptions, TestJwks,
 };
 use serde_json::{json, Value};
-use ssh_support::{run_in, spec, ssh_keygen, TestAgent};
+use ssh_support::{enroll_with_new_token, run_in, spec, ssh_keygen, TestAgent};
 use std::time::Duration;
-
-async fn enroll(
-    server: &IdmintServer,
-    admin_session: &str,
-    agent: &TestAgent,
-    host_key: &str,
-) -> anyhow::Result<Value> {
-    let t = server
-        .api()
-        .post_json(
-            &format!("/api/v1/ssh/hosts/{}/join-token", agent.host),
-            &json!({}),
-            Some(admin_session),
-        )
-        .await?;
-    assert_eq!(t.status, 200, "{}", t.summary());
-    let r = server
-        .api()
-        .post_json(
-            "/api/v1/agent/enroll",
-            &json!({"host": agent.host, "join_token": t.body["join_token"], "agent_public_key": agent.public_line(), "host_public_key": host_key}),
-            None,
-        )
-        .await?;
-    assert_eq!(r.status, 200, "{}", r.summary());
-    Ok(r.body)
-}
 
 /// Wait for the next grant set after `since`; returns (revision, grants).
 async fn next_grants(agent: &TestAgent, since: u64) -> anyhow::Result<(u64, Vec<Value>)> {
@@ -92,7 +65,7 @@ async fn idmint_ssh_logs_in_to_a_real_sshd_with_a_host_certificate() -> anyhow::
     // Enroll: sshd's host key gets an idmint host certificate.
     let (host_key, host_pub) = ssh_keygen(dir.path(), "sshd_host_key")?;
     let agent = TestAgent::new("web-1", &server.base_url())?;
-    let enrolled = enroll(&server, &admin.session, &agent, &host_pub).await?;
+    let enrolled = enroll_with_new_token(&server, &admin, &agent, &host_pub).await?;
     let host_cert = dir.path().join("sshd_host_key-cert.pub");
     std::fs::write(
         &host_cert,
@@ -234,7 +207,7 @@ async fn restart_republishes_grants_and_expiry_is_reaped_through_the_agent() -> 
     let (_, host_pub) = ssh_keygen(dir.path(), "hk")?;
     let (_, user_pub) = ssh_keygen(dir.path(), "uk")?;
     let agent = TestAgent::new("web-1", &server.base_url())?;
-    enroll(&server, &admin.session, &agent, &host_pub).await?;
+    enroll_with_new_token(&server, &admin, &agent, &host_pub).await?;
 
     // Two roles now permit web-1: without a role the request is ambiguous.
     let r = server

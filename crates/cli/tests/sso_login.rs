@@ -201,7 +201,7 @@ async fn browser_flow_logs_in_with_groups_and_refuses_forged_state_and_code_repl
 
     // alice signs in through the browser flow.
     let alice = Cli::new(bin())?;
-    let (mut login, auth_url) = Login::sso(&alice, &url, None, "alice").await?;
+    let (login, auth_url) = Login::sso(&alice, &url, None, "alice").await?;
     let auth = url::Url::parse(&auth_url).map_err(|e| anyhow::anyhow!("{e}: {auth_url:?}"))?;
     assert_eq!(
         param(&auth, "code_challenge_method").as_deref(),
@@ -235,7 +235,7 @@ async fn browser_flow_logs_in_with_groups_and_refuses_forged_state_and_code_repl
 
     // A forged state on the redirect is refused and nothing is cached.
     let mallory = Cli::new(bin())?;
-    let (mut login, auth_url) = Login::sso(&mallory, &url, None, "bob").await?;
+    let (login, auth_url) = Login::sso(&mallory, &url, None, "bob").await?;
     let callback_b = browse_to_callback(&auth_url).await?;
     deliver(&with_param(&callback_b, "state", "forged-state")).await?;
     let (ok, log) = login.finish().await?;
@@ -250,7 +250,7 @@ async fn browser_flow_logs_in_with_groups_and_refuses_forged_state_and_code_repl
 
     // Replaying alice's (already redeemed) code into a new login, even with
     // that login's own state, is refused by the IdP and by the CLI.
-    let (mut login, auth_url) = Login::sso(&mallory, &url, None, "bob").await?;
+    let (login, auth_url) = Login::sso(&mallory, &url, None, "bob").await?;
     let fresh_state = param(&url::Url::parse(&auth_url)?, "state").unwrap_or_default();
     let redirect = param(&url::Url::parse(&auth_url)?, "redirect_uri").unwrap_or_default();
     let old_code = param(&callback, "code").unwrap_or_default();
@@ -266,7 +266,7 @@ async fn browser_flow_logs_in_with_groups_and_refuses_forged_state_and_code_repl
 
     // bob (group dev only) signs in and is not an admin.
     let bob = Cli::new(bin())?;
-    let (mut login, auth_url) = Login::sso(&bob, &url, Some("corp"), "bob").await?;
+    let (login, auth_url) = Login::sso(&bob, &url, Some("corp"), "bob").await?;
     deliver(&browse_to_callback(&auth_url).await?).await?;
     let (ok, log) = login.finish().await?;
     assert!(ok, "{log}");

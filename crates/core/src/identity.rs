@@ -21,9 +21,6 @@ pub enum IdentityKind {
     /// its (normalised) ARN.
     #[serde(rename = "aws_iam")]
     AwsIam,
-    /// A local process identified by its Unix-socket peer credentials
-    /// (`[[auth.unix]]`); the subject is the binding's identity.
-    Unix,
     /// A workload that presented a client certificate on the TLS handshake
     /// (`[[auth.mtls]]`); the subject is its SPIFFE ID or common name.
     Mtls,
@@ -39,7 +36,6 @@ impl IdentityKind {
             IdentityKind::Process => "process",
             IdentityKind::Approle => "approle",
             IdentityKind::AwsIam => "aws_iam",
-            IdentityKind::Unix => "unix",
             IdentityKind::Mtls => "mtls",
         }
     }

@@ -52,6 +52,21 @@ pub struct Role {
     /// `azure` issuer: an application's client secret or a client assertion.
     #[serde(default)]
     pub azure: Option<AzureTemplate>,
+    /// `x509` issuer: the SPIFFE ID (and DNS names) of an X.509-SVID.
+    #[serde(default)]
+    pub x509: Option<X509Template>,
+}
+
+/// The template of an `x509` role; checked by the x509 issuer.
+/// `spiffe_id` may use `{subject}` and `{claims.NAME}` placeholders; each
+/// substituted value must be a valid SPIFFE path segment
+/// (`[A-Za-z0-9._-]`, not `.`/`..`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X509Template {
+    pub spiffe_id: String,
+    #[serde(default)]
+    pub dns: Vec<String>,
 }
 
 /// How an `ssh` role grants access.

@@ -23,6 +23,7 @@ pub mod rabbitmq;
 pub mod redis;
 pub mod ssh;
 mod target;
+pub mod x509;
 
 pub use error::IssueError;
 pub use keys::{discovery_document, KeyRing, SigningAlg, SigningKey};

@@ -86,6 +86,7 @@ fn role(name: &str, grants: &[String], member_of: &[String], allow_dangerous: bo
         ssh: None,
         aws: None,
         azure: None,
+        x509: None,
         rabbitmq: None,
     }
 }

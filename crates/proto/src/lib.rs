@@ -167,6 +167,38 @@ pub enum Credential {
         /// `jti` of the token.
         token_id: String,
     },
+    /// An X.509-SVID from an `x509` issuer: a short-lived leaf whose only
+    /// URI SAN is `spiffe_id`, usable as a TLS client or server certificate.
+    X509Svid {
+        /// The leaf, PEM.
+        certificate_pem: String,
+        /// Intermediates between the leaf and the bundle, PEM (empty: the
+        /// leaf is signed by the root in `bundle_pem`).
+        chain_pem: String,
+        /// The trust bundle (CA certificates) of the trust domain, PEM; also
+        /// at `GET /api/v1/x509/bundle`.
+        bundle_pem: String,
+        spiffe_id: String,
+        /// Serial number of the leaf, lowercase hex.
+        serial: String,
+        /// The leaf's PKCS#8 private key, PEM, when the server generated the
+        /// key pair (the only mode so far); returned once, never stored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        private_key_pem: Option<String>,
+    },
+}
+
+/// `GET /api/v1/x509/bundle`: the CA certificates of every `x509` issuer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct X509Bundles {
+    pub bundles: Vec<X509Bundle>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct X509Bundle {
+    pub issuer: String,
+    pub trust_domain: String,
+    pub bundle_pem: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -56,6 +56,7 @@ pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Rou
         .route("/api/v1/ssh/hosts/{host}/join-token", post(ssh::join_token))
         .route("/api/v1/auth/approle/login", post(approle::login))
         .route("/api/v1/auth/mtls/login", post(routes::mtls::login))
+        .route("/api/v1/x509/bundle", get(routes::mtls::x509_bundle))
         .route("/api/v1/auth/aws-iam/login", post(routes::aws_iam::login))
         .route("/api/v1/approle/{name}/secret-id", post(approle::secret_id))
         .route("/api/v1/agent/enroll", post(agent::enroll))

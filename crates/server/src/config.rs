@@ -242,6 +242,9 @@ pub struct IssuerSection {
     pub azure: Vec<Spanned<AzureIssuerConfig>>,
     #[serde(default)]
     pub ssh: Vec<Spanned<SshIssuerConfig>>,
+    /// `[[issuer.x509]]`: X.509-SVIDs (see docs/mtls.md).
+    #[serde(default)]
+    pub x509: Vec<Spanned<idmint_issuers::x509::X509IssuerConfig>>,
 }
 
 impl IssuerSection {
@@ -285,6 +288,11 @@ impl IssuerSection {
         );
         out.extend(
             self.ssh
+                .iter()
+                .map(|e| (e.get_ref().name.clone(), e.span().start)),
+        );
+        out.extend(
+            self.x509
                 .iter()
                 .map(|e| (e.get_ref().name.clone(), e.span().start)),
         );
@@ -386,7 +394,10 @@ impl IdmintConfig {
         fix(&mut self.policy_dir);
         for e in &mut self.auth.mtls {
             let m = e.get_mut();
-            m.ca_files.iter_mut().chain(m.crl_files.iter_mut()).for_each(fix);
+            m.ca_files
+                .iter_mut()
+                .chain(m.crl_files.iter_mut())
+                .for_each(fix);
         }
         if let Some(s) = &mut self.storage.sqlite {
             fix(&mut s.path);
@@ -584,6 +595,21 @@ impl IdmintConfig {
             entry.get_ref().validate().map_err(|e| err(line, e))?;
         }
         self.validate_ssh(text).map_err(|(line, m)| err(line, m))?;
+        let all_issuers = self.issuer.names_and_spans();
+        for entry in &self.issuer.x509 {
+            let line = Some(line_at(text, entry.span().start));
+            let cfg = entry.get_ref();
+            cfg.validate().map_err(|e| err(line, e))?;
+            if all_issuers.iter().filter(|(n, _)| *n == cfg.name).count() > 1 {
+                return Err(err(
+                    line,
+                    format!(
+                        "[[issuer.x509]] name {:?} is used by another issuer",
+                        cfg.name
+                    ),
+                ));
+            }
+        }
         if self.reaper.max_attempts == 0 {
             return Err(err(None, "[reaper] max_attempts must be at least 1".into()));
         }
@@ -694,17 +720,37 @@ file = { path = "audit.jsonl" }
     }
 
     #[test]
+    fn aws_iam_tables_are_checked_with_their_line() {
+        let one = "[[auth.aws_iam]]\nname = \"aws\"\nserver_id = \"https://idmint\"\nbound_arns = [\"arn:aws:iam::1:user/a\"]\n";
+        let cfg = IdmintConfig::parse("idmint.toml", &format!("{BASE}{one}")).unwrap();
+        let aws = cfg.auth.aws_iam[0].get_ref();
+        assert_eq!(aws.endpoint_url(), "https://sts.us-east-1.amazonaws.com");
+        assert_eq!(aws.max_skew.as_secs(), 300);
+        let e = err("[[auth.aws_iam]]\nname = \"aws\"\nserver_id = \"x\"\nbound_arns = []\n");
+        assert!(e.contains("line") && e.contains("bound_arns"), "{e}");
+        let e = err("[[auth.aws_iam]]\nname = \"aws\"\nbound_arns = [\"arn:aws:iam::1:user/a\"]\n");
+        assert!(e.contains("server_id"), "{e}");
+        let e = err(&format!("{one}{one}"));
+        assert!(e.contains("used twice"), "{e}");
+    }
+
+    #[test]
     fn audit_sinks_are_parsed_and_checked_with_their_line() {
         let ok = "[[audit.sinks]]\nkind = \"stdout\"\n[[audit.sinks]]\nkind = \"syslog\"\naddress = \"udp://127.0.0.1:514\"\nfacility = \"local3\"\n[[audit.sinks]]\nkind = \"webhook\"\nurl = \"https://siem.example/ingest\"\nspool_dir = \"spool\"\n";
         let cfg = IdmintConfig::parse("idmint.toml", &format!("{BASE}{ok}")).unwrap();
         let kinds: Vec<_> = cfg.audit.sinks.iter().map(|s| s.get_ref().kind()).collect();
         assert_eq!(kinds, ["stdout", "syslog", "webhook"]);
         let e = err("[[audit.sinks]]\nkind = \"syslog\"\naddress = \"tcp://x:1\"\n");
-        assert!(e.starts_with("idmint.toml: line 11:") && e.contains("address"), "{e}");
+        assert!(
+            e.starts_with("idmint.toml: line 11:") && e.contains("address"),
+            "{e}"
+        );
         let e = err("[[audit.sinks]]\nkind = \"kafka\"\n");
         assert!(e.contains("line 12") && e.contains("kafka"), "{e}");
         let e = err("[[audit.sinks]]\nkind = \"webhook\"\nurl = \"http://x\"\nspool_dir = \"s\"\nretries = 3\n");
         assert!(e.contains("retries"), "{e}");
+        let e = err("[[audit.sinks]]\nkind = \"stdout\"\npath = \"x\"\n");
+        assert!(e.contains("path"), "{e}");
         let e = err("[[audit.sinks]]\nkind = \"stdout\"\n[[audit.sinks]]\nkind = \"stdout\"\n");
         assert!(e.contains("line 13") && e.contains("used twice"), "{e}");
     }

@@ -168,6 +168,16 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
     if revocation.kind == "token_id" {
         base.token_id = Some(revocation.value.clone());
     }
+    // The handle names what the issuer creates (database user, AWS role
+    // session, key id…), never a secret; recording it lets
+    // `idmint audit trace <db user>` find this chain.
+    let handle = serde_json::json!({ "kind": revocation.kind, "value": revocation.value });
+    match &mut base.detail {
+        Some(serde_json::Value::Object(d)) => {
+            d.insert("revocation".into(), handle);
+        }
+        _ => base.detail = Some(serde_json::json!({ "revocation": handle })),
+    }
     let expires_at = now
         .plus(grant.ttl.as_duration())
         .min(input.identity.expires_at);

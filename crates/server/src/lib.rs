@@ -7,8 +7,8 @@
 
 mod app;
 mod approle;
-mod aws_iam;
 mod audit_events;
+mod aws_iam;
 pub mod config;
 mod demo_idp;
 mod dev;
@@ -275,8 +275,15 @@ pub fn check_config(opts: &ServeOptions) -> Result<String, ServerError> {
     let issuers = startup::offline_issuers(&cfg)?;
     let (_, bundle) = startup::load_policy(&cfg, &issuers)?;
     if let Some(t) = &cfg.server.tls {
+        // Throwaway CAs stand in for [[issuer.x509]] ones (not created yet).
+        let throwaway = |name: &str| {
+            let c = cfg.issuer.x509.iter().find(|e| e.get_ref().name == name)?;
+            let key = idmint_issuers::x509::generate_ca_key().ok()?;
+            idmint_issuers::x509::create_ca_certificate(c.get_ref(), &key).ok()
+        };
         let mtls = idmint_authn::MtlsMethods::load(
             cfg.auth.mtls.iter().map(|e| e.get_ref().clone()).collect(),
+            &throwaway,
         )
         .map_err(|e| ServerError::Config(e.to_string()))?;
         let client_auth = mtls

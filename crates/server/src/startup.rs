@@ -175,6 +175,15 @@ pub fn offline_issuers(cfg: &IdmintConfig) -> Result<Issuers, ServerError> {
             targets::build_offline(e.get_ref())?,
         );
     }
+    for e in &cfg.issuer.x509 {
+        // A throwaway CA: role validation does not depend on it.
+        let c = e.get_ref().clone();
+        let key = idmint_issuers::x509::generate_ca_key().map_err(startup)?;
+        let pem = idmint_issuers::x509::create_ca_certificate(&c, &key).map_err(startup)?;
+        let i = idmint_issuers::x509::X509Issuer::new(c.clone(), &key, pem)
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        issuers.insert(c.name.clone(), Arc::new(i));
+    }
     for e in &cfg.issuer.ssh {
         // Throwaway CA keys: role validation does not depend on them.
         let ca = || {
@@ -258,6 +267,63 @@ async fn ssh_runtime(
     Ok(crate::ssh::SshRuntime::new(services, registry))
 }
 
+/// The `[[issuer.x509]]` issuers: the CA key and its certificate are created
+/// on first start and sealed in the store (`x509-ca-key-NAME`,
+/// `x509-ca-cert-NAME`), so every server sharing the store signs with the
+/// same CA and publishes the same bundle. Returns the bundles.
+async fn x509_issuers(
+    cfg: &IdmintConfig,
+    store: &dyn Store,
+    envelope: &Envelope,
+    issuers: &mut Issuers,
+) -> Result<idmint_proto::X509Bundles, ServerError> {
+    use idmint_issuers::x509;
+    let mut bundles = vec![];
+    for e in &cfg.issuer.x509 {
+        let c = e.get_ref().clone();
+        let sealed =
+            |name: String, gen: Box<dyn FnOnce() -> Result<Vec<u8>, StoreError> + Send>| async move {
+                get_or_create_secret(store, envelope, &name, gen).await.map_err(|e| {
+                ServerError::Startup(format!("secret {name:?}: {e} (is [seal] the same root key that created this database?)"))
+            })
+            };
+        let key = sealed(
+            format!("x509-ca-key-{}", c.name),
+            Box::new(|| {
+                x509::generate_ca_key()
+                    .map(|k| k.to_vec())
+                    .map_err(|e| StoreError::Backend(e.to_string()))
+            }),
+        )
+        .await?;
+        let key = zeroize::Zeroizing::new(key.to_vec());
+        let (cc, ck) = (c.clone(), key.clone());
+        let cert = sealed(
+            format!("x509-ca-cert-{}", c.name),
+            Box::new(move || {
+                x509::create_ca_certificate(&cc, &ck)
+                    .map(String::into_bytes)
+                    .map_err(|e| StoreError::Backend(e.to_string()))
+            }),
+        )
+        .await?;
+        let pem = String::from_utf8(cert.to_vec()).map_err(|_| {
+            ServerError::Startup(format!(
+                "x509 issuer {:?}: stored CA certificate is not PEM",
+                c.name
+            ))
+        })?;
+        let issuer = x509::X509Issuer::new(c.clone(), &key, pem.clone()).map_err(startup)?;
+        bundles.push(idmint_proto::X509Bundle {
+            issuer: c.name.clone(),
+            trust_domain: c.trust_domain.clone(),
+            bundle_pem: pem,
+        });
+        issuers.insert(c.name.clone(), Arc::new(issuer));
+    }
+    Ok(idmint_proto::X509Bundles { bundles })
+}
+
 pub struct Built {
     pub state: Arc<AppState>,
     pub verifiers: Vec<Arc<OidcVerifier>>,
@@ -288,12 +354,6 @@ pub async fn build(
     };
     let session_key = secret("session-key-1", Box::new(gen_random(32))).await?;
     let fp_key = secret("fingerprint-key", Box::new(gen_random(32))).await?;
-    let mtls = Arc::new(
-        idmint_authn::MtlsMethods::load(
-            cfg.auth.mtls.iter().map(|e| e.get_ref().clone()).collect(),
-        )
-        .map_err(|e| ServerError::Config(e.to_string()))?,
-    );
     let approle_key = secret("approle-secret-id-key", Box::new(gen_random(32))).await?;
     let approles = idmint_authn::AppRoles::new(
         cfg.auth
@@ -356,6 +416,21 @@ pub async fn build(
         );
     }
     let ssh = ssh_runtime(cfg, store.as_ref(), &envelope, &mut issuers).await?;
+    let x509_bundles = x509_issuers(cfg, store.as_ref(), &envelope, &mut issuers).await?;
+    let bundle_of = |name: &str| {
+        x509_bundles
+            .bundles
+            .iter()
+            .find(|b| b.issuer == name)
+            .map(|b| b.bundle_pem.clone())
+    };
+    let mtls = Arc::new(
+        idmint_authn::MtlsMethods::load(
+            cfg.auth.mtls.iter().map(|e| e.get_ref().clone()).collect(),
+            &bundle_of,
+        )
+        .map_err(|e| ServerError::Config(e.to_string()))?,
+    );
     let (sources, _) = load_policy(cfg, &issuers)?;
 
     let audit_file = cfg.audit.file.as_ref().map(|f| f.path.clone());
@@ -457,6 +532,7 @@ pub async fn build(
         ssh,
         approles,
         mtls,
+        x509_bundles,
         aws_iam,
     });
     let republished = state

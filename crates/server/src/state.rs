@@ -50,6 +50,8 @@ pub struct AppState {
     /// `[[auth.mtls]]` methods (CA sets and CRLs), also the source of the
     /// TLS listener's client-certificate verifier.
     pub mtls: Arc<idmint_authn::MtlsMethods>,
+    /// Trust bundles of the `[[issuer.x509]]` CAs (`GET /api/v1/x509/bundle`).
+    pub x509_bundles: idmint_proto::X509Bundles,
     /// `[[auth.aws_iam]]` methods and the client that forwards to STS.
     pub aws_iam: crate::aws_iam::AwsIamLogins,
 }

@@ -47,15 +47,13 @@ pub fn server_config(
         Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
     };
-    let mut cfg = builder
-        .with_single_cert(certs, key_der)
-        .map_err(|e| {
-            format!(
-                "{} / {}: certificate and key do not form a valid pair: {e}",
-                cert.display(),
-                key.display()
-            )
-        })?;
+    let mut cfg = builder.with_single_cert(certs, key_der).map_err(|e| {
+        format!(
+            "{} / {}: certificate and key do not form a valid pair: {e}",
+            cert.display(),
+            key.display()
+        )
+    })?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }

@@ -16,12 +16,17 @@ const DEFAULT_BACKOFF_MAX_SECONDS: u64 = 60;
 pub enum SinkConfig {
     /// JSON lines on stdout, best-effort (unlike `[audit] stdout = true`,
     /// which is a fail-closed primary sink).
-    Stdout {
-        #[serde(default)]
-        name: Option<String>,
-    },
+    Stdout(StdoutConfig),
     Syslog(SyslogConfig),
     Webhook(WebhookConfig),
+}
+
+/// `kind = "stdout"`: only a name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutConfig {
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// `kind = "syslog"`: RFC 5424 messages, one datagram per event.
@@ -143,7 +148,7 @@ pub(crate) fn facility_code(name: &str) -> Option<u8> {
 impl SinkConfig {
     pub fn kind(&self) -> &'static str {
         match self {
-            SinkConfig::Stdout { .. } => "stdout",
+            SinkConfig::Stdout(_) => "stdout",
             SinkConfig::Syslog(_) => "syslog",
             SinkConfig::Webhook(_) => "webhook",
         }
@@ -152,7 +157,7 @@ impl SinkConfig {
     /// The configured name, or the kind.
     pub fn name(&self) -> &str {
         let name = match self {
-            SinkConfig::Stdout { name } => name,
+            SinkConfig::Stdout(c) => &c.name,
             SinkConfig::Syslog(c) => &c.name,
             SinkConfig::Webhook(c) => &c.name,
         };
@@ -170,42 +175,76 @@ impl SinkConfig {
             )))
         };
         match self {
-            SinkConfig::Stdout { .. } => Ok(()),
+            SinkConfig::Stdout(_) => Ok(()),
             SinkConfig::Syslog(c) => {
                 if facility_code(&c.facility).is_none() {
-                    return bad("facility", format!("{:?} is not a syslog facility (kern … local7; default authpriv)", c.facility));
+                    return bad(
+                        "facility",
+                        format!(
+                            "{:?} is not a syslog facility (kern … local7; default authpriv)",
+                            c.facility
+                        ),
+                    );
                 }
                 if let Err(why) = crate::forward::syslog::Target::parse(&c.address) {
                     return bad("address", why);
                 }
                 if !printable_token(&c.app_name, 48) {
-                    return bad("app_name", "must be 1-48 printable ASCII characters without spaces".into());
+                    return bad(
+                        "app_name",
+                        "must be 1-48 printable ASCII characters without spaces".into(),
+                    );
                 }
-                if c.hostname.as_deref().is_some_and(|h| !printable_token(h, 255)) {
-                    return bad("hostname", "must be 1-255 printable ASCII characters without spaces".into());
+                if c.hostname
+                    .as_deref()
+                    .is_some_and(|h| !printable_token(h, 255))
+                {
+                    return bad(
+                        "hostname",
+                        "must be 1-255 printable ASCII characters without spaces".into(),
+                    );
                 }
                 Ok(())
             }
             SinkConfig::Webhook(c) => {
                 if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
-                    return bad("url", format!("{:?} must start with http:// or https://", c.url));
+                    return bad(
+                        "url",
+                        format!("{:?} must start with http:// or https://", c.url),
+                    );
                 }
-                let authority = c.url.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+                let authority = c
+                    .url
+                    .split_once("://")
+                    .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
                 if authority.contains('@') {
                     return bad("url", "must not embed credentials (they would appear in errors); use authorization_env".into());
                 }
                 if c.spool_dir.as_os_str().is_empty() {
-                    return bad("spool_dir", "is empty; give a directory for undelivered batches".into());
+                    return bad(
+                        "spool_dir",
+                        "is empty; give a directory for undelivered batches".into(),
+                    );
                 }
                 if c.batch_max_bytes == 0 || c.spool_max_bytes < c.batch_max_bytes {
-                    return bad("spool_max_bytes", format!("({}) must be at least batch_max_bytes ({}), which must be positive", c.spool_max_bytes, c.batch_max_bytes));
+                    return bad(
+                        "spool_max_bytes",
+                        format!(
+                            "({}) must be at least batch_max_bytes ({}), which must be positive",
+                            c.spool_max_bytes, c.batch_max_bytes
+                        ),
+                    );
                 }
-                if c.timeout_seconds == 0 || c.backoff_initial_ms == 0 || c.backoff_max_seconds == 0 {
+                if c.timeout_seconds == 0 || c.backoff_initial_ms == 0 || c.backoff_max_seconds == 0
+                {
                     return bad("timeout_seconds/backoff_*", "must be positive".into());
                 }
                 if let Some(var) = &c.authorization_env {
                     if std::env::var_os(var).is_none() {
-                        return bad("authorization_env", format!("names ${var}, which is not set"));
+                        return bad(
+                            "authorization_env",
+                            format!("names ${var}, which is not set"),
+                        );
                     }
                 }
                 Ok(())
@@ -237,12 +276,17 @@ mod tests {
         let err = SinkConfig::Syslog(s).validate().unwrap_err().to_string();
         assert!(err.contains("\"siem\"") && err.contains("address"), "{err}");
         let mut w = WebhookConfig::new("ftp://x", "/tmp/s");
-        let err = SinkConfig::Webhook(w.clone()).validate().unwrap_err().to_string();
+        let err = SinkConfig::Webhook(w.clone())
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("url"), "{err}");
         w.url = "http://x".into();
         w.spool_max_bytes = 1;
         let err = SinkConfig::Webhook(w).validate().unwrap_err().to_string();
         assert!(err.contains("spool_max_bytes"), "{err}");
-        assert!(SinkConfig::Stdout { name: None }.validate().is_ok());
+        assert!(SinkConfig::Stdout(StdoutConfig::default())
+            .validate()
+            .is_ok());
     }
 }

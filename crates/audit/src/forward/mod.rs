@@ -20,7 +20,7 @@ mod stdout;
 mod syslog;
 mod webhook;
 
-pub use config::{SinkConfig, SyslogConfig, WebhookConfig};
+pub use config::{SinkConfig, StdoutConfig, SyslogConfig, WebhookConfig};
 pub use syslog::format_rfc5424;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -178,7 +178,7 @@ fn spawn_sink(
     let thread_name = format!("idmint-audit-{}", cfg.kind());
     let builder = std::thread::Builder::new().name(thread_name);
     let spawned = match cfg.clone() {
-        SinkConfig::Stdout { .. } => builder.spawn(move || stdout::run(rx, &counters)),
+        SinkConfig::Stdout(_) => builder.spawn(move || stdout::run(rx, &counters)),
         SinkConfig::Syslog(c) => {
             let sender = syslog::SyslogSender::connect(&c)?;
             builder.spawn(move || syslog::run(rx, sender, &counters))
@@ -189,7 +189,9 @@ fn spawn_sink(
             builder.spawn(move || webhook::run(rx, &c, spool, &counters))
         }
     };
-    spawned.map(|_detached| ()).map_err(crate::AuditError::Spawn)
+    spawned
+        .map(|_detached| ())
+        .map_err(crate::AuditError::Spawn)
 }
 
 /// Splits a batch into its lines (without the newline), skipping empties.

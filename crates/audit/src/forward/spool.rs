@@ -32,8 +32,15 @@ impl Spool {
     /// Opens (creating, mode 0700) the spool and indexes what a previous
     /// run left behind.
     pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Self, AuditError> {
-        let err = |e: io::Error| AuditError::Open { path: dir.to_path_buf(), source: e };
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+        let err = |e: io::Error| AuditError::Open {
+            path: dir.to_path_buf(),
+            source: e,
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
         let mut files = BTreeMap::new();
         for entry in fs::read_dir(dir).map_err(err)? {
             let entry = entry.map_err(err)?;
@@ -43,15 +50,27 @@ impl Spool {
                 let _ = fs::remove_file(entry.path());
                 continue;
             }
-            let Some(id) = name.strip_suffix(SUFFIX).and_then(|n| n.parse::<u64>().ok()) else {
+            let Some(id) = name
+                .strip_suffix(SUFFIX)
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
                 continue;
             };
             let len = entry.metadata().map_err(err)?.len();
             files.insert(id, len);
         }
         let bytes = files.values().sum();
-        let next_id = files.keys().next_back().map_or(1, |last| last.saturating_add(1));
-        Ok(Self { dir: dir.to_path_buf(), max_bytes, files, bytes, next_id })
+        let next_id = files
+            .keys()
+            .next_back()
+            .map_or(1, |last| last.saturating_add(1));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            files,
+            bytes,
+            next_id,
+        })
     }
 
     pub(crate) fn bytes(&self) -> u64 {
@@ -72,7 +91,12 @@ impl Spool {
         let path = self.path_of(id);
         let tmp = path.with_extension("tmp");
         let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(batch)?;
             f.sync_data()?;
             fs::rename(&tmp, &path)?;

@@ -29,7 +29,10 @@ pub(crate) enum Target {
 impl Target {
     pub(crate) fn parse(address: &str) -> Result<Self, String> {
         if let Some(hostport) = address.strip_prefix("udp://") {
-            if hostport.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+            if hostport
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
                 return Err(format!("{address:?} must be udp://HOST:PORT"));
             }
             Ok(Target::Udp(hostport.to_string()))
@@ -39,7 +42,9 @@ impl Target {
             }
             Ok(Target::Unix(PathBuf::from(path)))
         } else {
-            Err(format!("{address:?} must be udp://HOST:PORT or unix:///dev/log"))
+            Err(format!(
+                "{address:?} must be udp://HOST:PORT or unix:///dev/log"
+            ))
         }
     }
 }
@@ -60,8 +65,11 @@ pub(super) struct SyslogSender {
 
 impl SyslogSender {
     pub(super) fn connect(cfg: &SyslogConfig) -> Result<Self, AuditError> {
-        let bad = |why: String| AuditError::Config(format!("[[audit.sinks]] syslog {:?}: {why}", cfg.address));
-        let facility = facility_code(&cfg.facility).ok_or_else(|| bad(format!("unknown facility {:?}", cfg.facility)))?;
+        let bad = |why: String| {
+            AuditError::Config(format!("[[audit.sinks]] syslog {:?}: {why}", cfg.address))
+        };
+        let facility = facility_code(&cfg.facility)
+            .ok_or_else(|| bad(format!("unknown facility {:?}", cfg.facility)))?;
         let socket = match Target::parse(&cfg.address).map_err(bad)? {
             Target::Udp(hostport) => {
                 let addr = hostport
@@ -69,12 +77,18 @@ impl SyslogSender {
                     .map_err(|e| bad(format!("cannot resolve: {e}")))?
                     .next()
                     .ok_or_else(|| bad("resolves to no address".into()))?;
-                let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-                let s = UdpSocket::bind(bind).map_err(|e| bad(format!("cannot open a UDP socket: {e}")))?;
+                let bind = if addr.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                };
+                let s = UdpSocket::bind(bind)
+                    .map_err(|e| bad(format!("cannot open a UDP socket: {e}")))?;
                 Socket::Udp(s, addr)
             }
             Target::Unix(path) => {
-                let s = UnixDatagram::unbound().map_err(|e| bad(format!("cannot open a datagram socket: {e}")))?;
+                let s = UnixDatagram::unbound()
+                    .map_err(|e| bad(format!("cannot open a datagram socket: {e}")))?;
                 Socket::Unix(s, path)
             }
         };
@@ -99,7 +113,13 @@ pub(super) fn run(rx: Receiver<Batch>, sender: SyslogSender, counters: &SinkCoun
     while let Ok(batch) = rx.recv() {
         let mut ok = true;
         for line in lines(&batch) {
-            let Some(msg) = format_rfc5424(line, sender.facility, &sender.hostname, &sender.app_name, &sender.procid) else {
+            let Some(msg) = format_rfc5424(
+                line,
+                sender.facility,
+                &sender.hostname,
+                &sender.app_name,
+                &sender.procid,
+            ) else {
                 counters.fail("an audit line could not be parsed for syslog".into());
                 ok = false;
                 continue;
@@ -128,7 +148,13 @@ struct HeaderFields {
 /// Formats one audit line as an RFC 5424 message; `None` if the line is
 /// not an audit event. Severity: info for success, notice for denied,
 /// warning for errors.
-pub fn format_rfc5424(line: &[u8], facility: u8, hostname: &str, app_name: &str, procid: &str) -> Option<String> {
+pub fn format_rfc5424(
+    line: &[u8],
+    facility: u8,
+    hostname: &str,
+    app_name: &str,
+    procid: &str,
+) -> Option<String> {
     let f: HeaderFields = serde_json::from_slice(line).ok()?;
     let text = std::str::from_utf8(line).ok()?;
     let severity: u8 = match f.outcome.as_str() {
@@ -152,8 +178,16 @@ pub fn format_rfc5424(line: &[u8], facility: u8, hostname: &str, app_name: &str,
 
 /// A header field: printable ASCII without spaces, bounded, `-` if empty.
 fn header_token(s: &str, max: usize) -> String {
-    let t: String = s.chars().filter(|c| c.is_ascii_graphic()).take(max).collect();
-    if t.is_empty() { "-".into() } else { t }
+    let t: String = s
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(max)
+        .collect();
+    if t.is_empty() {
+        "-".into()
+    } else {
+        t
+    }
 }
 
 /// PARAM-VALUE escaping (RFC 5424 §6.3.3).
@@ -196,8 +230,14 @@ mod tests {
 
     #[test]
     fn parses_targets() {
-        assert_eq!(Target::parse("udp://127.0.0.1:514"), Ok(Target::Udp("127.0.0.1:514".into())));
-        assert_eq!(Target::parse("unix:///dev/log"), Ok(Target::Unix("/dev/log".into())));
+        assert_eq!(
+            Target::parse("udp://127.0.0.1:514"),
+            Ok(Target::Udp("127.0.0.1:514".into()))
+        );
+        assert_eq!(
+            Target::parse("unix:///dev/log"),
+            Ok(Target::Unix("/dev/log".into()))
+        );
         assert!(Target::parse("udp://nohost").is_err());
         assert!(Target::parse("unix://rel").is_err());
         assert!(Target::parse("tcp://a:1").is_err());

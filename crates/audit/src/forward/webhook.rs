@@ -39,11 +39,18 @@ impl Delivery {
             .as_ref()
             .and_then(|v| std::env::var(v).ok())
             .map(Secret::new);
-        Self { client, url: cfg.url.clone(), authorization }
+        Self {
+            client,
+            url: cfg.url.clone(),
+            authorization,
+        }
     }
 
     fn post(&self, body: Vec<u8>) -> Result<(), String> {
-        let client = self.client.as_ref().ok_or("no HTTP client (see the earlier error)")?;
+        let client = self
+            .client
+            .as_ref()
+            .ok_or("no HTTP client (see the earlier error)")?;
         let mut req = client
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
@@ -51,7 +58,9 @@ impl Delivery {
         if let Some(auth) = &self.authorization {
             req = req.header(reqwest::header::AUTHORIZATION, auth.expose().as_str());
         }
-        let resp = req.send().map_err(|e| format!("POST {} failed: {e}", self.url))?;
+        let resp = req
+            .send()
+            .map_err(|e| format!("POST {} failed: {e}", self.url))?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -60,7 +69,12 @@ impl Delivery {
     }
 }
 
-pub(super) fn run(rx: Receiver<Batch>, cfg: &WebhookConfig, mut spool: Spool, counters: &SinkCounters) {
+pub(super) fn run(
+    rx: Receiver<Batch>,
+    cfg: &WebhookConfig,
+    mut spool: Spool,
+    counters: &SinkCounters,
+) {
     let delivery = Delivery::new(cfg, counters);
     let initial = Duration::from_millis(cfg.backoff_initial_ms);
     let max = Duration::from_secs(cfg.backoff_max_seconds);
@@ -91,7 +105,9 @@ pub(super) fn run(rx: Receiver<Batch>, cfg: &WebhookConfig, mut spool: Spool, co
         match attempt {
             Ok(ids) => {
                 if let Err(e) = spool.remove(&ids) {
-                    counters.fail(format!("deleting delivered batches from the spool failed: {e}"));
+                    counters.fail(format!(
+                        "deleting delivered batches from the spool failed: {e}"
+                    ));
                 }
                 counters.set_spool_bytes(spool.bytes());
                 counters.succeed();
@@ -111,7 +127,12 @@ pub(super) fn run(rx: Receiver<Batch>, cfg: &WebhookConfig, mut spool: Spool, co
 }
 
 /// Spools whatever arrives for `delay`; true if the sender went away.
-fn wait_spooling(rx: &Receiver<Batch>, delay: Duration, spool: &mut Spool, counters: &SinkCounters) -> bool {
+fn wait_spooling(
+    rx: &Receiver<Batch>,
+    delay: Duration,
+    spool: &mut Spool,
+    counters: &SinkCounters,
+) -> bool {
     let deadline = Instant::now() + delay;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

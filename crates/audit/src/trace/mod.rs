@@ -113,9 +113,9 @@ fn mentions(ev: &AuditEvent, reference: &str) -> bool {
 fn detail_mentions(detail: &Value, reference: &str, depth: usize) -> bool {
     match detail {
         Value::String(s) => s == reference,
-        Value::Array(items) if depth > 0 => {
-            items.iter().any(|v| detail_mentions(v, reference, depth - 1))
-        }
+        Value::Array(items) if depth > 0 => items
+            .iter()
+            .any(|v| detail_mentions(v, reference, depth - 1)),
         Value::Object(map) if depth > 0 => map.iter().any(|(k, v)| match v {
             Value::Number(n) => k == "serial" && n.to_string() == reference,
             other => detail_mentions(other, reference, depth - 1),
@@ -245,7 +245,10 @@ mod tests {
         assert!(detail_mentions(&d, "1234567", DETAIL_DEPTH));
         assert!(detail_mentions(&d, "jit-ab12", DETAIL_DEPTH));
         assert!(detail_mentions(&d, "v_ro_x", DETAIL_DEPTH));
-        assert!(!detail_mentions(&d, "5", DETAIL_DEPTH), "only serial is numeric");
+        assert!(
+            !detail_mentions(&d, "5", DETAIL_DEPTH),
+            "only serial is numeric"
+        );
         let mut ev = AuditEvent::new(kinds::POLICY_ACTIVATED, "success");
         ev.detail = Some(serde_json::json!({"new_version": 7, "approvers": ["a"]}));
         assert_eq!(activated_version(&ev), Some(7));

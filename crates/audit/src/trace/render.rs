@@ -48,12 +48,18 @@ fn summary(events: &[AuditEvent]) -> Vec<String> {
             steps.push(format!(
                 "policy v{v} via {} approved by {}",
                 ev.event,
-                if approvers.is_empty() { "(none recorded)".to_string() } else { approvers.join(", ") }
+                if approvers.is_empty() {
+                    "(none recorded)".to_string()
+                } else {
+                    approvers.join(", ")
+                }
             ));
         }
     }
     let issued = events.iter().find(|e| {
-        (e.event == kinds::CREDENTIAL_ISSUED || e.event == kinds::TOKEN_EXCHANGE)
+        (e.event == kinds::CREDENTIAL_ISSUED
+            || e.event == kinds::TOKEN_EXCHANGE
+            || e.event == "ssh_certificate_issued")
             && e.outcome == crate::event::outcomes::SUCCESS
     });
     match issued {
@@ -185,6 +191,7 @@ fn render_event(out: &mut String, ev: &AuditEvent) {
 /// shown so the trace says *what* was handed out, not just its fingerprint.
 const CREDENTIAL_DETAIL_KEYS: &[&str] = &[
     "serial",
+    "revocation",
     "principals",
     "account",
     "username",
@@ -200,6 +207,10 @@ fn approvers(ev: &AuditEvent) -> Vec<String> {
         .as_ref()
         .and_then(|d| d.get("approvers"))
         .and_then(|a| a.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }

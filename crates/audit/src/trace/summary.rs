@@ -72,6 +72,7 @@ pub struct EndLink {
 /// `detail` keys copied into [`CredentialLink::references`].
 const REFERENCE_KEYS: &[&str] = &[
     "serial",
+    "revocation",
     "principals",
     "account",
     "username",
@@ -125,14 +126,22 @@ pub fn summarize(events: &[AuditEvent]) -> TraceSummary {
                 approvers: detail
                     .and_then(|d| d.get("approvers"))
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })
         })
         .collect();
     let credential = events
         .iter()
-        .find(|e| e.outcome == outcomes::SUCCESS && (e.fingerprint.is_some() || e.lease_id.is_some()) && e.event != kinds::LOGIN)
+        .find(|e| {
+            e.outcome == outcomes::SUCCESS
+                && (e.fingerprint.is_some() || e.lease_id.is_some())
+                && e.event != kinds::LOGIN
+        })
         .map(|e| CredentialLink {
             seq: e.seq,
             event: e.event.clone(),
@@ -158,7 +167,10 @@ pub fn summarize(events: &[AuditEvent]) -> TraceSummary {
         .find(|e| {
             matches!(
                 e.event.as_str(),
-                kinds::LEASE_REVOKED | kinds::LEASE_EXPIRED | kinds::REVOKE_FAILED | kinds::SESSION_REVOKED
+                kinds::LEASE_REVOKED
+                    | kinds::LEASE_EXPIRED
+                    | kinds::REVOKE_FAILED
+                    | kinds::SESSION_REVOKED
             )
         })
         .map(|e| EndLink {

@@ -37,7 +37,11 @@ impl CertFacts {
 /// Parses the fields idmint needs from a DER certificate.
 pub fn parse(cert_der: &[u8]) -> Result<CertFacts, DerError> {
     let (cert, _) = der::expect(cert_der, der::SEQUENCE, "certificate is not a SEQUENCE")?;
-    let (tbs, _) = der::expect(cert.value, der::SEQUENCE, "tbsCertificate is not a SEQUENCE")?;
+    let (tbs, _) = der::expect(
+        cert.value,
+        der::SEQUENCE,
+        "tbsCertificate is not a SEQUENCE",
+    )?;
     let mut fields = der::children(tbs.value)?.into_iter().peekable();
     if fields.peek().map(|t| t.tag) == Some(0xa0) {
         fields.next();
@@ -46,7 +50,9 @@ pub fn parse(cert_der: &[u8]) -> Result<CertFacts, DerError> {
     if serial.tag != der::INTEGER {
         return Err(DerError("serial is not an INTEGER"));
     }
-    let _signature = fields.next().ok_or(DerError("missing signature algorithm"))?;
+    let _signature = fields
+        .next()
+        .ok_or(DerError("missing signature algorithm"))?;
     let _issuer = fields.next().ok_or(DerError("missing issuer"))?;
     let validity = fields.next().ok_or(DerError("missing validity"))?;
     let subject = fields.next().ok_or(DerError("missing subject"))?;
@@ -80,7 +86,8 @@ pub fn parse(cert_der: &[u8]) -> Result<CertFacts, DerError> {
             if value.tag != der::OCTET_STRING {
                 return Err(DerError("subjectAltName value is not an OCTET STRING"));
             }
-            let (names, _) = der::expect(value.value, der::SEQUENCE, "GeneralNames is not a SEQUENCE")?;
+            let (names, _) =
+                der::expect(value.value, der::SEQUENCE, "GeneralNames is not a SEQUENCE")?;
             for name in der::children(names.value)? {
                 let text = || {
                     std::str::from_utf8(name.value)
@@ -171,11 +178,23 @@ mod tests {
     fn civil_days_match_known_dates() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        let t = der::Tlv { tag: 0x17, value: b"491231235959Z", raw: &[] };
+        let t = der::Tlv {
+            tag: 0x17,
+            value: b"491231235959Z",
+            raw: &[],
+        };
         assert_eq!(parse_time(&t).unwrap(), 2_524_607_999);
-        let g = der::Tlv { tag: 0x18, value: b"20260101000000Z", raw: &[] };
+        let g = der::Tlv {
+            tag: 0x18,
+            value: b"20260101000000Z",
+            raw: &[],
+        };
         assert_eq!(parse_time(&g).unwrap(), 1_767_225_600);
-        let bad = der::Tlv { tag: 0x18, value: b"20261301000000Z", raw: &[] };
+        let bad = der::Tlv {
+            tag: 0x18,
+            value: b"20261301000000Z",
+            raw: &[],
+        };
         assert!(parse_time(&bad).is_err());
     }
 

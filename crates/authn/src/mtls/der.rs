@@ -47,7 +47,9 @@ pub fn read(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), DerError> {
         if bytes.first() == Some(&0) {
             return Err(DerError("non-minimal length"));
         }
-        let len = bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         if len < 0x80 {
             return Err(DerError("non-minimal length"));
         }
@@ -99,7 +101,10 @@ mod tests {
         assert_eq!(read(&long).unwrap().0.value.len(), 0x80);
         assert!(read(&[0x04, 0x81, 0x05, 1, 2]).is_err());
         assert!(read(&[0x04, 0x05, 1]).is_err());
-        assert!(read(&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5]).is_err(), "non-minimal");
+        assert!(
+            read(&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5]).is_err(),
+            "non-minimal"
+        );
         assert!(read(&[0x04, 0x85, 1, 1, 1, 1, 1]).is_err());
         assert!(read(&[]).is_err());
         assert!(expect(&[0x02, 0x00], SEQUENCE, "want seq").is_err());

@@ -45,7 +45,12 @@ pub enum MtlsIdentitySource {
 pub struct MtlsConfig {
     pub name: String,
     /// PEM files with the CA certificates this method trusts.
+    #[serde(default)]
     pub ca_files: Vec<PathBuf>,
+    /// Names of `[[issuer.x509]]` issuers whose CA this method trusts: the
+    /// bootstrap story (OIDC proof → SVID from idmint → mTLS to idmint).
+    #[serde(default)]
+    pub trust_x509_issuers: Vec<String>,
     #[serde(default)]
     pub identity: MtlsIdentitySource,
     /// For `identity = "spiffe"`: the trust domains accepted (required).
@@ -66,17 +71,27 @@ fn default_session_ttl() -> Ttl {
 impl MtlsConfig {
     /// Checks that do not touch the file system.
     pub fn validate(&self) -> Result<(), MtlsError> {
-        let bad = |m: String| Err(MtlsError::Config(format!("[[auth.mtls]] {:?}: {m}", self.name)));
+        let bad = |m: String| {
+            Err(MtlsError::Config(format!(
+                "[[auth.mtls]] {:?}: {m}",
+                self.name
+            )))
+        };
         if self.name.is_empty()
-            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return bad("name must be non-empty [A-Za-z0-9_-]".into());
         }
-        if self.ca_files.is_empty() {
-            return bad("ca_files must list at least one PEM file of trusted client CAs".into());
+        if self.ca_files.is_empty() && self.trust_x509_issuers.is_empty() {
+            return bad("set ca_files (PEM files of trusted client CAs) and/or trust_x509_issuers (names of [[issuer.x509]])".into());
         }
         if self.identity == MtlsIdentitySource::Spiffe && self.allowed_trust_domains.is_empty() {
-            return bad("identity = \"spiffe\" needs allowed_trust_domains, e.g. [\"prod.example\"]".into());
+            return bad(
+                "identity = \"spiffe\" needs allowed_trust_domains, e.g. [\"prod.example\"]".into(),
+            );
         }
         for td in &self.allowed_trust_domains {
             if let Err(e) = spiffe::validate_trust_domain(td) {
@@ -97,7 +112,9 @@ pub enum MtlsError {
     Untrusted(String),
     #[error("the client certificate cannot be read: {0}")]
     Malformed(#[from] der::DerError),
-    #[error("identity = \"spiffe\" needs exactly one URI SAN in the client certificate; it has {0}")]
+    #[error(
+        "identity = \"spiffe\" needs exactly one URI SAN in the client certificate; it has {0}"
+    )]
     UriSanCount(usize),
     #[error("the client certificate's URI SAN is not a valid SPIFFE ID: {0}")]
     SpiffeId(#[from] SpiffeIdError),
@@ -128,7 +145,9 @@ pub struct MtlsMethod {
 
 impl std::fmt::Debug for MtlsMethod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MtlsMethod").field("name", &self.config.name).finish()
+        f.debug_struct("MtlsMethod")
+            .field("name", &self.config.name)
+            .finish()
     }
 }
 
@@ -142,9 +161,29 @@ fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, MtlsError> {
 }
 
 impl MtlsMethod {
-    pub fn load(config: MtlsConfig) -> Result<Self, MtlsError> {
+    /// Loads the method; `x509_bundle` gives the CA PEM of an
+    /// `[[issuer.x509]]` named in `trust_x509_issuers`.
+    pub fn load(
+        config: MtlsConfig,
+        x509_bundle: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, MtlsError> {
         config.validate()?;
         let mut roots = RootCertStore::empty();
+        for issuer in &config.trust_x509_issuers {
+            let pem = x509_bundle(issuer).ok_or_else(|| {
+                MtlsError::Config(format!(
+                    "[[auth.mtls]] {:?}: trust_x509_issuers names {issuer:?}, which is not an [[issuer.x509]]",
+                    config.name
+                ))
+            })?;
+            for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
+                let cert =
+                    cert.map_err(|e| MtlsError::Config(format!("x509 issuer {issuer:?}: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| MtlsError::Config(format!("x509 issuer {issuer:?}: {e}")))?;
+            }
+        }
         for path in &config.ca_files {
             let pem = read_pem(path, "CA certificates")?;
             let mut n = 0;
@@ -153,12 +192,18 @@ impl MtlsMethod {
                     MtlsError::Config(format!("{}: not a PEM certificate: {e}", path.display()))
                 })?;
                 roots.add(cert).map_err(|e| {
-                    MtlsError::Config(format!("{}: not a usable CA certificate: {e}", path.display()))
+                    MtlsError::Config(format!(
+                        "{}: not a usable CA certificate: {e}",
+                        path.display()
+                    ))
                 })?;
                 n += 1;
             }
             if n == 0 {
-                return Err(MtlsError::Config(format!("{}: no certificate in the PEM file", path.display())));
+                return Err(MtlsError::Config(format!(
+                    "{}: no certificate in the PEM file",
+                    path.display()
+                )));
             }
         }
         let mut crls = vec![];
@@ -171,7 +216,10 @@ impl MtlsMethod {
                 })?);
             }
             if crls.len() == before {
-                return Err(MtlsError::Config(format!("{}: no X509 CRL in the PEM file", path.display())));
+                return Err(MtlsError::Config(format!(
+                    "{}: no X509 CRL in the PEM file",
+                    path.display()
+                )));
             }
         }
         let roots = Arc::new(roots);
@@ -180,10 +228,15 @@ impl MtlsMethod {
         if !crls.is_empty() {
             builder = builder.with_crls(crls.clone());
         }
-        let verifier = builder.build().map_err(|e| {
-            MtlsError::Config(format!("[[auth.mtls]] {:?}: {e}", config.name))
-        })?;
-        Ok(Self { config, roots, crls, verifier })
+        let verifier = builder
+            .build()
+            .map_err(|e| MtlsError::Config(format!("[[auth.mtls]] {:?}: {e}", config.name)))?;
+        Ok(Self {
+            config,
+            roots,
+            crls,
+            verifier,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -236,7 +289,9 @@ impl MtlsMethod {
             method: "mtls".into(),
             auth: self.config.name.clone(),
             attributes,
-            proof_id: idmint_core::ids::hex(ring::digest::digest(&ring::digest::SHA256, leaf).as_ref()),
+            proof_id: idmint_core::ids::hex(
+                ring::digest::digest(&ring::digest::SHA256, leaf).as_ref(),
+            ),
             expires_at: UnixTime(facts.not_after),
         })
     }
@@ -246,8 +301,16 @@ impl MtlsMethod {
             return Err(MtlsError::UriSanCount(facts.uri_sans.len()));
         };
         let id = SpiffeId::parse(uri)?;
-        if !self.config.allowed_trust_domains.iter().any(|t| t == id.trust_domain()) {
-            return Err(MtlsError::TrustDomain(id.trust_domain().to_string(), self.config.name.clone()));
+        if !self
+            .config
+            .allowed_trust_domains
+            .iter()
+            .any(|t| t == id.trust_domain())
+        {
+            return Err(MtlsError::TrustDomain(
+                id.trust_domain().to_string(),
+                self.config.name.clone(),
+            ));
         }
         Ok(id)
     }
@@ -260,8 +323,15 @@ pub struct MtlsMethods {
 }
 
 impl MtlsMethods {
-    pub fn load(configs: Vec<MtlsConfig>) -> Result<Self, MtlsError> {
-        let methods = configs.into_iter().map(MtlsMethod::load).collect::<Result<_, _>>()?;
+    /// See [`MtlsMethod::load`] for `x509_bundle`.
+    pub fn load(
+        configs: Vec<MtlsConfig>,
+        x509_bundle: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, MtlsError> {
+        let methods = configs
+            .into_iter()
+            .map(|c| MtlsMethod::load(c, x509_bundle))
+            .collect::<Result<_, _>>()?;
         Ok(Self { methods })
     }
 
@@ -299,8 +369,13 @@ impl MtlsMethods {
 
     /// Logs in with the client certificate chain of a connection: the
     /// first method whose CAs verify the chain decides the identity.
-    pub fn login(&self, chain: Option<&[CertificateDer<'static>]>) -> Result<(Identity, Ttl), MtlsError> {
-        let chain = chain.filter(|c| !c.is_empty()).ok_or(MtlsError::NoCertificate)?;
+    pub fn login(
+        &self,
+        chain: Option<&[CertificateDer<'static>]>,
+    ) -> Result<(Identity, Ttl), MtlsError> {
+        let chain = chain
+            .filter(|c| !c.is_empty())
+            .ok_or(MtlsError::NoCertificate)?;
         let mut last = MtlsError::Untrusted("no [[auth.mtls]] method is configured".into());
         for m in &self.methods {
             match m.verify_chain(chain) {

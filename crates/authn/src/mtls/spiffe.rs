@@ -153,6 +153,8 @@ mod tests {
         }
         let long = format!("spiffe://td/{}", "a".repeat(MAX_LEN));
         assert_eq!(SpiffeId::parse(&long), Err(TooLong));
-        assert!(SpiffeIdError::PathChar('%').to_string().contains("%-encoding"));
+        assert!(SpiffeIdError::PathChar('%')
+            .to_string()
+            .contains("%-encoding"));
     }
 }

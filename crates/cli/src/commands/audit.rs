@@ -31,8 +31,7 @@ fn verify(format: Format, args: AuditVerifyArgs) -> Result<Exit> {
     if !args.more_files.is_empty() {
         return verify_several(format, &args, key.as_deref());
     }
-    let report = idmint_audit::verify::verify_file(&args.file, key.as_deref())
-        .with_context(|| format!("opening audit log {}", args.file.display()))?;
+    let report = verify_one(&args.file, key.as_deref(), args.progress)?;
     match format {
         Format::Json => emit(&json(&report_json(&args.file, &report))?)?,
         Format::Text => emit(&report_text(&args.file, &report))?,
@@ -53,9 +52,7 @@ fn verify_several(format: Format, args: &AuditVerifyArgs, key: Option<&[u8]>) ->
         .collect();
     let mut reports = Vec::with_capacity(files.len());
     for file in &files {
-        let report = idmint_audit::verify::verify_file(file, key)
-            .with_context(|| format!("opening audit log {}", file.display()))?;
-        reports.push(report);
+        reports.push(verify_one(file, key, args.progress)?);
     }
     let all_ok = reports.iter().all(|r| r.is_ok());
     let events: u64 = reports.iter().map(|r| r.events).sum();
@@ -98,6 +95,108 @@ fn verify_several(format: Format, args: &AuditVerifyArgs, key: Option<&[u8]>) ->
 
 /// A key as printed by the server: base64url (padding optional; standard
 /// base64 accepted too, since people paste keys from many tools).
+/// Verifies one file, with progress on stderr when it is a terminal or
+/// `force_progress` is set (stdout stays clean for `-o json`).
+fn verify_one(file: &Path, key: Option<&[u8]>, force_progress: bool) -> Result<VerifyReport> {
+    use std::io::IsTerminal as _;
+    let opened = std::fs::File::open(file)
+        .with_context(|| format!("opening audit log {}", file.display()))?;
+    let total = opened
+        .metadata()
+        .with_context(|| format!("reading the size of {}", file.display()))?
+        .len();
+    let on_terminal = std::io::stderr().is_terminal();
+    let progress = if on_terminal {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "verifying {msg} [{bar:30}] {bytes}/{total_bytes} ({eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(file.display().to_string());
+        Progress::Bar(bar)
+    } else if force_progress {
+        Progress::Lines {
+            name: file.display().to_string(),
+            total,
+            next_tenth: 1,
+        }
+    } else {
+        Progress::Off
+    };
+    let reader = ProgressReader {
+        inner: opened,
+        read: 0,
+        progress,
+    };
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
+    let report = idmint_audit::verify::verify_reader(&mut reader, key);
+    reader.into_inner().finish();
+    Ok(report)
+}
+
+/// Where `audit verify` reports progress.
+enum Progress {
+    Off,
+    Bar(indicatif::ProgressBar),
+    /// Plain lines for logs and CI, one per 10%.
+    Lines {
+        name: String,
+        total: u64,
+        next_tenth: u64,
+    },
+}
+
+/// Counts bytes as the verifier reads them.
+struct ProgressReader<R> {
+    inner: R,
+    read: u64,
+    progress: Progress,
+}
+
+impl<R> ProgressReader<R> {
+    fn advance(&mut self, n: usize) {
+        self.read = self.read.saturating_add(n as u64);
+        match &mut self.progress {
+            Progress::Off => {}
+            Progress::Bar(bar) => bar.set_position(self.read),
+            Progress::Lines {
+                name,
+                total,
+                next_tenth,
+            } => {
+                while *next_tenth <= 10
+                    && self.read.saturating_mul(10) >= total.saturating_mul(*next_tenth)
+                {
+                    eprintln!(
+                        "verifying {name}: {}% ({} of {total} bytes)",
+                        *next_tenth * 10,
+                        self.read.min(*total)
+                    );
+                    *next_tenth += 1;
+                }
+            }
+        }
+    }
+
+    fn finish(self) {
+        if let Progress::Bar(bar) = self.progress {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.advance(n);
+        Ok(n)
+    }
+}
+
 fn decode_public_key(text: &str) -> Result<Vec<u8>> {
     let t = text.trim().trim_end_matches('=');
     let bytes = URL_SAFE_NO_PAD
@@ -224,9 +323,16 @@ async fn trace(global: &GlobalArgs, format: Format, args: AuditTraceArgs) -> Res
         bail!("no audit event mentions {:?} in {origin}", args.reference);
     }
     match format {
-        Format::Json => emit(&json(
-            &json!({"reference": args.reference, "events": events}),
-        )?)?,
+        Format::Json => {
+            let parsed: Option<Vec<AuditEvent>> = events
+                .iter()
+                .map(|v| serde_json::from_value::<AuditEvent>(v.clone()).ok())
+                .collect();
+            let summary = parsed.map(|evs| idmint_audit::trace::summarize(&evs));
+            emit(&json(
+                &json!({"reference": args.reference, "chain": summary, "events": events}),
+            )?)?
+        }
         Format::Text => emit(&trace_text(&events))?,
     }
     Ok(Exit::Success)

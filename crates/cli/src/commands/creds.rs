@@ -170,6 +170,22 @@ pub fn creds_text(resp: &CredsResponse, now: i64) -> String {
             rows.push(("Token id", token_id.clone()));
             format!("Client assertion:\n{assertion}\n")
         }
+        Credential::X509Svid {
+            certificate_pem,
+            bundle_pem,
+            spiffe_id,
+            serial,
+            private_key_pem,
+            ..
+        } => {
+            rows.push(("SPIFFE ID", spiffe_id.clone()));
+            rows.push(("Serial", serial.clone()));
+            let key = private_key_pem
+                .as_ref()
+                .map(|k| format!("Private key:\n{k}"))
+                .unwrap_or_default();
+            format!("Certificate:\n{certificate_pem}Trust bundle:\n{bundle_pem}{key}")
+        }
     };
     format!("{}\n{secret}", key_value_table(&rows))
 }
@@ -195,7 +211,8 @@ pub fn creds_uri(resp: &CredsResponse) -> Result<String> {
         | Credential::Aws { .. }
         | Credential::AwsWebIdentity { .. }
         | Credential::AzureClientSecret { .. }
-        | Credential::AzureClientAssertion { .. } => bail!(
+        | Credential::AzureClientAssertion { .. }
+        | Credential::X509Svid { .. } => bail!(
             "`--output uri` only applies to database credentials, and role {} issued another kind of credential; use `--output env` or `--output json`",
             resp.role
         ),

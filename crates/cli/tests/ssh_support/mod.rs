@@ -7,13 +7,13 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use idmint_client::proto::ssh::agent_signing_input;
-use idmint_testkit::{unix_now, JitNamespace, ServerSpec, TestJwks};
+use idmint_testkit::{unix_now, ApiResponse, IdmintServer, JitNamespace, ServerSpec, TestJwks};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-use crate::db_support::{oidc, toml_table};
+use crate::db_support::{oidc, toml_table, Caller};
 
 /// `roles.toml` of the SSH tests.
 pub const ROLES: &str = r#"
@@ -217,6 +217,61 @@ impl TestAgent {
             .await?
             .0)
     }
+}
+
+/// A single-use join token for `host`, created by `admin`.
+pub async fn join_token(
+    server: &IdmintServer,
+    admin: &Caller,
+    host: &str,
+) -> anyhow::Result<String> {
+    let r = server
+        .api()
+        .post_json(
+            &format!("/api/v1/ssh/hosts/{host}/join-token"),
+            &serde_json::json!({}),
+            Some(&admin.session),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 200, "join token for {host}: {}", r.summary());
+    let token = r.body["join_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    anyhow::ensure!(token.starts_with("idm_join_"), "{token}");
+    Ok(token)
+}
+
+/// `POST /api/v1/agent/enroll` for `agent` with `token` and sshd's
+/// `host_key` line.
+pub async fn enroll(
+    server: &IdmintServer,
+    agent: &TestAgent,
+    token: &str,
+    host_key: &str,
+) -> anyhow::Result<ApiResponse> {
+    Ok(server
+        .api()
+        .post_json(
+            "/api/v1/agent/enroll",
+            &serde_json::json!({"host": agent.host, "join_token": token, "agent_public_key": agent.public_line(), "host_public_key": host_key}),
+            None,
+        )
+        .await?)
+}
+
+/// Enroll `agent` with a fresh join token from `admin`; returns the
+/// enrollment (host certificate, user CA).
+pub async fn enroll_with_new_token(
+    server: &IdmintServer,
+    admin: &Caller,
+    agent: &TestAgent,
+    host_key: &str,
+) -> anyhow::Result<Value> {
+    let token = join_token(server, admin, &agent.host).await?;
+    let r = enroll(server, agent, &token, host_key).await?;
+    anyhow::ensure!(r.status == 200, "enrolling {}: {}", agent.host, r.summary());
+    Ok(r.body)
 }
 
 /// Generate an Ed25519 key with the real `ssh-keygen`; returns the private

@@ -46,3 +46,9 @@ pub async fn login(
     let (token, claims) = start_session(&state, &rid, event, identity, ttl).await?;
     Ok(Json(login_response(&token, &claims)))
 }
+
+/// `GET /api/v1/x509/bundle`: public, CA certificates are what relying
+/// parties must trust, not secrets.
+pub async fn x509_bundle(State(state): State<Arc<AppState>>) -> Json<idmint_proto::X509Bundles> {
+    Json(state.x509_bundles.clone())
+}
