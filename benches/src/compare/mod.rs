@@ -6,6 +6,7 @@
 //! `flows` (the timed operations), `rows` (records, table, JSON) and
 //! `crate::chart` (the SVG).
 
+pub mod aws;
 pub mod flows;
 pub mod rows;
 pub mod targets;
@@ -29,6 +30,7 @@ use rows::{Row, System};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use aws::SharedMoto;
 use targets::{IdmintTarget, SharedPg};
 
 /// CI tokens kept ready beyond one per connection for per-connection
@@ -53,6 +55,8 @@ struct Systems {
     bao: Option<OpenBao>,
     /// Kept alive for the whole run; dropped last.
     pg: Option<SharedPg>,
+    /// The AWS of `aws-creds`; kept alive like `pg`.
+    moto: Option<SharedMoto>,
     idmint_leases: Harvest,
     bao_leases: Harvest,
     ssh_public_key: String,
@@ -83,7 +87,16 @@ pub async fn run(args: &AllArgs, env: &RunEnv) -> Result<Vec<Row>> {
     } else {
         None
     };
-    let idmint = IdmintTarget::start(&env.idmint_bin, &issuer, pg.as_ref()).await?;
+    let moto = if scenarios.contains(&Compared::AwsCreds) {
+        env.note("starting moto (AWS emulation, authentication enforced)");
+        let moto = SharedMoto::start().await?;
+        env.note(&format!("moto on {}", moto.endpoint()));
+        Some(moto)
+    } else {
+        None
+    };
+    let idmint =
+        IdmintTarget::start(&env.idmint_bin, &issuer, pg.as_ref(), moto.as_ref()).await?;
     env.note(&format!(
         "idmint pid {} on {}",
         idmint.pid().map(|p| p.to_string()).unwrap_or_default(),
@@ -129,6 +142,7 @@ pub async fn run(args: &AllArgs, env: &RunEnv) -> Result<Vec<Row>> {
         idmint,
         bao,
         pg,
+        moto,
         idmint_leases: Harvest::default(),
         bao_leases: Harvest::default(),
         ssh_public_key: bao_setup::openssh_ed25519(&ssh_key)?,
@@ -138,6 +152,8 @@ pub async fn run(args: &AllArgs, env: &RunEnv) -> Result<Vec<Row>> {
     for scenario in scenarios {
         let concurrency = if scenario.uses_postgres() {
             vec![args.pg_concurrency]
+        } else if scenario == Compared::AwsCreds {
+            vec![args.aws_concurrency]
         } else {
             dedup(&args.concurrency)
         };
@@ -150,7 +166,14 @@ pub async fn run(args: &AllArgs, env: &RunEnv) -> Result<Vec<Row>> {
                     rows.push(Row::skipped(scenario, endpoint.system, c, SSH_SIGN_MISSING));
                     continue;
                 }
-                let row = run_one(args, env, &systems, &mut supply, scenario, &endpoint, c).await?;
+                let moto_before = systems.sample_moto(env, scenario);
+                let started = std::time::Instant::now();
+                let mut row =
+                    run_one(args, env, &systems, &mut supply, scenario, &endpoint, c).await?;
+                if let Some(note) = systems.moto_note(env, moto_before, started.elapsed(), &row) {
+                    env.note(&format!("  {note}"));
+                    row.note = Some(note);
+                }
                 rows.push(row);
             }
             if scenario.uses_postgres() {
@@ -163,6 +186,44 @@ pub async fn run(args: &AllArgs, env: &RunEnv) -> Result<Vec<Row>> {
 }
 
 impl Systems {
+    /// moto's CPU counters before an `aws-creds` run.
+    fn sample_moto(
+        &self,
+        env: &RunEnv,
+        scenario: Compared,
+    ) -> Option<crate::procstat::ProcSample> {
+        if scenario != Compared::AwsCreds {
+            return None;
+        }
+        self.moto.as_ref()?.sample(env.clock_ticks)
+    }
+
+    /// How many cores moto used over a run (warm-up included: it is busy
+    /// then too) and, when the run had errors, the end of its log.
+    fn moto_note(
+        &self,
+        env: &RunEnv,
+        before: Option<crate::procstat::ProcSample>,
+        elapsed: Duration,
+        row: &Row,
+    ) -> Option<String> {
+        let moto = self.moto.as_ref()?;
+        let before = before?;
+        if row.errors > 0 {
+            env.note(&format!("  moto log:\n{}", moto.log_tail(10)));
+        }
+        let after = moto.sample(env.clock_ticks)?;
+        let seconds = elapsed.as_secs_f64();
+        if seconds <= 0.0 {
+            return None;
+        }
+        let cores = (after.cpu_seconds - before.cpu_seconds).max(0.0) / seconds;
+        Some(format!(
+            "moto used {cores:.2} cores (warm-up included); {}",
+            aws::NO_PEER
+        ))
+    }
+
     /// Whether the idmint binary routes `POST /api/v1/ssh/sign/{role}`:
     /// axum answers an unknown route with an empty 404, the handler always
     /// with a JSON body.
@@ -207,7 +268,7 @@ impl Systems {
             addr: self.idmint.addr(),
             pid: self.idmint.pid(),
         }];
-        if let Some(bao) = &self.bao {
+        if let Some(bao) = self.bao.as_ref().filter(|_| scenario.peer_missing().is_none()) {
             let systems: &[System] = if scenario.token_type_matters() {
                 &[System::OpenBaoBatch, System::OpenBaoService]
             } else {
@@ -341,6 +402,14 @@ async fn run_one(
                     .with_bearer(s.unwrap_or_default().to_string()))
             })
         }
+        (Compared::AwsCreds, _) => repeat(session, None, |s| {
+            Ok(Outgoing::post(
+                format!("/api/v1/creds/{}", aws::IDMINT_AWS_ROLE),
+                JSON,
+                "{}".into(),
+            )
+            .with_bearer(s.unwrap_or_default().to_string()))
+        }),
         (Compared::SshSign, idmint) => {
             // idmint's role fixes the principals; OpenBao is told them.
             let (path, body) = if idmint {

@@ -235,7 +235,10 @@ pub fn table(rows: &[Row]) -> String {
             r.errors.to_string(),
             opt(r.server_cpu_s_per_1k, 3),
             opt(r.server_rss_mb, 0),
-            r.ratio.map(|x| format!("{x:.1}x")).unwrap_or_default(),
+            r.ratio
+                .map(|x| format!("{x:.1}x"))
+                .or_else(|| r.scenario.peer_missing().map(str::to_string))
+                .unwrap_or_default(),
             opt(r.other_cores, 2),
         ]);
     }

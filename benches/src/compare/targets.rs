@@ -5,6 +5,7 @@
 //! role `readers` (per-user grants break PostgreSQL after ~2.4k live users,
 //! TESTBED §7).
 
+use super::aws::SharedMoto;
 use crate::error::{BenchError, Result};
 use crate::fixture::{Issuer, AUTH_NAME};
 use crate::scenario::{POLICY, ROLES};
@@ -157,13 +158,19 @@ when {{ principal has actor && principal.actor == "octocat" }};
 }
 
 /// The idmint server of the comparison: like `login-exchange`'s, plus the
-/// PostgreSQL issuer when `pg` is given.
+/// PostgreSQL issuer when `pg` is given and the AWS issuer (on moto) when
+/// `aws` is.
 pub struct IdmintTarget {
     pub server: IdmintServer,
 }
 
 impl IdmintTarget {
-    pub async fn start(bin: &Path, issuer: &Issuer, pg: Option<&SharedPg>) -> Result<Self> {
+    pub async fn start(
+        bin: &Path,
+        issuer: &Issuer,
+        pg: Option<&SharedPg>,
+        aws: Option<&SharedMoto>,
+    ) -> Result<Self> {
         if !bin.is_file() {
             return Err(BenchError::ServerBinaryMissing {
                 path: bin.to_path_buf(),
@@ -203,6 +210,17 @@ pool_size = 8
             // Without PostgreSQL the database role would name an unknown
             // issuer.
             spec.roles = format!("{ROLES}{}", ssh_role());
+        }
+        if let Some(aws) = aws {
+            let table: idmint_testkit::toml::Table =
+                idmint_testkit::toml::from_str(&aws.issuer_toml())
+                    .map_err(|e| BenchError::openbao("idmint config", e))?;
+            spec.issuers.push(("aws".into(), table));
+            spec.roles.push_str(&super::aws::role());
+            if let Some((_, policy)) = spec.policies.first_mut() {
+                policy.push_str(&super::aws::policy());
+            }
+            spec.env.extend(aws.server_env());
         }
         let server = IdmintServer::start(bin, spec)
             .await

@@ -1,9 +1,10 @@
 //! `idmint audit trace` against audit logs written by a real server: from
 //! an SSH certificate serial (certificate-mode sign), a Redis user name
-//! (the Redis issuer against a real Redis), the lease id and the session
-//! token id back to the identity, the proof and the decision. Also
+//! (the Redis issuer against a real Redis), the lease id and the session an AWS role session name (the AWS issuer against moto) back to
+//! the identity, the proof and the decision. Also
 //! `audit verify --progress` on the same log.
 
+mod aws_support;
 mod common;
 mod db_support;
 mod ssh_support;
@@ -161,5 +162,35 @@ async fn redis_user_name_and_lease_trace_to_the_login() -> anyhow::Result<()> {
     assert_eq!(out.json()?["ok"], true);
     let quiet = cli.run(&["audit", "verify", &file]).await?;
     assert!(!quiet.stderr.contains("verifying"), "{}", quiet.summary());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_role_session_name_traces_to_the_login() -> anyhow::Result<()> {
+    let env = aws_support::setup().await?;
+    let app = login_app(&env.server, &env.jwks).await?;
+    let resp = app
+        .client
+        .creds("aws/deploy", &CredsRequest::default())
+        .await?;
+    let (key, _, _) = aws_support::aws_key(&resp)?;
+    let calls = env.tap.calls_of("AssumeRole");
+    let session_name = calls
+        .first()
+        .map(|c| c.params["RoleSessionName"].as_str().to_string())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("no AssumeRole call: {calls:?}"))?;
+    let chain = trace(&env.server, &session_name).await?;
+    assert_reaches_identity(&chain, "aws role session name");
+    assert_eq!(
+        chain["chain"]["credential"]["references"]["revocation"]["value"],
+        session_name.as_str(),
+        "{chain:#}"
+    );
+    let audit = std::fs::read_to_string(env.server.audit_file())?;
+    assert!(
+        !audit.contains(&key.secret_access_key),
+        "the secret key is never audited"
+    );
     Ok(())
 }

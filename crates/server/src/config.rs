@@ -756,6 +756,19 @@ file = { path = "audit.jsonl" }
     }
 
     #[test]
+    fn mtls_and_x509_tables_are_checked_with_their_line() {
+        let e = err("[[auth.mtls]]\nname = \"w\"\nca_files = [\"ca.pem\"]\n");
+        assert!(
+            e.contains("line 11") && e.contains("allowed_trust_domains"),
+            "{e}"
+        );
+        let e = err("[[auth.mtls]]\nname = \"w\"\nca_files = [\"ca.pem\"]\nallowed_trust_domains = [\"td\"]\n");
+        assert!(e.contains("needs [server] tls"), "{e}");
+        let e = err("[[issuer.x509]]\nname = \"s\"\ntrust_domain = \"TD\"\n");
+        assert!(e.contains("line 11") && e.contains("trust_domain"), "{e}");
+    }
+
+    #[test]
     fn base_is_valid() {
         let cfg = IdmintConfig::parse("idmint.toml", BASE).unwrap();
         assert_eq!(cfg.session.machine_ttl.as_secs(), 300);
