@@ -71,7 +71,10 @@ timeout = "3s"
     /// config file of the machine that could shadow it.
     pub fn server_env(&self) -> Vec<(String, String)> {
         vec![
-            ("AWS_ACCESS_KEY_ID".into(), self.broker.access_key_id.clone()),
+            (
+                "AWS_ACCESS_KEY_ID".into(),
+                self.broker.access_key_id.clone(),
+            ),
             (
                 "AWS_SECRET_ACCESS_KEY".into(),
                 self.broker.secret_access_key.clone(),

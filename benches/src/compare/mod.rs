@@ -24,13 +24,13 @@ use crate::supply::TokenSupply;
 use crate::tokens::{TokenPool, AUDIENCE};
 use crate::workload::{Harvest, Workload};
 use crate::RunEnv;
+use aws::SharedMoto;
 use flows::{bao_follow_up, bao_login, idmint_login, Consume, Repeat, SessionSource};
 use hyper::Method;
 use rows::{Row, System};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use aws::SharedMoto;
 use targets::{IdmintTarget, SharedPg};
 
 /// CI tokens kept ready beyond one per connection for per-connection
@@ -95,8 +95,7 @@ pub async fn run(args: &AllArgs, env: &RunEnv) -> Result<Vec<Row>> {
     } else {
         None
     };
-    let idmint =
-        IdmintTarget::start(&env.idmint_bin, &issuer, pg.as_ref(), moto.as_ref()).await?;
+    let idmint = IdmintTarget::start(&env.idmint_bin, &issuer, pg.as_ref(), moto.as_ref()).await?;
     env.note(&format!(
         "idmint pid {} on {}",
         idmint.pid().map(|p| p.to_string()).unwrap_or_default(),
@@ -187,11 +186,7 @@ pub async fn run(args: &AllArgs, env: &RunEnv) -> Result<Vec<Row>> {
 
 impl Systems {
     /// moto's CPU counters before an `aws-creds` run.
-    fn sample_moto(
-        &self,
-        env: &RunEnv,
-        scenario: Compared,
-    ) -> Option<crate::procstat::ProcSample> {
+    fn sample_moto(&self, env: &RunEnv, scenario: Compared) -> Option<crate::procstat::ProcSample> {
         if scenario != Compared::AwsCreds {
             return None;
         }
@@ -268,7 +263,11 @@ impl Systems {
             addr: self.idmint.addr(),
             pid: self.idmint.pid(),
         }];
-        if let Some(bao) = self.bao.as_ref().filter(|_| scenario.peer_missing().is_none()) {
+        if let Some(bao) = self
+            .bao
+            .as_ref()
+            .filter(|_| scenario.peer_missing().is_none())
+        {
             let systems: &[System] = if scenario.token_type_matters() {
                 &[System::OpenBaoBatch, System::OpenBaoService]
             } else {

@@ -19,7 +19,9 @@ pub async fn login(
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     chain: Option<Extension<ClientChain>>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let mut event = login_event(&rid, peer.ip());
+    // The audit identity (written by `start_session`) carries the method
+    // name and the certificate serial.
+    let event = login_event(&rid, peer.ip());
     let chain = chain.map(|Extension(ClientChain(c))| c);
     let outcome = if state.mtls.is_empty() {
         Err(MtlsError::Untrusted(
@@ -39,10 +41,6 @@ pub async fn login(
             return Err(login_failed(&state, &rid, event, err).await);
         }
     };
-    event.detail = Some(serde_json::json!({
-        "mtls": identity.auth,
-        "certificate_serial": identity.attributes.get("serial"),
-    }));
     let (token, claims) = start_session(&state, &rid, event, identity, ttl).await?;
     Ok(Json(login_response(&token, &claims)))
 }
