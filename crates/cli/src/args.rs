@@ -6,9 +6,9 @@ mod agent;
 mod proxy;
 
 pub use agent::{AgentCommand, AgentEnrollArgs, AgentInstallArgs, AgentRunArgs, AgentStateArgs};
-pub use proxy::{ProxyArgs, ProxyCommand};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use idmint_client::TokenType;
+pub use proxy::{ProxyArgs, ProxyCommand};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
