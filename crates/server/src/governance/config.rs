@@ -11,7 +11,7 @@ use std::num::NonZeroU32;
 /// approvals_for_labels = { env = { prod = 2 } }  # when a changed role has env=prod
 /// break_glass_ttl = "1h"                         # default
 /// impact_events = 1000                           # decisions replayed per draft
-/// sync_interval = "2s"                           # how often other servers' activations are picked up
+/// sync_interval = "2s"                           # how often expired break-glass activations are reverted
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,8 +29,7 @@ pub struct GovernanceSection {
     /// How many recent decision events a draft is replayed against.
     #[serde(default = "default_impact_events")]
     pub impact_events: usize,
-    /// How often a server checks the store for a bundle activated by
-    /// another server and for expired break-glass activations.
+    /// How often a server checks for expired break-glass activations.
     #[serde(default = "default_sync_interval")]
     pub sync_interval: Ttl,
 }

@@ -1,7 +1,11 @@
-//! The background loop that keeps every server on the store's active
-//! bundle (an activation on one server reaches the others within
-//! `[governance] sync_interval`) and reverts expired break-glass
-//! activations.
+//! The background loop that reverts expired break-glass activations, and
+//! [`pick_up_active`], which installs a bundle another server activated.
+//!
+//! Activations by other servers arrive through the store's change feed
+//! (`crate::store_sync`: `LISTEN/NOTIFY` plus a periodic resync). SQLite has
+//! one server per file, so nothing is activated behind its back. This loop
+//! therefore does not poll the active bundle as well: that was a second
+//! mechanism reading the whole bundle from the store every tick.
 
 use super::activation::{install, revert_expired};
 use crate::startup::check_bundle;
@@ -17,9 +21,6 @@ pub fn spawn(state: Arc<AppState>) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = pick_up_active(&state).await {
-                tracing::warn!(error = %e, "could not check the store for a newer policy bundle");
-            }
             if let Err(e) = revert_expired(&state).await {
                 tracing::error!(error = %e, "could not revert an expired break-glass policy activation; retrying");
             }
