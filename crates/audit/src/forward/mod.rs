@@ -184,9 +184,17 @@ fn spawn_sink(
             builder.spawn(move || syslog::run(rx, sender, &counters))
         }
         SinkConfig::Webhook(c) => {
-            let spool = spool::Spool::open(&c.spool_dir, c.spool_max_bytes)?;
-            counters.set_spool_bytes(spool.bytes());
-            builder.spawn(move || webhook::run(rx, &c, spool, &counters))
+            spool::Spool::prepare(&c.spool_dir)?;
+            // The spool is locked inside the thread: a previous sink thread
+            // of the same directory (a log reopened in this process) may
+            // still be delivering, and the writer must not wait for it.
+            builder.spawn(move || match spool::Spool::open(&c.spool_dir, c.spool_max_bytes) {
+                Ok(spool) => {
+                    counters.set_spool_bytes(spool.bytes());
+                    webhook::run(rx, &c, spool, &counters)
+                }
+                Err(e) => counters.fail(format!("opening the spool failed: {e}")),
+            })
         }
     };
     spawned

@@ -9,6 +9,12 @@
 //! fit is refused (the caller counts it as dropped) rather than evicting
 //! older ones, so what is delivered is always a contiguous prefix of the
 //! log followed by a visible gap, never a hole in the middle.
+//!
+//! One deliverer per spool: the directory itself is `flock`ed for as long as
+//! a [`Spool`] lives. Without it, a sink thread of a log that is being
+//! reopened in the same process (or a second server pointed at the same
+//! directory) would deliver and delete files that the new one has indexed,
+//! duplicating batches and leaving the new index pointing at nothing.
 
 use crate::AuditError;
 use std::collections::BTreeMap;
@@ -21,6 +27,8 @@ const SUFFIX: &str = ".ndjson";
 
 pub(crate) struct Spool {
     dir: PathBuf,
+    /// The directory handle holding the exclusive lock; released on drop.
+    _lock: File,
     max_bytes: u64,
     /// id → size, in delivery order.
     files: BTreeMap<u64, u64>,
@@ -29,18 +37,29 @@ pub(crate) struct Spool {
 }
 
 impl Spool {
-    /// Opens (creating, mode 0700) the spool and indexes what a previous
-    /// run left behind.
+    /// Creates (mode 0700) the spool directory: done when the log opens, so
+    /// a bad `spool_dir` fails the start rather than the sink thread.
+    pub(crate) fn prepare(dir: &Path) -> Result<(), AuditError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| AuditError::Open {
+                path: dir.to_path_buf(),
+                source: e,
+            })
+    }
+
+    /// Takes the spool's exclusive lock (waiting for a previous holder to
+    /// finish) and indexes what a previous run left behind.
     pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Self, AuditError> {
         let err = |e: io::Error| AuditError::Open {
             path: dir.to_path_buf(),
             source: e,
         };
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(err)?;
+        Self::prepare(dir)?;
+        let lock = File::open(dir).map_err(err)?;
+        lock.lock().map_err(err)?;
         let mut files = BTreeMap::new();
         for entry in fs::read_dir(dir).map_err(err)? {
             let entry = entry.map_err(err)?;
@@ -66,6 +85,7 @@ impl Spool {
             .map_or(1, |last| last.saturating_add(1));
         Ok(Self {
             dir: dir.to_path_buf(),
+            _lock: lock,
             max_bytes,
             files,
             bytes,
@@ -115,15 +135,31 @@ impl Spool {
 
     /// The oldest batches, concatenated, up to `max_bytes` (always at least
     /// one batch), and their ids for [`Spool::remove`].
-    pub(crate) fn oldest(&self, max_bytes: u64) -> io::Result<(Vec<u64>, Vec<u8>)> {
+    /// A batch file that vanished (an operator cleaned the directory) is
+    /// forgotten rather than retried forever, which would wedge delivery of
+    /// everything after it.
+    pub(crate) fn oldest(&mut self, max_bytes: u64) -> io::Result<(Vec<u64>, Vec<u8>)> {
         let mut ids = Vec::new();
         let mut body = Vec::new();
+        let mut vanished = Vec::new();
         for (&id, &len) in &self.files {
             if !ids.is_empty() && (body.len() as u64).saturating_add(len) > max_bytes {
                 break;
             }
-            body.extend_from_slice(&fs::read(self.path_of(id))?);
+            match fs::read(self.path_of(id)) {
+                Ok(bytes) => body.extend_from_slice(&bytes),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    vanished.push(id);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             ids.push(id);
+        }
+        for id in vanished {
+            if let Some(len) = self.files.remove(&id) {
+                self.bytes = self.bytes.saturating_sub(len);
+            }
         }
         Ok((ids, body))
     }
@@ -173,7 +209,40 @@ mod tests {
         assert!(s.is_empty());
         assert_eq!(s.bytes(), 0);
         assert!(s.push(b"c\n").unwrap());
-        let s = Spool::open(dir.path(), 10).unwrap();
+        drop(s);
+        let mut s = Spool::open(dir.path(), 10).unwrap();
         assert_eq!(s.oldest(100).unwrap().1, b"c\n");
+    }
+
+    #[test]
+    fn a_vanished_batch_is_skipped_not_retried_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 100).unwrap();
+        assert!(s.push(b"a\n").unwrap());
+        assert!(s.push(b"b\n").unwrap());
+        fs::remove_file(s.path_of(1)).unwrap();
+        let (ids, body) = s.oldest(100).unwrap();
+        assert_eq!((ids, body.as_slice()), (vec![2], &b"b\n"[..]));
+        assert_eq!(s.bytes(), 2);
+    }
+
+    #[test]
+    fn a_second_opener_waits_for_the_first_to_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Spool::open(dir.path(), 100).unwrap();
+        assert!(first.push(b"a\n").unwrap());
+        let path = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let s = Spool::open(&path, 100).map(|s| s.bytes());
+            let _ = tx.send(());
+            s
+        });
+        // While `first` lives the second open cannot have returned.
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err());
+        let (ids, _) = first.oldest(100).unwrap();
+        first.remove(&ids).unwrap();
+        drop(first);
+        assert_eq!(waiter.join().unwrap().unwrap(), 0, "indexed after the delivery");
     }
 }
