@@ -39,6 +39,31 @@ pub enum Command {
     /// idmint alone at scale: a million active leases, startup, reaper
     /// under load, audit verification of millions of events.
     Scale(ScaleArgs),
+    /// The egress proxy's added latency and throughput against direct
+    /// requests to a local upstream, plain HTTP and HTTPS with header
+    /// injection, with nginx side by side.
+    Proxy(ProxyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Measured time per run (after the warm-up).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Unmeasured time at the start of each run.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Kept-alive client connections, one request in flight each.
+    #[arg(long, value_name = "N,..", value_delimiter = ',', default_value = "1,64")]
+    pub concurrency: Vec<usize>,
+    /// The nginx binary for the reference rows.
+    #[arg(long, value_name = "PATH", default_value = "/usr/sbin/nginx")]
+    pub nginx: PathBuf,
+    /// Skip the nginx rows.
+    #[arg(long)]
+    pub no_nginx: bool,
 }
 
 /// The system to compare idmint with.

@@ -23,6 +23,7 @@ mod memory;
 mod openbao;
 mod procstat;
 mod progress;
+mod proxy;
 mod quiet;
 mod report;
 mod scale;
@@ -101,6 +102,7 @@ fn main() -> ExitCode {
         Command::Memory(a) => &a.common,
         Command::All(a) => &a.common,
         Command::Scale(a) => &a.common,
+        Command::Proxy(a) => &a.common,
     };
     let runtime = if common.client_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -300,6 +302,33 @@ async fn run(cli: &Cli) -> Result<()> {
                 json_path.display(),
                 svg_path.display()
             );
+        }
+        Command::Proxy(args) => {
+            let settings = proxy::ProxyBenchArgs {
+                duration: args.duration,
+                warmup: args.warmup,
+                concurrency: args.concurrency.clone(),
+                nginx: (!args.no_nginx).then(|| args.nginx.clone()),
+            };
+            let rows = proxy::run(&settings).await?;
+            println!("idmint proxy vs direct (and nginx), {date}");
+            println!("{}", machine.describe());
+            println!();
+            print!("{}", proxy::table(&rows));
+            let path = args.common.json_path.clone().unwrap_or_else(|| {
+                report::default_json_path()
+                    .parent()
+                    .map(|d| d.join("proxy.json"))
+                    .unwrap_or_default()
+            });
+            let doc = serde_json::json!({
+                "date": date,
+                "machine": machine,
+                "command": command,
+                "proxy": rows,
+            });
+            report::write_value(&path, &doc)?;
+            eprintln!("results written to {}", path.display());
         }
         Command::Scale(args) => {
             let env = RunEnv::new(&args.common)?;

@@ -100,7 +100,7 @@ pub fn login_request(token: &str) -> Result<Outgoing> {
     let body = serde_json::to_string(&LoginRequest {
         method: "oidc".into(),
         token: token.to_string(),
-        auth: None,
+        ..LoginRequest::default()
     })?;
     Ok(Outgoing::post(LOGIN_PATH, JSON, body))
 }

@@ -15,6 +15,8 @@ use std::time::Duration;
 pub const ENROLL_PATH: &str = "/api/v1/agent/enroll";
 pub const GRANTS_PATH: &str = "/api/v1/agent/grants";
 pub const EVENTS_PATH: &str = "/api/v1/agent/events";
+pub const ATTEST_PATH: &str = "/api/v1/agent/attest";
+pub const CREDS_PATH: &str = "/api/v1/creds";
 
 /// Longest error body quoted in an error message.
 const MAX_ERROR_BODY: usize = 500;
@@ -112,6 +114,38 @@ impl ServerLink {
             .map_err(|e| AgentError::Config(format!("cannot encode an event: {e}")))?;
         let auth = key.authorization(host, "POST", EVENTS_PATH, &body, UnixTime::now().secs())?;
         self.post_json(&url, body, Some(auth)).await
+    }
+
+    /// `POST /api/v1/agent/attest`: this host vouches for a local process
+    /// (facts read from its own `/proc`); the server maps it to an identity
+    /// with its `[[auth.unix]]` bindings and answers with a session for it.
+    /// Used by `idmint proxy` to obtain credentials on a workload's behalf.
+    pub async fn attest(
+        &self,
+        key: &AgentKey,
+        host: &str,
+        request: &idmint_proto::unix::AttestLoginRequest,
+    ) -> Result<idmint_proto::LoginResponse> {
+        let url = format!("{}{ATTEST_PATH}", self.base);
+        let body = serde_json::to_vec(request)
+            .map_err(|e| AgentError::Config(format!("cannot encode the attestation: {e}")))?;
+        let auth = key.authorization(host, "POST", ATTEST_PATH, &body, UnixTime::now().secs())?;
+        self.post_json(&url, body, Some(auth)).await
+    }
+
+    /// `POST /api/v1/creds/{role}` with a session token from
+    /// [`ServerLink::attest`] (`Authorization: Bearer`).
+    pub async fn creds(
+        &self,
+        session_token: &str,
+        role: &str,
+        request: &idmint_proto::CredsRequest,
+    ) -> Result<idmint_proto::CredsResponse> {
+        let url = format!("{}{CREDS_PATH}/{role}", self.base);
+        let body = serde_json::to_vec(request)
+            .map_err(|e| AgentError::Config(format!("cannot encode the request: {e}")))?;
+        self.post_json(&url, body, Some(format!("Bearer {session_token}")))
+            .await
     }
 
     /// POST an already encoded JSON `body` (signed requests carry

@@ -144,7 +144,7 @@ impl<'a> SealedLine<'a> {
 }
 
 fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).rposition(|w| w == needle)
+    memchr::memmem::rfind(haystack, needle)
 }
 
 fn sha256_hex(parts: &[&[u8]]) -> String {

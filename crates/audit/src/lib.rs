@@ -23,6 +23,7 @@ mod error;
 mod event;
 mod fingerprint;
 pub mod forward;
+mod line_view;
 mod lines;
 mod log;
 mod recovery;

@@ -49,6 +49,18 @@ impl<R: BufRead> LineReader<R> {
     /// end of input.
     pub fn next_into(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<LineInfo>> {
         buf.clear();
+        let info = self.append_next(buf)?;
+        if info.is_some_and(|i| i.too_long) {
+            buf.shrink_to(0);
+        }
+        Ok(info)
+    }
+
+    /// Like [`LineReader::next_into`], but appends the line to what `buf`
+    /// already holds (so several lines can share one buffer without a
+    /// second copy). A too-long line leaves `buf` as it was.
+    pub fn append_next(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<LineInfo>> {
+        let start = buf.len();
         let mut too_long = false;
         let mut any = false;
         loop {
@@ -69,16 +81,17 @@ impl<R: BufRead> LineReader<R> {
                 }));
             }
             any = true;
-            let newline = available.iter().position(|&b| b == b'\n');
+            // memchr: several bytes per instruction; a byte loop here was
+            // a sixth of `audit verify`'s time.
+            let newline = memchr::memchr(b'\n', available);
             let (chunk, consumed) = match newline {
                 Some(i) => (available.split_at(i).0, i + 1),
                 None => (available, available.len()),
             };
             if !too_long {
-                if buf.len() + chunk.len() > self.max_len {
+                if buf.len() - start + chunk.len() > self.max_len {
                     too_long = true;
-                    buf.clear();
-                    buf.shrink_to(0);
+                    buf.truncate(start);
                 } else {
                     buf.extend_from_slice(chunk);
                 }
@@ -118,5 +131,19 @@ mod tests {
         let l = r.next_into(&mut buf).unwrap().unwrap();
         assert_eq!((l.number, l.terminated, &buf[..]), (4, false, &b"xyz"[..]));
         assert!(r.next_into(&mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn append_keeps_earlier_lines() {
+        let data = b"ab\ncdefgh\nxyz\n".to_vec();
+        let mut r = LineReader::with_max_len(io::BufReader::with_capacity(2, &data[..]), 4);
+        let mut buf = b"x".to_vec();
+        let l = r.append_next(&mut buf).unwrap().unwrap();
+        assert_eq!((l.number, l.too_long, &buf[..]), (1, false, &b"xab"[..]));
+        let l = r.append_next(&mut buf).unwrap().unwrap();
+        assert_eq!((l.number, l.too_long, &buf[..]), (2, true, &b"xab"[..]));
+        let l = r.append_next(&mut buf).unwrap().unwrap();
+        assert_eq!((l.number, l.too_long, &buf[..]), (3, false, &b"xabxyz"[..]));
+        assert!(r.append_next(&mut buf).unwrap().is_none());
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub(crate) type AppendReply = oneshot::Sender<Result<Receipt, AuditError>>;
 pub(crate) type CloseReply = oneshot::Sender<Result<(), AuditError>>;
+pub(crate) type AppendAllReply = oneshot::Sender<Vec<Result<Receipt, AuditError>>>;
 
 // The large variant is the hot one; boxing it would add an allocation per
 // event only to shrink the rare `Close`.
@@ -25,6 +26,12 @@ pub(crate) enum Command {
     Append {
         event: AuditEvent,
         reply: AppendReply,
+    },
+    /// Several events written in the same batch, in order, with one reply
+    /// carrying one result per event.
+    AppendAll {
+        events: Vec<AuditEvent>,
+        reply: AppendAllReply,
     },
     /// Write everything queued before it plus a final checkpoint, then stop.
     Close { reply: CloseReply },
@@ -63,7 +70,7 @@ fn run(
 ) {
     let mut commands = Vec::with_capacity(max_batch);
     let mut events = Vec::with_capacity(max_batch);
-    let mut replies = Vec::with_capacity(max_batch);
+    let mut replies: Vec<Reply> = Vec::with_capacity(max_batch);
     // `None` once every handle is gone: nothing more can arrive.
     while let Some(first) = rx.blocking_recv() {
         commands.push(first);
@@ -82,11 +89,21 @@ fn run(
             match command {
                 Command::Append { event, reply } if close_reply.is_none() => {
                     events.push(event);
-                    replies.push(reply);
+                    replies.push(Reply::One(reply));
+                }
+                Command::AppendAll {
+                    events: mut all,
+                    reply,
+                } if close_reply.is_none() => {
+                    replies.push(Reply::All(all.len(), reply));
+                    events.append(&mut all);
                 }
                 // Queued after the close: not written.
                 Command::Append { reply, .. } => {
                     let _ = reply.send(Err(AuditError::Closed));
+                }
+                Command::AppendAll { events: all, reply } => {
+                    let _ = reply.send(all.iter().map(|_| Err(AuditError::Closed)).collect());
                 }
                 Command::Close { reply } if close_reply.is_none() => close_reply = Some(reply),
                 Command::Close { reply } => {
@@ -106,9 +123,22 @@ fn run(
         if writer.broken_reason().is_some() {
             counters.broken.store(true, Ordering::Release);
         }
-        for (result, reply) in outcome.results.into_iter().zip(replies.drain(..)) {
-            // The appender may have given up waiting; the event is written anyway.
-            let _ = reply.send(result);
+        let mut results = outcome.results.into_iter();
+        for reply in replies.drain(..) {
+            // The appender may have given up waiting; the event is written
+            // anyway. `commit` returns one result per event, so `results`
+            // cannot run short; if it did, the missing ones count as failed.
+            match reply {
+                Reply::One(reply) => {
+                    let _ = reply.send(results.next().unwrap_or_else(missing_result));
+                }
+                Reply::All(n, reply) => {
+                    let batch = (0..n)
+                        .map(|_| results.next().unwrap_or_else(missing_result))
+                        .collect();
+                    let _ = reply.send(batch);
+                }
+            }
         }
 
         if let Some(reply) = close_reply {
@@ -124,6 +154,19 @@ fn run(
     }
 }
 
+/// Where the results of one batch go, in event order.
+enum Reply {
+    One(AppendReply),
+    /// The next `n` results, for one [`Command::AppendAll`].
+    All(usize, AppendAllReply),
+}
+
+fn missing_result() -> Result<Receipt, AuditError> {
+    Err(AuditError::unavailable(
+        "internal error: the audit batch returned fewer results than events",
+    ))
+}
+
 /// After close: stop accepting and fail whatever is still queued.
 fn refuse_remaining(rx: &mut mpsc::Receiver<Command>, counters: &Counters) {
     rx.close();
@@ -132,6 +175,9 @@ fn refuse_remaining(rx: &mut mpsc::Receiver<Command>, counters: &Counters) {
         match command {
             Command::Append { reply, .. } => {
                 let _ = reply.send(Err(AuditError::Closed));
+            }
+            Command::AppendAll { events, reply } => {
+                let _ = reply.send(events.iter().map(|_| Err(AuditError::Closed)).collect());
             }
             Command::Close { reply } => {
                 let _ = reply.send(Ok(()));

@@ -107,6 +107,13 @@ pub struct OidcConfig {
     /// Cedar (`principal.groups.contains("admins")`).
     #[serde(default)]
     pub groups_claim: Option<String>,
+    /// For people whose ID token carries no groups: read them from the
+    /// IdP's userinfo endpoint with the access token `idmint login --sso`
+    /// sends (see `crate::userinfo`). Off by default: with it on, a login
+    /// whose userinfo cannot be read is refused rather than started
+    /// without groups.
+    #[serde(default)]
+    pub userinfo_groups: bool,
     /// OAuth client id `idmint login --sso` uses at the IdP (a public,
     /// native client with PKCE); default: the first of `audiences`, which is
     /// the `aud` of the ID tokens that client gets.

@@ -30,6 +30,8 @@ pub mod mtls;
 mod oidc;
 mod preset;
 mod replay;
+pub mod unix;
+pub mod userinfo;
 
 pub use approle::{AppRoleConfig, AppRoleError, AppRoles};
 pub use aws_iam::{AwsIamAuth, AwsIamConfig, AwsIamError};
@@ -39,3 +41,4 @@ pub use error::{AuthnError, ConfigError};
 pub use jwks::JwksStats;
 pub use mtls::{MtlsConfig, MtlsError, MtlsMethods};
 pub use oidc::{OidcAuthenticator, OidcVerifier};
+pub use unix::{UnixConfig, UnixError, UnixMethods};

@@ -389,7 +389,7 @@ impl OidcAuthenticator {
 /// a single string taken as one group, anything else (numbers, objects, a
 /// missing claim) ignored, so the attribute is always a set of strings and
 /// a malformed claim can only *remove* groups, never add any.
-fn groups_of(claim: Option<&Value>) -> Vec<Value> {
+pub(crate) fn groups_of(claim: Option<&Value>) -> Vec<Value> {
     match claim {
         Some(Value::String(s)) if !s.is_empty() => vec![Value::String(s.clone())],
         Some(Value::Array(list)) => list

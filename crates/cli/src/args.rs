@@ -127,6 +127,10 @@ pub enum Command {
     #[command(subcommand)]
     Target(TargetCommand),
 
+    /// Static secrets sealed in idmint for `idmint proxy` to inject (admin).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+
     /// Check and search the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -138,6 +142,10 @@ pub enum Command {
     /// Policy: test offline, drafts, approvals, history, rollback.
     #[command(subcommand)]
     Policy(PolicyCommand),
+
+    /// Issuances an anomaly rule held for a second admin: list, approve.
+    #[command(subcommand, after_help = APPROVALS_AFTER_HELP)]
+    Approvals(ApprovalsCommand),
 
     /// Development helpers (need `idmint server --dev`).
     #[command(subcommand)]
@@ -277,7 +285,8 @@ Examples:
   idmint login --token-file /run/secrets/oidc-token --auth github
   idmint login --sso                             # a person, in the browser
   idmint login --sso corp --device               # a person, on a headless shell
-  idmint login --approle billing --role-id ID --secret-id-file FILE   # a legacy app (docs/approle.md)";
+  idmint login --approle billing --role-id ID --secret-id-file FILE   # a legacy app (docs/approle.md)
+  idmint login --unix --socket /run/idmint/idmint.sock   # a local process (docs/auth-methods.md)";
 
 #[derive(Debug, Subcommand)]
 pub enum ApproleCommand {
@@ -365,6 +374,22 @@ pub struct LoginArgs {
     #[arg(long, value_name = "PROFILE", requires = "aws_iam")]
     pub aws_profile: Option<String>,
 
+    /// Log in as this process over the server's Unix socket
+    /// (`[[auth.unix]]`): the server reads who is calling from the kernel
+    /// (uid, executable, cgroup); nothing secret is sent. `--auth NAME`
+    /// picks the `[[auth.unix]]` when the server has several.
+    #[arg(long, conflicts_with_all = ["token_file", "token", "sso", "device", "approle", "aws_iam"])]
+    pub unix: bool,
+
+    /// `--unix`: the server's socket (`[server] unix_socket`).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "IDMINT_SOCKET",
+        default_value = "/run/idmint/idmint.sock"
+    )]
+    pub socket: PathBuf,
+
     /// AppRole: the role id (`[[auth.approle]] role_id`).
     #[arg(long, value_name = "ID", requires = "approle")]
     pub role_id: Option<String>,
@@ -420,6 +445,12 @@ pub struct CredsArgs {
     /// (`--role-arn`).
     #[arg(long, visible_alias = "role-arn", value_name = "AUD")]
     pub audience: Option<String>,
+
+    /// For x509 roles: a PKCS#10 CSR (PEM) whose public key is certified;
+    /// the private key never leaves this machine and none is returned
+    /// (e.g. `openssl req -new -key svid.key -subj /O=x -out svid.csr`).
+    #[arg(long, value_name = "FILE")]
+    pub csr: Option<std::path::PathBuf>,
 }
 
 const EXEC_AFTER_HELP: &str = "\
@@ -635,6 +666,77 @@ Examples:
   idmint target rotate-admin orders-pg
   idmint target rotate-admin orders-pg -o json";
 
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store or replace a static secret (e.g. an upstream API key).
+    #[command(after_help = SECRET_PUT_AFTER_HELP)]
+    Put(SecretPutArgs),
+    /// List stored secrets: name, version, fingerprint; never the values.
+    #[command(after_help = SECRET_LIST_AFTER_HELP)]
+    List,
+    /// Delete a static secret; roles that deliver it fail until it is put again.
+    #[command(after_help = SECRET_DELETE_AFTER_HELP)]
+    Delete {
+        /// Secret name.
+        name: String,
+    },
+}
+
+/// Where `idmint secret put` reads the value: exactly one source, and never
+/// a command-line argument (it would land in shell history and `ps`).
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("secret_source")
+        .required(true)
+        .multiple(false)
+        .args(["from_file", "from_env", "stdin"])
+))]
+pub struct SecretPutArgs {
+    /// Secret name: [a-z0-9][a-z0-9._-]{0,62}.
+    pub name: String,
+    /// Read the value from this file (one trailing newline is removed).
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<std::path::PathBuf>,
+    /// Read the value from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub from_env: Option<String>,
+    /// Read the value from standard input (one trailing newline is removed).
+    #[arg(long)]
+    pub stdin: bool,
+}
+
+const SECRET_PUT_AFTER_HELP: &str = "\
+Needs admin. The value is sealed in idmint's store and never returned by the
+API: `static` roles deliver it to `idmint proxy`, which injects it into
+upstream requests, so no workload ever sees it (see docs/proxy.md).
+
+There is deliberately no way to give the value as an argument: it would be
+saved in your shell history and visible to every user in `ps`. Use a file,
+an environment variable or standard input. One trailing newline (as left by
+`echo` or an editor) is removed; at most 64 KiB.
+
+Examples:
+  idmint secret put openai --from-file ./openai.key
+  idmint secret put openai --from-env OPENAI_API_KEY
+  pass show openai | idmint secret put openai --stdin";
+
+const SECRET_LIST_AFTER_HELP: &str = "\
+Needs admin. The fingerprint is a keyed hash (fp_…) of the value, the same one
+the audit log and the leases of `static` roles show; it tells versions apart
+without revealing anything.
+
+Examples:
+  idmint secret list
+  idmint secret list -o json";
+
+const SECRET_DELETE_AFTER_HELP: &str = "\
+Needs admin. Credentials already handed to `idmint proxy` are not recalled;
+new requests for roles that deliver the secret fail with
+static_secret_missing until it is stored again.
+
+Examples:
+  idmint secret delete openai";
+
 #[derive(Debug, Args)]
 pub struct LeasesListArgs {
     /// Everyone's leases (needs admin).
@@ -704,6 +806,31 @@ pub struct AuditTraceArgs {
     /// Read this audit log file instead of asking the server.
     #[arg(long, value_name = "AUDIT_FILE")]
     pub file: Option<PathBuf>,
+}
+
+const APPROVALS_AFTER_HELP: &str = "\
+An [[anomaly.rule]] with action = \"require_approval\" refuses an issuance that
+raises an anomaly signal (first use of a role, a new network, a burst) with
+403 approval_required and opens an approval. An admin other than the
+requester approves it; the requester then retries within [anomaly]
+approval_ttl and gets the credential once.
+
+Examples:
+  idmint approvals list
+  idmint approvals approve 3f9a1c2b7d4e5f60";
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Pending and approved (unused) approvals, newest first.
+    List,
+    /// Approve one (you must not be the requester).
+    Approve(ApprovalIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApprovalIdArgs {
+    /// The approval id from the refusal or `idmint approvals list`.
+    pub id: String,
 }
 
 #[derive(Debug, Subcommand)]

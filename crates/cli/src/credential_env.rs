@@ -140,6 +140,11 @@ pub fn exported(resp: &CredsResponse) -> Result<Vec<EnvVar>> {
             vars.push("IDMINT_SPIFFE_ID", spiffe_id)?;
             vars.push("IDMINT_X509_SERIAL", serial)?;
         }
+        // Only reaches a workload when the role says `deliver_to = "any"`.
+        Credential::StaticSecret { name, value } => {
+            vars.push("IDMINT_SECRET_NAME", name)?;
+            vars.push("IDMINT_SECRET", value)?;
+        }
     }
     vars.push("IDMINT_EXPIRES_AT", &resp.expires_at.to_string())?;
     Ok(vars.0)

@@ -396,7 +396,7 @@ impl IdmintClient {
         Ok(body.token)
     }
 
-    fn endpoint(&self, segments: &[&str]) -> Result<Url, ClientError> {
+    pub(crate) fn endpoint(&self, segments: &[&str]) -> Result<Url, ClientError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|()| {
@@ -407,7 +407,7 @@ impl IdmintClient {
         Ok(url)
     }
 
-    fn request(
+    pub(crate) fn request(
         &self,
         method: Method,
         url: &Url,
@@ -426,7 +426,7 @@ impl IdmintClient {
         }
     }
 
-    async fn send(&self, req: RequestBuilder, url: &Url) -> Result<RawResponse, ClientError> {
+    pub(crate) async fn send(&self, req: RequestBuilder, url: &Url) -> Result<RawResponse, ClientError> {
         let resp = req
             .send()
             .await

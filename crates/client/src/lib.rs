@@ -12,6 +12,7 @@
 //! Tokens never appear in `Debug`/`Display` output of anything in this crate:
 //! they are held in [`SecretString`] and errors never echo request bodies.
 
+mod anomaly;
 pub mod ci;
 mod client;
 mod error;
@@ -19,14 +20,17 @@ mod governance;
 mod params;
 mod response;
 mod secret;
+mod secrets;
 mod ssh;
 mod ssh_key;
+mod unix;
 
 pub use client::{normalize_base_url, ClientOptions, IdmintClient, USER_AGENT};
 pub use error::ClientError;
 pub use params::{DemoTokenRequest, LeaseQuery, TokenExchangeParams, TokenType};
 pub use secret::SecretString;
 pub use ssh_key::SshKeyPair;
+pub use unix::{unix_login, DEFAULT_SOCKET};
 
 /// Wire types, re-exported so that users of the client need no second
 /// dependency to name request and response bodies.

@@ -24,6 +24,7 @@ pub use policy::{Decision, HostContext, PolicyBundle, PolicyError, RequestContex
 pub use role::{
     Grant, GrantRequest, NarrowError, Role, RoleError, SshMode, SshTemplate, X509Template,
 };
+pub use role::{DeliverTo, StaticSecretTemplate};
 pub use seal::{SealError, SealKey};
 pub use secret::Secret;
 pub use session::{SessionClaims, SessionError, SessionSealer};

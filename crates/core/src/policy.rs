@@ -54,6 +54,13 @@ pub enum PolicyError {
         value: String,
         message: String,
     },
+    #[error("{file}: line {line}: @session_ttl({value:?}) is not a valid duration: {message}")]
+    BadSessionTtl {
+        file: String,
+        line: usize,
+        value: String,
+        message: String,
+    },
     #[error(transparent)]
     Roles(#[from] RoleError),
     #[error("the policy bundle has no roles.toml")]
@@ -78,6 +85,9 @@ pub struct PolicyBundle {
     policies: PolicySet,
     /// `@ttl_cap` obligation per policy id.
     ttl_caps: HashMap<String, Ttl>,
+    /// `@session_ttl` per policy id: on a policy permitting
+    /// `Action::"login"`, the length of the session it grants.
+    session_ttls: HashMap<String, Ttl>,
     authorizer: Authorizer,
 }
 
@@ -153,6 +163,7 @@ impl PolicyBundle {
     pub fn from_sources(version: u64, sources: Vec<SourceFile>) -> Result<Self, PolicyError> {
         let mut policies = PolicySet::new();
         let mut ttl_caps = HashMap::new();
+        let mut session_ttls = HashMap::new();
         let mut roles = None;
         for src in &sources {
             if src.name.ends_with(".toml") {
@@ -186,6 +197,17 @@ impl PolicyBundle {
                     })?;
                     ttl_caps.insert(id.clone(), ttl);
                 }
+                if let Some(value) = p.annotation("session_ttl") {
+                    let ttl: Ttl = value.parse().map_err(|e: crate::duration::TtlError| {
+                        PolicyError::BadSessionTtl {
+                            file: src.name.clone(),
+                            line,
+                            value: value.to_string(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    session_ttls.insert(id.clone(), ttl);
+                }
                 policies.add(p.new_id(PolicyId::new(&id))).map_err(|_| {
                     PolicyError::DuplicateId {
                         file: src.name.clone(),
@@ -201,8 +223,26 @@ impl PolicyBundle {
             roles,
             policies,
             ttl_caps,
+            session_ttls,
             authorizer: Authorizer::new(),
         })
+    }
+
+    /// The session length an allowing decision grants: the shortest
+    /// `@session_ttl` among the policies that permitted it (`None` when it
+    /// denied, or none of them carries the annotation). Used for
+    /// `Action::"login"`, so session length changes only through the
+    /// reviewed policy bundle.
+    pub fn session_ttl(&self, decision: &Decision) -> Option<Ttl> {
+        if !decision.allowed {
+            return None;
+        }
+        decision
+            .policy_ids
+            .iter()
+            .filter_map(|id| self.session_ttls.get(id))
+            .min()
+            .copied()
     }
 
     pub fn role(&self, name: &str) -> Option<&Role> {
@@ -455,6 +495,44 @@ when { principal has actor && principal.actor == "mallory" };
 "#;
 
     #[test]
+    fn session_ttl_comes_from_the_permitting_login_policies() {
+        let b = bundle(
+            r#"
+@id("people")
+@session_ttl("2h")
+permit (principal, action == Action::"login", resource == Server::"idmint");
+
+@id("oncall")
+@session_ttl("30m")
+permit (principal, action == Action::"login", resource == Server::"idmint")
+when { principal has actor && principal.actor == "pager" };
+
+@id("plain")
+permit (principal, action == Action::"admin", resource == Server::"idmint");
+"#,
+        )
+        .unwrap();
+        let ctx = RequestContext::default();
+        let d = b.evaluate(&ident(serde_json::json!({})), "login", None, &ctx);
+        assert_eq!(b.session_ttl(&d).map(Ttl::as_secs), Some(7200));
+        let d = b.evaluate(
+            &ident(serde_json::json!({"actor": "pager"})),
+            "login",
+            None,
+            &ctx,
+        );
+        assert_eq!(
+            b.session_ttl(&d).map(Ttl::as_secs),
+            Some(1800),
+            "shortest wins"
+        );
+        let d = b.evaluate(&ident(serde_json::json!({})), "admin", None, &ctx);
+        assert_eq!(b.session_ttl(&d), None, "no annotation");
+        let d = b.evaluate(&ident(serde_json::json!({})), "issue", b.role("api"), &ctx);
+        assert_eq!(b.session_ttl(&d), None, "denied");
+    }
+
+    #[test]
     fn permit_forbid_default_deny() {
         let b = bundle(POLICY).unwrap();
         let role = b.role("api").unwrap().clone();
@@ -550,6 +628,9 @@ when { principal has actor && principal.actor == "mallory" };
                 .unwrap_err();
         let s = e.to_string();
         assert!(s.starts_with("main.cedar: line 3:"), "{s}");
+        let e =
+            bundle("@session_ttl(\"soon\")\npermit (principal, action, resource);").unwrap_err();
+        assert!(e.to_string().contains("@session_ttl(\"soon\")"), "{e}");
         let e = bundle("@ttl_cap(\"forever\")\npermit (principal, action, resource);").unwrap_err();
         assert!(e.to_string().contains("ttl_cap"), "{e}");
     }

@@ -55,6 +55,32 @@ pub struct Role {
     /// `x509` issuer: the SPIFFE ID (and DNS names) of an X.509-SVID.
     #[serde(default)]
     pub x509: Option<X509Template>,
+    /// `static` issuer: which sealed secret the role delivers, and to whom
+    /// (`static = { secret = "openai" }` in `roles.toml`).
+    #[serde(default, rename = "static", skip_serializing_if = "Option::is_none")]
+    pub static_secret: Option<StaticSecretTemplate>,
+}
+
+/// Who may receive the value of a `static` role.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliverTo {
+    /// Only `idmint proxy` (a `unix` identity a host attested), which
+    /// injects the secret into upstream requests: no workload sees it.
+    #[default]
+    Proxy,
+    /// Any caller the policy permits (the value reaches the workload).
+    Any,
+}
+
+/// The template of a `static` role; checked by the static issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticSecretTemplate {
+    /// Name of the secret stored with `idmint secret put NAME`.
+    pub secret: String,
+    #[serde(default)]
+    pub deliver_to: DeliverTo,
 }
 
 /// The template of an `x509` role; checked by the x509 issuer.

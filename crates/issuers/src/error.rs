@@ -23,9 +23,35 @@ pub enum IssueError {
     /// A bug or an environment failure inside idmint (RNG, serialization).
     #[error("internal issuer error: {0}")]
     Internal(String),
+    /// The issuer will not hand this credential to this caller, whatever
+    /// the policy says (a static secret asked for by anything but `idmint
+    /// proxy`). Answered 403 with `code`; retrying does not help.
+    #[error("{message}")]
+    Refused {
+        /// The API error code, e.g. `static_secret_proxy_only`.
+        code: &'static str,
+        message: String,
+    },
+    /// What the credential is made of does not exist (a static secret no
+    /// admin has stored yet). Answered 503 with `code`; an admin must act.
+    #[error("{message}")]
+    Missing {
+        /// The API error code, e.g. `static_secret_missing`.
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl IssueError {
+    /// The API error code of [`IssueError::Refused`] and
+    /// [`IssueError::Missing`]; `None` for the others.
+    pub fn api_code(&self) -> Option<&'static str> {
+        match self {
+            IssueError::Refused { code, .. } | IssueError::Missing { code, .. } => Some(code),
+            IssueError::Config(_) | IssueError::Target { .. } | IssueError::Internal(_) => None,
+        }
+    }
+
     /// Whether the same call may succeed if retried later.
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -22,6 +22,7 @@ pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
 pub mod ssh;
+pub mod static_secret;
 mod target;
 pub mod x509;
 
@@ -52,6 +53,9 @@ pub struct IssueRequest<'a> {
     pub actor: Option<serde_json::Value>,
     /// The handle returned by [`Issuer::plan`] for this lease.
     pub revocation: &'a RevocationHandle,
+    /// The public key of a verified PKCS#10 CSR, for `x509` roles whose
+    /// caller keeps its private key (`CredsRequest::csr`).
+    pub csr: Option<&'a idmint_authn::mtls::csr::CsrPublicKey>,
 }
 
 impl IssueRequest<'_> {

@@ -342,6 +342,7 @@ mod tests {
                 now: UnixTime(self.now),
                 actor: self.actor.clone(),
                 revocation: &handle,
+                csr: None,
             };
             let minted = iss.issue(&req).await?;
             Ok((minted, handle, lease_id))
@@ -513,6 +514,7 @@ mod tests {
             now: UnixTime(c.now),
             actor: None,
             revocation: &handle,
+            csr: None,
         };
         assert!(matches!(
             iss.issue(&req).await,

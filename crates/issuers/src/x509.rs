@@ -8,17 +8,23 @@
 //! every substituted value must be a valid SPIFFE path segment, so a claim
 //! can never add segments, climb with `..` or smuggle %-encoding.
 //!
-//! The server generates the leaf's key pair and returns its private key once
+//! The leaf's key: either the caller sends a PKCS#10 CSR (`csr`) and only
+//! its public key is certified — after its self-signature is verified, and
+//! never with the subject, SANs or extensions it asks for — or the server
+//! generates an ECDSA P-256 key pair and returns the private key once
 //! (never stored). Certificates are not revocable (no CRL is published for
 //! them): they are short-lived, and revoking the lease only ends tracking.
 
 use crate::{IssueError, IssueRequest, Issuer, Minted, PlanRequest};
+use idmint_authn::mtls::csr::CsrPublicKey;
+use idmint_authn::mtls::pkix::KeyKind;
 use idmint_authn::mtls::spiffe::{self, SpiffeId};
 use idmint_core::{Identity, RevocationHandle, Role, Secret, X509Template};
 use idmint_proto::Credential;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, SignatureAlgorithm,
+    PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -42,6 +48,40 @@ impl X509IssuerConfig {
     pub fn validate(&self) -> Result<(), String> {
         spiffe::validate_trust_domain(&self.trust_domain)
             .map_err(|e| format!("[[issuer.x509]] {:?}: trust_domain: {e}", self.name))
+    }
+}
+
+/// The public key certified in a leaf. rcgen writes the certificate's
+/// SubjectPublicKeyInfo from `algorithm()`'s key OIDs (rsaEncryption,
+/// id-ecPublicKey + curve, Ed25519) and `der_bytes()`; the signature
+/// algorithm parts are not used for a key that only gets certified.
+struct LeafPublicKey {
+    alg: &'static SignatureAlgorithm,
+    key: Vec<u8>,
+}
+
+impl LeafPublicKey {
+    fn from_csr(csr: &CsrPublicKey) -> Self {
+        let alg = match csr.kind {
+            KeyKind::Ed25519 => &PKCS_ED25519,
+            KeyKind::EcdsaP256 => &PKCS_ECDSA_P256_SHA256,
+            KeyKind::EcdsaP384 => &PKCS_ECDSA_P384_SHA384,
+            KeyKind::Rsa { .. } => &PKCS_RSA_SHA256,
+        };
+        Self {
+            alg,
+            key: csr.key.clone(),
+        }
+    }
+}
+
+impl PublicKeyData for LeafPublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.key
+    }
+
+    fn algorithm(&self) -> &SignatureAlgorithm {
+        self.alg
     }
 }
 
@@ -280,7 +320,19 @@ impl Issuer for X509Issuer {
         let expires_at = req.credential_expiry("the certificate could be issued")?;
         let t = self.template(req.role).map_err(IssueError::Config)?;
         let id = self.render(t, req.identity).map_err(IssueError::Config)?;
-        let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(rc)?;
+        // With a CSR only its (verified) public key is used; otherwise a key
+        // pair is generated here and its private key returned once.
+        let (public_key, private_key_pem) = match req.csr {
+            Some(csr) => (LeafPublicKey::from_csr(csr), None),
+            None => {
+                let k = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(rc)?;
+                let public = LeafPublicKey {
+                    alg: &PKCS_ECDSA_P256_SHA256,
+                    key: k.public_key_raw().to_vec(),
+                };
+                (public, Some(k.serialize_pem()))
+            }
+        };
         let mut p = CertificateParams::new(vec![]).map_err(rc)?;
         // A non-empty subject: RFC 5280 requires a critical SAN otherwise,
         // which rcgen does not emit (and strict verifiers then refuse).
@@ -307,7 +359,7 @@ impl Issuer for X509Issuer {
         p.not_before = ts(req.now.secs() - BACKDATE_SECS)?;
         p.not_after = ts(expires_at.secs())?;
         let cert = p
-            .signed_by(&leaf_key, &self.issuer_cert, &self.key)
+            .signed_by(&public_key, &self.issuer_cert, &self.key)
             .map_err(rc)?;
         Ok(Minted {
             credential: Credential::X509Svid {
@@ -316,7 +368,7 @@ impl Issuer for X509Issuer {
                 bundle_pem: self.bundle_pem.clone(),
                 spiffe_id: id.to_string(),
                 serial: req.revocation.value.clone(),
-                private_key_pem: Some(leaf_key.serialize_pem()),
+                private_key_pem,
             },
             expires_at,
             secret_material: Secret::new(cert.der().to_vec()),

@@ -5,8 +5,11 @@
 
 pub mod approle;
 pub mod aws_iam;
+pub mod anomaly;
 pub mod governance;
+pub mod secrets;
 pub mod ssh;
+pub mod unix;
 pub mod sso;
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +53,11 @@ pub struct LoginRequest {
     /// Name of the auth config to use; by default chosen by the token's `iss`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
+    /// For a person's SSO login: the IdP access token issued with the ID
+    /// token. Used only to read groups from the IdP's userinfo endpoint
+    /// when the ID token carries none; never stored or logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -86,6 +94,12 @@ pub struct CredsRequest {
     pub scopes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// For `x509` roles: a PKCS#10 certificate signing request, PEM. Only
+    /// its public key is used (after its self-signature is verified); the
+    /// certificate's names and extensions come from the role, never from
+    /// the CSR, and no private key is returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
 }
 
 /// The credential itself, tagged by kind so that later issuers (ssh, aws,
@@ -182,9 +196,21 @@ pub enum Credential {
         /// Serial number of the leaf, lowercase hex.
         serial: String,
         /// The leaf's PKCS#8 private key, PEM, when the server generated the
-        /// key pair (the only mode so far); returned once, never stored.
+        /// key pair; returned once, never stored. Absent when the request
+        /// carried a `csr` (the key never left the client).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         private_key_pem: Option<String>,
+    },
+    /// A static secret stored sealed in idmint (`static` roles), e.g. an
+    /// upstream API key. Delivered only to `idmint proxy` (a `unix`
+    /// identity attested by a host) unless the role sets
+    /// `deliver_to = "any"`: the proxy injects it into requests so no
+    /// workload ever sees it. The API never returns it anywhere else.
+    StaticSecret {
+        /// The secret's name (`PUT /api/v1/secrets/{name}`).
+        name: String,
+        /// The secret value itself.
+        value: String,
     },
 }
 

@@ -47,6 +47,9 @@ pub struct AuditRecord {
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+    /// Where the credential came from: `file`, `env`, `idmint`, `vault_kv`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_source: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential_fingerprint: Option<String>,
     pub status: Option<u16>,

@@ -74,10 +74,12 @@ mod tests {
         ProcessInfo {
             pid: 1,
             uid: 1000,
+            gid: 1000,
             exe: "/usr/bin/curl".into(),
             cgroup: "/user.slice/app.service".into(),
             start_time: 1,
             socket_inode: 1,
+            exe_sha256: None,
         }
     }
 

@@ -8,11 +8,10 @@
 
 use crate::inject::Injection;
 use crate::net::IpNetwork;
-use idmint_core::Secret;
+use crate::sources::{load_source, IdmintSettings, RawIdmint, RawSecret, SecretSource};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +50,7 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: SocketAddr,
+    transparent_listen: Option<SocketAddr>,
     audit_file: PathBuf,
     ca_cert: Option<PathBuf>,
     ca_key: Option<PathBuf>,
@@ -65,6 +65,7 @@ struct RawConfig {
     denied_networks: Option<Vec<String>>,
     #[serde(default)]
     resolve: BTreeMap<String, IpAddr>,
+    idmint: Option<RawIdmint>,
     #[serde(default)]
     secrets: BTreeMap<String, RawSecret>,
     #[serde(default)]
@@ -75,13 +76,6 @@ struct RawConfig {
 
 fn default_true() -> bool {
     true
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSecret {
-    file: Option<PathBuf>,
-    env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,10 +126,13 @@ pub(crate) enum RawInject {
         secret: String,
     },
     AwsSigv4 {
-        access_key_id: String,
-        /// The secret access key.
-        secret: String,
+        /// Static form: the key id, the secret holding the secret access
+        /// key, and optionally the secret holding a session token.
+        access_key_id: Option<String>,
+        secret: Option<String>,
         session_token_secret: Option<String>,
+        /// Minted form: an `idmint` secret whose role returns AWS keys.
+        credentials: Option<String>,
         region: String,
         service: String,
     },
@@ -148,11 +145,12 @@ pub struct CaPaths {
     pub key: PathBuf,
 }
 
-/// A named secret loaded at startup; the name is what the audit log shows.
+/// A named secret and where its value comes from; the name is what the
+/// audit log shows.
 #[derive(Debug)]
 pub struct NamedSecret {
     pub name: String,
-    pub value: Secret<String>,
+    pub source: SecretSource,
 }
 
 /// Selectors a process must all match to get `identity`.
@@ -193,6 +191,9 @@ impl Rule {
 #[derive(Debug)]
 pub struct ProxyConfig {
     pub listen: SocketAddr,
+    /// Listener for connections redirected by iptables/nftables (see
+    /// docs/proxy.md "Transparent mode"); loopback only, like `listen`.
+    pub transparent_listen: Option<SocketAddr>,
     pub audit_file: PathBuf,
     pub ca: Option<CaPaths>,
     pub upstream_ca_files: Vec<PathBuf>,
@@ -203,8 +204,24 @@ pub struct ProxyConfig {
     pub fingerprint_key_file: Option<PathBuf>,
     pub denied_networks: Vec<IpNetwork>,
     pub resolve: BTreeMap<String, IpAddr>,
+    /// How minted (`idmint`) secrets are obtained.
+    pub idmint: IdmintSettings,
+    /// Every configured secret by name.
+    pub secrets: BTreeMap<String, Arc<NamedSecret>>,
     pub bindings: Vec<Binding>,
     pub rules: Vec<Rule>,
+}
+
+impl ProxyConfig {
+    /// Whether some rule injects an `idmint` secret (then the proxy needs
+    /// the enrolled agent key and the server).
+    pub fn uses_idmint(&self) -> bool {
+        self.rules
+            .iter()
+            .filter_map(|r| r.inject.as_ref())
+            .flat_map(|i| i.secrets())
+            .any(|s| matches!(s.source, SecretSource::Idmint(_)))
+    }
 }
 
 impl ProxyConfig {
@@ -268,6 +285,15 @@ fn validate(raw: RawConfig, base: &Path) -> Result<ProxyConfig, ConfigError> {
             ),
         ));
     }
+    if let Some(addr) = raw.transparent_listen.filter(|a| !a.ip().is_loopback()) {
+        return Err(invalid(
+            "transparent_listen",
+            format!(
+                "{addr} is not a loopback address: redirected connections arrive on loopback \
+                 (use 127.0.0.1:PORT)"
+            ),
+        ));
+    }
     let ca = match (raw.ca_cert, raw.ca_key) {
         (Some(cert), Some(key)) => Some(CaPaths {
             cert: anchored(base, cert),
@@ -318,15 +344,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<ProxyConfig, ConfigError> {
     let mut secrets: BTreeMap<String, Arc<NamedSecret>> = BTreeMap::new();
     for (name, s) in raw.secrets {
         let key = format!("secrets.{name}");
-        let value = load_secret(&key, s, base)?;
-        secrets.insert(
-            name.clone(),
-            Arc::new(NamedSecret {
-                name,
-                value: Secret::new(value),
-            }),
-        );
+        let source = load_source(&key, s, base)?;
+        secrets.insert(name.clone(), Arc::new(NamedSecret { name, source }));
     }
+
+    let idmint = IdmintSettings::from_raw(raw.idmint, base)?;
 
     let mut bindings = Vec::with_capacity(raw.bindings.len());
     for (i, b) in raw.bindings.into_iter().enumerate() {
@@ -362,6 +384,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<ProxyConfig, ConfigError> {
     }
     Ok(ProxyConfig {
         listen: raw.listen,
+        transparent_listen: raw.transparent_listen,
         audit_file: anchored(base, raw.audit_file),
         ca,
         upstream_ca_files: raw
@@ -376,66 +399,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<ProxyConfig, ConfigError> {
         fingerprint_key_file: raw.fingerprint_key_file.map(|p| anchored(base, p)),
         denied_networks,
         resolve,
+        idmint,
+        secrets,
         bindings,
         rules,
     })
-}
-
-/// Read a secret from a file (which must be private to its owner) or the
-/// environment; one trailing newline is dropped.
-fn load_secret(key: &str, raw: RawSecret, base: &Path) -> Result<String, ConfigError> {
-    let mut value = match (raw.file, raw.env) {
-        (Some(file), None) => {
-            let file = anchored(base, file);
-            let meta = std::fs::metadata(&file)
-                .map_err(|e| invalid(key, format!("cannot read {}: {e}", file.display())))?;
-            if meta.mode() & 0o077 != 0 {
-                return Err(invalid(
-                    key,
-                    format!(
-                        "{} is readable by group or others (mode {:o}): run `chmod 600 {}`",
-                        file.display(),
-                        meta.mode() & 0o777,
-                        file.display()
-                    ),
-                ));
-            }
-            let own_uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
-            if own_uid.is_some_and(|uid| uid != meta.uid()) {
-                return Err(invalid(
-                    key,
-                    format!(
-                        "{} is not owned by the user running the proxy",
-                        file.display()
-                    ),
-                ));
-            }
-            std::fs::read_to_string(&file)
-                .map_err(|e| invalid(key, format!("cannot read {}: {e}", file.display())))?
-        }
-        (None, Some(var)) => std::env::var(&var).map_err(|_| {
-            invalid(
-                key,
-                format!("environment variable {var} is not set (or not UTF-8)"),
-            )
-        })?,
-        _ => return Err(invalid(key, "set exactly one of `file` or `env`")),
-    };
-    if value.ends_with('\n') {
-        value.pop();
-        if value.ends_with('\r') {
-            value.pop();
-        }
-    }
-    if value.is_empty() {
-        return Err(invalid(key, "the secret is empty"));
-    }
-    if let Err(problem) = check_header_text(&value) {
-        use zeroize::Zeroize;
-        value.zeroize();
-        return Err(invalid(key, format!("the secret value {problem}")));
-    }
-    Ok(value)
 }
 
 /// Refuse text that cannot safely go into a header value: CR, LF, NUL and
@@ -563,7 +531,7 @@ fn validate_rule(
     })
 }
 
-pub(crate) fn invalid_key(key: &str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid_key(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     invalid(key, problem)
 }
 

@@ -12,11 +12,8 @@ use hyper::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, HOST,
 };
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::time::Instant;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 /// Responses up to this size (with a Content-Length, not content-encoded)
 /// are scanned for a reflected credential; larger or streamed ones are
@@ -37,6 +34,9 @@ pub struct Destination {
     pub addr: SocketAddr,
     /// Whether some rule for this destination needs to see requests.
     pub intercept: bool,
+    /// Whether requests go to the upstream over TLS (intercepted `CONNECT`
+    /// or transparent TLS) rather than plain HTTP.
+    pub tls: bool,
 }
 
 impl Destination {
@@ -92,7 +92,7 @@ pub(crate) async fn forward(
     mode: &'static str,
     started: Instant,
 ) -> Response<ProxyBody> {
-    let tls = mode == "intercept";
+    let tls = dest.tls;
     let method = req.method().as_str().to_string();
     let path_and_query = req
         .uri()
@@ -172,6 +172,34 @@ pub(crate) async fn forward(
             );
         }
     }
+    // Minted and KV secrets are resolved per request (from the cache
+    // unless due for refresh); failing to obtain one fails closed.
+    let resolved = match &rule.inject {
+        Some(inj) => {
+            record.credential = Some(inj.secret_name().to_string());
+            record.credential_source = Some(inj.secret().source.kind());
+            match state
+                .creds
+                .resolve(inj, identity, caller.process.as_ref())
+                .await
+            {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    let status =
+                        StatusCode::from_u16(e.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                    let reason = format!(
+                        "credential `{}` ({}) is unavailable: {e}",
+                        inj.secret_name(),
+                        inj.secret().source.kind()
+                    );
+                    let decision = if e.transient { "error" } else { "deny" };
+                    finish(record, decision, Some(reason.clone()), status);
+                    return text(status, &format!("idmint proxy: {reason}\n"));
+                }
+            }
+        }
+        None => None,
+    };
 
     let (parts, body) = req.into_parts();
     let mut headers = end_to_end(&parts.headers);
@@ -184,15 +212,21 @@ pub(crate) async fn forward(
     }
     let mut target = path_and_query.clone();
     let mut body: ProxyBody = body.boxed();
-    if let Some(inj) = &rule.inject {
+    if let (Some(inj), Some(cred)) = (&rule.inject, &resolved) {
         let injected = if inj.needs_body() {
             // SigV4 covers the body's hash: buffer it (bounded).
             match Limited::new(body, MAX_SIGNED_BODY_BYTES).collect().await {
                 Ok(collected) => {
                     let bytes = collected.to_bytes();
                     headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                    let signed =
-                        inj.sign_aws(&mut headers, &method, &host_header, &path_and_query, &bytes);
+                    let signed = inj.sign_aws(
+                        cred,
+                        &mut headers,
+                        &method,
+                        &host_header,
+                        &path_and_query,
+                        &bytes,
+                    );
                     body = Full::new(bytes).map_err(|never| match never {}).boxed();
                     signed
                 }
@@ -214,7 +248,8 @@ pub(crate) async fn forward(
                 }
             }
         } else {
-            inj.apply(&mut headers, &path_and_query).map(|t| target = t)
+            inj.apply(cred, &mut headers, &path_and_query)
+                .map(|t| target = t)
         };
         if let Err(e) = injected {
             finish(
@@ -225,8 +260,7 @@ pub(crate) async fn forward(
             );
             return text(StatusCode::BAD_GATEWAY, &format!("idmint proxy: {e}\n"));
         }
-        record.credential = Some(inj.secret_name().to_string());
-        record.credential_fingerprint = Some(state.audit.fingerprint(inj.secret_value()));
+        record.credential_fingerprint = Some(state.audit.fingerprint(cred.secret_text()));
     }
     let Ok(uri) = target.parse::<Uri>() else {
         finish(
@@ -247,7 +281,23 @@ pub(crate) async fn forward(
     *upstream_req.version_mut() = Version::HTTP_11;
     *upstream_req.headers_mut() = headers;
 
-    let response = match send(state, &dest, tls, upstream_req).await {
+    let response = match state.upstreams.send(&dest, tls, upstream_req).await {
+        // A 101 would make hyper hand the client connection over unchecked;
+        // the proxy never asks for an upgrade (Upgrade is hop-by-hop).
+        Ok(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            let reason =
+                "the upstream switched protocols, which the proxy does not relay".to_string();
+            finish(
+                record,
+                "error",
+                Some(reason.clone()),
+                StatusCode::BAD_GATEWAY,
+            );
+            return text(
+                StatusCode::BAD_GATEWAY,
+                &format!("idmint proxy: {reason}\n"),
+            );
+        }
         Ok(r) => r,
         Err(reason) => {
             finish(
@@ -265,10 +315,10 @@ pub(crate) async fn forward(
     let (mut parts, body) = response.into_parts();
     let mut headers = end_to_end(&parts.headers);
     let mut body: ProxyBody = body.boxed();
-    if let Some(inj) = &rule.inject {
+    if let (Some(inj), Some(cred)) = (&rule.inject, &resolved) {
         // An upstream that reflects the credential (an echo endpoint, a
         // verbose error page) must not hand it to the workload.
-        let needles = inj.reflections();
+        let needles = inj.reflections(cred);
         let reflecting: Vec<HeaderName> = headers
             .iter()
             .filter(|(_, v)| {
@@ -336,54 +386,6 @@ fn redact(mut body: Vec<u8>, needles: &[String]) -> Vec<u8> {
         body = out;
     }
     body
-}
-
-async fn send(
-    state: &State,
-    dest: &Destination,
-    tls: bool,
-    req: Request<ProxyBody>,
-) -> Result<Response<Incoming>, String> {
-    let timeout = state.config.upstream_timeout;
-    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(dest.addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("cannot connect to {}: {e}", dest.addr)),
-        Err(_) => return Err(format!("timed out connecting to {}", dest.addr)),
-    };
-    if !tls {
-        return exchange(tcp, req).await;
-    }
-    let name = rustls::pki_types::ServerName::try_from(dest.host.clone())
-        .map_err(|e| format!("`{}` is not a valid TLS server name: {e}", dest.host))?;
-    let stream = match tokio::time::timeout(timeout, state.upstream_tls.connect(name, tcp)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return Err(format!(
-                "TLS with {}:{} failed: {e} (if it uses a private CA, add it to upstream_ca_file)",
-                dest.host, dest.port
-            ))
-        }
-        Err(_) => return Err(format!("TLS handshake with {} timed out", dest.addr)),
-    };
-    exchange(stream, req).await
-}
-
-async fn exchange<I>(io: I, req: Request<ProxyBody>) -> Result<Response<Incoming>, String>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("upstream HTTP handshake failed: {e}"))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "upstream connection ended with an error");
-        }
-    });
-    sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("upstream request failed: {e}"))
 }
 
 #[cfg(test)]

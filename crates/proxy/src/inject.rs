@@ -6,6 +6,8 @@
 //! credential nor smuggle a second one next to it.
 
 use crate::config::{check_header_text, invalid_key, ConfigError, NamedSecret, RawInject};
+use crate::creds::{Material, Resolved};
+use crate::sources::SecretSource;
 use base64::Engine;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use std::collections::BTreeMap;
@@ -22,14 +24,26 @@ pub enum InjectKind {
     Basic { username: String },
     /// `?<name>=<secret>` appended to the query.
     Query { name: String },
-    /// Re-sign the request with AWS Signature Version 4; the secret is
-    /// the secret access key. Needs the whole body (see [`Injection::sign_aws`]).
+    /// Re-sign the request with AWS Signature Version 4. Needs the whole
+    /// body (see [`Injection::sign_aws`]).
     AwsSigV4 {
-        access_key_id: String,
+        keys: AwsKeySource,
         region: String,
         service: String,
+    },
+}
+
+/// Where `aws_sigv4` takes its keys from.
+#[derive(Debug, Clone)]
+pub enum AwsKeySource {
+    /// A fixed key id; the injection's secret is the secret access key.
+    Static {
+        access_key_id: String,
         session_token: Option<Arc<NamedSecret>>,
     },
+    /// All three keys from the injection's secret, an `idmint` secret
+    /// whose role returns AWS credentials (`credentials = "NAME"`).
+    Minted,
 }
 
 /// A configured injection: a kind and the secret it uses.
@@ -47,6 +61,8 @@ pub enum InjectError {
     BadHeaderValue,
     #[error("SigV4 signing needs the request body: use sign_aws")]
     NeedsBody,
+    #[error("the resolved credential does not fit this injection")]
+    WrongMaterial,
 }
 
 fn find_secret(
@@ -96,20 +112,20 @@ impl Injection {
             } => {
                 let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
                     invalid_key(
-                        &format!("{key}.name"),
+                        format!("{key}.name"),
                         format!("`{}` is not a valid header name", name.escape_debug()),
                     )
                 })?;
                 if is_hop_by_hop(&header) || header == hyper::header::HOST {
                     return Err(invalid_key(
-                        &format!("{key}.name"),
+                        format!("{key}.name"),
                         format!(
                             "`{header}` is a connection-level header and cannot carry a credential"
                         ),
                     ));
                 }
                 let prefix = prefix.unwrap_or_default();
-                check_header_text(&prefix).map_err(|p| invalid_key(&format!("{key}.prefix"), p))?;
+                check_header_text(&prefix).map_err(|p| invalid_key(format!("{key}.prefix"), p))?;
                 (
                     InjectKind::Header {
                         name: header,
@@ -120,10 +136,10 @@ impl Injection {
             }
             RawInject::Basic { username, secret } => {
                 check_header_text(&username)
-                    .map_err(|p| invalid_key(&format!("{key}.username"), p))?;
+                    .map_err(|p| invalid_key(format!("{key}.username"), p))?;
                 if username.contains(':') {
                     return Err(invalid_key(
-                        &format!("{key}.username"),
+                        format!("{key}.username"),
                         "must not contain `:` (basic auth separates user and password with it)",
                     ));
                 }
@@ -132,7 +148,7 @@ impl Injection {
             RawInject::Query { name, secret } => {
                 if name.is_empty() || !name.bytes().all(is_unreserved) {
                     return Err(invalid_key(
-                        &format!("{key}.name"),
+                        format!("{key}.name"),
                         "must be a non-empty query parameter name of letters, digits, `-._~`",
                     ));
                 }
@@ -142,24 +158,72 @@ impl Injection {
                 access_key_id,
                 secret,
                 session_token_secret,
+                credentials,
                 region,
                 service,
             } => {
-                check_aws_name(&format!("{key}.access_key_id"), &access_key_id)?;
                 check_aws_name(&format!("{key}.region"), &region)?;
                 check_aws_name(&format!("{key}.service"), &service)?;
-                let session_token = session_token_secret
-                    .map(|name| find_secret(&format!("{key}.session_token_secret"), &name, secrets))
-                    .transpose()?;
-                (
-                    InjectKind::AwsSigV4 {
-                        access_key_id,
-                        region,
-                        service,
-                        session_token,
-                    },
-                    secret,
-                )
+                let kind = |keys| InjectKind::AwsSigV4 {
+                    keys,
+                    region: region.clone(),
+                    service: service.clone(),
+                };
+                match (credentials, access_key_id, secret) {
+                    (Some(name), None, None) if session_token_secret.is_none() => {
+                        let creds_key = format!("{key}.credentials");
+                        let found = find_secret(&creds_key, &name, secrets)?;
+                        match &found.source {
+                            SecretSource::Idmint(src) if src.field.is_none() => {}
+                            SecretSource::Idmint(_) => {
+                                return Err(invalid_key(
+                                    creds_key,
+                                    format!(
+                                        "[secrets.{name}] must not set `field`: aws_sigv4 uses \
+                                         all three keys of the credential"
+                                    ),
+                                ))
+                            }
+                            _ => {
+                                return Err(invalid_key(
+                                    creds_key,
+                                    format!(
+                                        "[secrets.{name}] must be an idmint secret whose role \
+                                         returns AWS credentials (idmint = {{ role = \"…\" }}); \
+                                         for fixed keys use access_key_id and secret"
+                                    ),
+                                ))
+                            }
+                        }
+                        return Ok(Self {
+                            kind: kind(AwsKeySource::Minted),
+                            secret: found,
+                        });
+                    }
+                    (None, Some(access_key_id), Some(secret)) => {
+                        check_aws_name(&format!("{key}.access_key_id"), &access_key_id)?;
+                        let session_token = session_token_secret
+                            .map(|name| {
+                                find_secret(&format!("{key}.session_token_secret"), &name, secrets)
+                            })
+                            .transpose()?;
+                        (
+                            kind(AwsKeySource::Static {
+                                access_key_id,
+                                session_token,
+                            }),
+                            secret,
+                        )
+                    }
+                    _ => {
+                        return Err(invalid_key(
+                            key,
+                            "aws_sigv4 takes either `credentials` (an idmint secret whose role \
+                             returns AWS keys) or `access_key_id` + `secret` (+ optional \
+                             `session_token_secret`), not both and not neither",
+                        ))
+                    }
+                }
             }
         };
         let secret = find_secret(&secret_key, &secret, secrets)?;
@@ -171,10 +235,43 @@ impl Injection {
         &self.secret.name
     }
 
-    /// The secret itself: used only to inject it, to fingerprint it and to
-    /// drop response headers that reflect it.
-    pub(crate) fn secret_value(&self) -> &str {
-        self.secret.value.expose()
+    /// The main secret (for `aws_sigv4`: the secret access key, or the
+    /// minted AWS credentials).
+    pub fn secret(&self) -> &NamedSecret {
+        &self.secret
+    }
+
+    /// The static `aws_sigv4` form's session-token secret.
+    pub fn session_token_secret(&self) -> Option<&NamedSecret> {
+        match &self.kind {
+            InjectKind::AwsSigV4 {
+                keys:
+                    AwsKeySource::Static {
+                        session_token: Some(t),
+                        ..
+                    },
+                ..
+            } => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Whether the secret must resolve to whole AWS keys.
+    pub fn wants_aws_keys(&self) -> bool {
+        matches!(
+            self.kind,
+            InjectKind::AwsSigV4 {
+                keys: AwsKeySource::Minted,
+                ..
+            }
+        )
+    }
+
+    /// Every secret this injection reads.
+    pub fn secrets(&self) -> Vec<&NamedSecret> {
+        std::iter::once(self.secret())
+            .chain(self.session_token_secret())
+            .collect()
     }
 
     pub fn kind_name(&self) -> &'static str {
@@ -191,10 +288,14 @@ impl Injection {
     /// credential. Returns the (possibly rewritten) path and query.
     pub fn apply(
         &self,
+        resolved: &Resolved,
         headers: &mut HeaderMap,
         path_and_query: &str,
     ) -> Result<String, InjectError> {
-        let secret = self.secret.value.expose();
+        let Material::Text(secret) = &resolved.main else {
+            return Err(InjectError::WrongMaterial);
+        };
+        let secret = secret.expose();
         match &self.kind {
             InjectKind::Bearer => {
                 headers.remove(AUTHORIZATION);
@@ -223,19 +324,23 @@ impl Injection {
     /// Every form in which the credential could come back from an
     /// upstream that reflects the request: the secret itself, and the
     /// encoded forms this injection sends.
-    pub(crate) fn reflections(&self) -> Vec<String> {
-        let secret = self.secret.value.expose();
-        let mut out = vec![secret.clone()];
+    pub(crate) fn reflections(&self, resolved: &Resolved) -> Vec<String> {
+        let secret = resolved.secret_text();
+        let mut out = vec![secret.to_string()];
         match &self.kind {
             InjectKind::Basic { username } => out.push(
                 base64::engine::general_purpose::STANDARD.encode(format!("{username}:{secret}")),
             ),
             InjectKind::Query { .. } => out.push(percent_encode(secret)),
-            InjectKind::AwsSigV4 {
-                session_token: Some(token),
-                ..
-            } => out.push(token.value.expose().clone()),
             _ => {}
+        }
+        if let Some(token) = &resolved.session_token {
+            out.push(token.expose().clone());
+        }
+        if let Material::Aws(keys) = &resolved.main {
+            if let Some(token) = &keys.session_token {
+                out.push(token.expose().clone());
+            }
         }
         out.sort();
         out.dedup();
@@ -254,6 +359,7 @@ impl Injection {
     /// `content-type` is signed too when present.
     pub fn sign_aws(
         &self,
+        resolved: &Resolved,
         headers: &mut HeaderMap,
         method: &str,
         host: &str,
@@ -263,13 +369,29 @@ impl Injection {
         use idmint_issuers::aws::credentials::AwsCredentials;
         use idmint_issuers::aws::sigv4;
         let InjectKind::AwsSigV4 {
-            access_key_id,
+            keys,
             region,
             service,
-            session_token,
         } = &self.kind
         else {
             return Err(InjectError::NeedsBody);
+        };
+        let creds = match (keys, &resolved.main) {
+            (AwsKeySource::Static { access_key_id, .. }, Material::Text(secret)) => {
+                AwsCredentials::new(
+                    access_key_id.clone(),
+                    secret.expose().clone(),
+                    resolved.session_token.as_ref().map(|t| t.expose().clone()),
+                    None,
+                )
+            }
+            (AwsKeySource::Minted, Material::Aws(k)) => AwsCredentials::new(
+                k.access_key_id.clone(),
+                k.secret_access_key.expose().clone(),
+                k.session_token.as_ref().map(|t| t.expose().clone()),
+                None,
+            ),
+            _ => return Err(InjectError::WrongMaterial),
         };
         for name in [
             "authorization",
@@ -303,12 +425,6 @@ impl Injection {
             .map(|ct| vec![("content-type", ct)])
             .unwrap_or_default();
         let is_s3 = service == "s3";
-        let creds = AwsCredentials::new(
-            access_key_id.clone(),
-            self.secret.value.expose().clone(),
-            session_token.as_ref().map(|t| t.value.expose().clone()),
-            None,
-        );
         let signed = sigv4::sign(
             &sigv4::Request {
                 method,
@@ -424,8 +540,19 @@ mod tests {
             kind,
             secret: Arc::new(NamedSecret {
                 name: "k".into(),
-                value: Secret::new("s e/cret".into()),
+                source: SecretSource::Static {
+                    kind: "env",
+                    value: Secret::new("s e/cret".into()),
+                },
             }),
+        }
+    }
+
+    fn resolved() -> Resolved {
+        Resolved {
+            main: Material::Text(Secret::new("s e/cret".into())),
+            session_token: None,
+            source_kind: "env",
         }
     }
 
@@ -434,7 +561,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(AUTHORIZATION, HeaderValue::from_static("Bearer mine"));
         h.append(AUTHORIZATION, HeaderValue::from_static("Bearer mine2"));
-        injection(InjectKind::Bearer).apply(&mut h, "/").unwrap();
+        injection(InjectKind::Bearer)
+            .apply(&resolved(), &mut h, "/")
+            .unwrap();
         let all: Vec<_> = h.get_all(AUTHORIZATION).iter().collect();
         assert_eq!(all, vec![&HeaderValue::from_static("Bearer s e/cret")]);
         assert!(all[0].is_sensitive());
@@ -443,7 +572,11 @@ mod tests {
     #[test]
     fn query_parameter_replaces_workload_value() {
         let out = injection(InjectKind::Query { name: "key".into() })
-            .apply(&mut HeaderMap::new(), "/v1?a=1&key=evil&key=x&b=2")
+            .apply(
+                &resolved(),
+                &mut HeaderMap::new(),
+                "/v1?a=1&key=evil&key=x&b=2",
+            )
             .unwrap();
         assert_eq!(out, "/v1?a=1&b=2&key=s%20e%2Fcret");
     }
@@ -454,7 +587,7 @@ mod tests {
         injection(InjectKind::Basic {
             username: "u".into(),
         })
-        .apply(&mut h, "/")
+        .apply(&resolved(), &mut h, "/")
         .unwrap();
         let expected = format!(
             "Basic {}",

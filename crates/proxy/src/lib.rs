@@ -11,6 +11,8 @@
 pub mod audit;
 pub mod bindings;
 pub mod config;
+pub mod creds;
+mod conn;
 pub mod forward;
 pub mod head;
 pub mod inject;
@@ -19,8 +21,11 @@ pub mod peer;
 pub mod response;
 pub mod rules;
 pub mod server;
+pub mod sources;
 pub mod tls_ca;
+pub mod transparent;
 pub mod tunnel;
+pub mod upstream;
 
 pub use config::{ConfigError, ProxyConfig};
 pub use server::{BoundProxy, Proxy, ProxyError};

@@ -47,6 +47,8 @@ pub struct ProcessInfo {
     pub pid: u32,
     /// Effective uid.
     pub uid: u32,
+    /// Effective gid.
+    pub gid: u32,
     /// Target of `/proc/<pid>/exe` (may end in " (deleted)").
     pub exe: PathBuf,
     /// The cgroup v2 path (`0::` line of `/proc/<pid>/cgroup`), empty if none.
@@ -55,6 +57,10 @@ pub struct ProcessInfo {
     /// exactly one process for the life of the system.
     pub start_time: u64,
     pub socket_inode: u64,
+    /// SHA-256 (hex) of the executable, filled in only when something
+    /// needs it (an `exe_sha256` binding, or an attestation to the idmint
+    /// server): hashing reads the whole binary.
+    pub exe_sha256: Option<String>,
 }
 
 /// Reads process facts from a `/proc` tree (a fake one in unit tests).
@@ -177,12 +183,16 @@ impl ProcFs {
             source,
         })?;
         let status = read(&dir.join("status"))?;
-        let uid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|rest| rest.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| PeerError::Format(dir.join("status")))?;
+        let effective = |field: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|rest| rest.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u32>().ok())
+                .ok_or_else(|| PeerError::Format(dir.join("status")))
+        };
+        let uid = effective("Uid:")?;
+        let gid = effective("Gid:")?;
         let cgroup = read(&dir.join("cgroup"))
             .map(|t| {
                 t.lines()
@@ -194,10 +204,12 @@ impl ProcFs {
         let info = ProcessInfo {
             pid,
             uid,
+            gid,
             exe,
             cgroup,
             start_time: before,
             socket_inode: inode,
+            exe_sha256: None,
         };
         self.confirm_same_process(&info)?;
         Ok(info)
@@ -355,10 +367,12 @@ mod tests {
         let info = ProcessInfo {
             pid: 4242,
             uid: 1000,
+            gid: 1000,
             exe: "/usr/bin/curl".into(),
             cgroup: String::new(),
             start_time: 1000,
             socket_inode: 777,
+            exe_sha256: None,
         };
         procfs.confirm_same_process(&info).unwrap();
 

@@ -1,34 +1,37 @@
-//! The listener: accept, identify the caller, read the head, dispatch.
+//! The listener: accept, identify the caller, serve its requests.
 //!
-//! Each client connection carries exactly one request (hyper runs with
-//! keep-alive off), because the proxy checks request framing itself before
-//! hyper parses the head (see [`crate::head`]); a second request on the
-//! same connection would bypass that check. `CONNECT` is the exception by
-//! nature: its tunnel is either relayed untouched or, when injection or
-//! request limits apply, terminated with the local CA and served the same
-//! way, one request per TLS connection.
+//! Client connections are kept alive (HTTP/1.1): the caller is identified
+//! once, at accept, and every request on the connection is then checked
+//! against the rules and injected on its own. The proxy checks request
+//! framing itself before hyper parses a head, for every head on the
+//! connection ([`crate::conn::CheckedIo`]). `CONNECT` turns the connection
+//! into a tunnel: relayed untouched, or, when injection or request limits
+//! apply, terminated with the local CA and served the same way (keep-alive
+//! inside the TLS connection too). Upstream connections are pooled per
+//! scheme, host, port and checked address ([`crate::upstream`]).
 
 use crate::audit::{AuditError, AuditLog, AuditRecord};
 use crate::bindings::find_binding;
 use crate::config::{ConfigError, ProxyConfig};
+use crate::conn::{CheckedIo, RefusalContext};
 use crate::forward::{forward, Destination};
-use crate::head::{read_head, Rewind};
 use crate::peer::{ProcFs, ProcessInfo};
 use crate::response::{text, ProxyBody};
 use crate::rules::{plan_connect, ConnectPlan};
 use crate::tls_ca::{CaError, LocalCa};
 use crate::tunnel::{intercept, splice};
+use crate::upstream::Upstreams;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Debug, thiserror::Error)]
@@ -60,15 +63,19 @@ pub enum ProxyError {
     },
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Creds(#[from] crate::creds::CredSetupError),
 }
 
 /// Everything a connection needs, shared by all connections.
 pub(crate) struct State {
     pub config: ProxyConfig,
     pub ca: Option<LocalCa>,
-    pub upstream_tls: tokio_rustls::TlsConnector,
+    pub upstreams: Upstreams,
     pub audit: AuditLog,
     pub procfs: ProcFs,
+    /// Resolves `idmint` and `vault_kv` secrets per request.
+    pub creds: crate::creds::CredentialResolver,
 }
 
 impl std::fmt::Debug for State {
@@ -112,11 +119,13 @@ pub struct Proxy {
     state: Arc<State>,
 }
 
-/// A proxy bound to its listening socket.
+/// A proxy bound to its listening sockets.
 #[derive(Debug)]
 pub struct BoundProxy {
     state: Arc<State>,
     listener: TcpListener,
+    /// `transparent_listen`, for connections redirected by the firewall.
+    transparent: Option<TcpListener>,
 }
 
 fn upstream_connector(config: &ProxyConfig) -> Result<tokio_rustls::TlsConnector, ProxyError> {
@@ -187,28 +196,40 @@ impl Proxy {
             Some(paths) => Some(LocalCa::load(&paths.cert, &paths.key)?),
             None => None,
         };
-        let upstream_tls = upstream_connector(&config)?;
+        let upstreams = Upstreams::new(upstream_connector(&config)?, config.upstream_timeout);
         let audit = AuditLog::open(&config.audit_file, &fingerprint_key(&config)?)?;
+        let creds = crate::creds::CredentialResolver::new(&config)?;
         Ok(Self {
             state: Arc::new(State {
                 config,
                 ca,
-                upstream_tls,
+                upstreams,
                 audit,
                 procfs: ProcFs::default(),
+                creds,
             }),
         })
     }
 
-    /// Bind the configured `listen` address (port 0 picks a free port).
+    /// Bind the configured `listen` (and `transparent_listen`) addresses
+    /// (port 0 picks a free port).
     pub async fn bind(self) -> Result<BoundProxy, ProxyError> {
         let addr = self.state.config.listen;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ProxyError::Listen { addr, source })?;
+        let transparent = match self.state.config.transparent_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ProxyError::Listen { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(BoundProxy {
             state: self.state,
             listener,
+            transparent,
         })
     }
 }
@@ -219,6 +240,19 @@ impl BoundProxy {
         let addr = self.state.config.listen;
         self.listener
             .local_addr()
+            .map_err(|source| ProxyError::Listen { addr, source })
+    }
+
+    /// The transparent listener's address, if `transparent_listen` is set.
+    pub fn transparent_addr(&self) -> Result<Option<SocketAddr>, ProxyError> {
+        let (Some(listener), Some(addr)) =
+            (&self.transparent, self.state.config.transparent_listen)
+        else {
+            return Ok(None);
+        };
+        listener
+            .local_addr()
+            .map(Some)
             .map_err(|source| ProxyError::Listen { addr, source })
     }
 
@@ -234,24 +268,47 @@ impl BoundProxy {
                         let state = self.state.clone();
                         tokio::spawn(handle_connection(state, stream, peer));
                     }
-                    Err(e) => {
-                        // EMFILE and friends: back off briefly instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    Err(e) => accept_failed(e).await,
+                },
+                // accept() is cancel-safe: a fresh future per iteration.
+                accepted = accept_if(self.transparent.as_ref()) => match accepted {
+                    Ok((stream, peer)) => {
+                        let state = self.state.clone();
+                        tokio::spawn(crate::transparent::handle(state, stream, peer));
                     }
+                    Err(e) => accept_failed(e).await,
                 },
             }
         }
     }
 }
 
-async fn identify(state: Arc<State>, peer: SocketAddr, local: SocketAddr) -> Caller {
+/// Accept on `listener`, or never when there is none.
+async fn accept_if(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// EMFILE and friends: back off briefly instead of spinning.
+async fn accept_failed(e: std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+pub(crate) async fn identify(state: Arc<State>, peer: SocketAddr, local: SocketAddr) -> Caller {
     let found = tokio::task::spawn_blocking(move || {
-        let process = state.procfs.identify(peer, local)?;
+        let mut process = state.procfs.identify(peer, local)?;
         let identity = find_binding(&state.config.bindings, &process, || {
             state.procfs.exe_sha256(&process)
         })?
         .map(|b| b.identity.clone());
+        if identity.is_some() && state.config.uses_idmint() {
+            // Attestations to the idmint server carry the hash (cached per
+            // binary by ProcFs); a failure surfaces when one is needed.
+            process.exe_sha256 = state.procfs.exe_sha256(&process).ok();
+        }
         Ok::<_, crate::peer::PeerError>((process, identity))
     })
     .await;
@@ -293,60 +350,70 @@ async fn identify(state: Arc<State>, peer: SocketAddr, local: SocketAddr) -> Cal
     }
 }
 
+/// How long a kept-alive client connection may sit idle between requests
+/// (from the end of one response to the end of the next request head).
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 async fn handle_connection(state: Arc<State>, stream: TcpStream, peer: SocketAddr) {
     let Ok(local) = stream.local_addr() else {
         return;
     };
+    let _ = stream.set_nodelay(true);
     let caller = Arc::new(identify(state.clone(), peer, local).await);
-    serve_one(state, caller, stream, None).await;
+    serve(state, caller, stream, None).await;
 }
 
-/// Read one request head under the limits, then let hyper serve that one
-/// request. `inner` is the destination of an intercepted tunnel (requests
-/// are then origin-form and go there), `None` for the proxy's own socket.
-pub(crate) async fn serve_one<S>(
+/// Serve the requests of one client connection (kept alive). `inner` is
+/// the destination of an intercepted tunnel (requests are then origin-form
+/// and go there), `None` for the proxy's own socket.
+pub(crate) async fn serve<S>(
     state: Arc<State>,
     caller: Arc<Caller>,
-    mut io: S,
+    io: S,
     inner: Option<Destination>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let head = match read_head(
-        &mut io,
-        state.config.max_header_bytes,
-        state.config.header_read_timeout,
-    )
-    .await
-    {
-        Ok(head) => head,
-        Err(e) => {
-            if let Some(response) = e.response() {
-                let _ = io.write_all(&response).await;
-                let _ = io.shutdown().await;
-                let (host, port) = inner
-                    .as_ref()
-                    .map_or((String::new(), 0), |d| (d.host.clone(), d.port));
-                let mut record = caller.record("request", &host, port);
-                record.decision = "refused";
-                record.reason = Some(e.to_string());
-                record.status = response
-                    .get(9..12)
-                    .and_then(|s| std::str::from_utf8(s).ok())
-                    .and_then(|s| s.parse().ok());
-                state.audit.write(record);
-            }
-            return;
-        }
-    };
-    let io = TokioIo::new(Rewind::new(head, io));
+    let (host, port) = inner
+        .as_ref()
+        .map_or((String::new(), 0), |d| (d.host.clone(), d.port));
     let outer = inner.is_none();
-    let service = service_fn(move |req| {
+    let head_timeout = state.config.header_read_timeout;
+    let context = RefusalContext {
+        state: state.clone(),
+        caller: caller.clone(),
+        host,
+        port,
+    };
+    let io = TokioIo::new(CheckedIo::new(io, outer, context));
+    let service = service_fn(move |req: Request<Incoming>| {
         let (state, caller, inner) = (state.clone(), caller.clone(), inner.clone());
-        async move { Ok::<_, Infallible>(route(state, caller, inner, req).await) }
+        async move {
+            let is_connect = req.method() == Method::CONNECT;
+            let mut response = route(state, caller, inner, req).await;
+            if is_connect && !response.status().is_success() {
+                // After a CONNECT head the checked stream passes bytes
+                // through (they would be the tunnel's): a refused CONNECT
+                // must end the connection so nothing is parsed unchecked.
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = http1::Builder::new();
-    builder.keep_alive(false);
+    builder
+        .keep_alive(true)
+        // A refused head is reported to hyper as end of stream; hyper must
+        // still finish the response in flight before closing.
+        .half_close(true)
+        .timer(TokioTimer::new())
+        // hyper's header timer starts when the connection goes idle: it is
+        // the keep-alive idle limit. The per-head deadline
+        // (header_read_timeout) is enforced by CheckedIo, with a 408.
+        .header_read_timeout(CLIENT_IDLE_TIMEOUT.max(head_timeout + Duration::from_secs(1)));
     let result = if outer {
         builder.serve_connection(io, service).with_upgrades().await
     } else {
@@ -379,7 +446,8 @@ async fn route(
         );
     };
     if let Some(dest) = inner {
-        return forward(&state, &caller, &identity, dest, req, "intercept", started).await;
+        let mode = if dest.tls { "intercept" } else { "forward" };
+        return forward(&state, &caller, &identity, dest, req, mode, started).await;
     }
     if req.method() == Method::CONNECT {
         return connect(state, caller, identity, req, started).await;
@@ -482,6 +550,7 @@ async fn resolve_allowed(
         port,
         addr,
         intercept,
+        tls: false,
     })
 }
 
@@ -507,7 +576,7 @@ async fn connect(
     };
     let dest =
         match resolve_allowed(&state, &caller, &identity, &host, port, "connect", started).await {
-            Ok(dest) => dest,
+            Ok(dest) => Destination { tls: true, ..dest },
             Err(response) => return response,
         };
     if dest.intercept {

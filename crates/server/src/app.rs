@@ -34,6 +34,13 @@ pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Rou
             post(leases::rotate_admin),
         )
         .route("/api/v1/audit/trace/{reference}", get(leases::trace))
+        .route("/api/v1/secrets", get(routes::secrets::list))
+        .route(
+            "/api/v1/secrets/{name}",
+            axum::routing::put(routes::secrets::put)
+                .delete(routes::secrets::delete)
+                .layer(DefaultBodyLimit::max(routes::secrets::PUT_BODY_LIMIT)),
+        )
         .route(
             "/api/v1/policy/drafts",
             post(policy::create).get(policy::list),
@@ -44,6 +51,11 @@ pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Rou
         .route("/api/v1/policy/drafts/{id}/reject", post(policy::reject))
         .route("/api/v1/policy/rollback", post(policy::rollback))
         .route("/api/v1/policy/history", get(policy::history))
+        .route("/api/v1/anomaly/approvals", get(routes::anomaly::list))
+        .route(
+            "/api/v1/anomaly/approvals/{id}/approve",
+            post(routes::anomaly::approve),
+        )
         .route("/api/v1/ssh/sessions", post(ssh::sessions))
         .route(
             "/api/v1/ssh/sign/{*role}",
@@ -58,6 +70,8 @@ pub fn router(state: Arc<AppState>, body_limit: usize, timeout: Duration) -> Rou
         .route("/api/v1/auth/mtls/login", post(routes::mtls::login))
         .route("/api/v1/x509/bundle", get(routes::mtls::x509_bundle))
         .route("/api/v1/auth/aws-iam/login", post(routes::aws_iam::login))
+        .route("/api/v1/auth/unix/login", post(routes::unix::login))
+        .route("/api/v1/agent/attest", post(routes::unix::attest))
         .route("/api/v1/approle/{name}/secret-id", post(approle::secret_id))
         .route("/api/v1/agent/enroll", post(agent::enroll))
         .route("/api/v1/agent/grants", get(agent::grants))

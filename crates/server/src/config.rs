@@ -43,6 +43,9 @@ pub struct IdmintConfig {
     /// Issuance rate limits and lease quotas.
     #[serde(default)]
     pub limits: crate::limits::LimitsSection,
+    /// Anomaly signals at issuance (absent: none are watched).
+    #[serde(default)]
+    pub anomaly: Option<crate::anomaly::AnomalySection>,
     /// Directory with `roles.toml` and `*.cedar`: seeds bundle version 1.
     pub policy_dir: PathBuf,
 }
@@ -67,6 +70,14 @@ pub struct ServerSection {
     /// (e.g. behind a local TLS-terminating proxy, or in tests).
     #[serde(default)]
     pub insecure_http: bool,
+    /// Also serve the API on this Unix socket (e.g.
+    /// `/run/idmint/idmint.sock`): the only way in for `[[auth.unix]]`
+    /// local-process logins, whose proof is the peer's credentials.
+    #[serde(default)]
+    pub unix_socket: Option<PathBuf>,
+    /// Permissions of the socket file (default `0o660`: owner and group).
+    #[serde(default = "default_unix_socket_mode")]
+    pub unix_socket_mode: u32,
 }
 
 impl Default for ServerSection {
@@ -78,12 +89,17 @@ impl Default for ServerSection {
             max_body_bytes: default_body_limit(),
             request_timeout: default_request_timeout(),
             insecure_http: false,
+            unix_socket: None,
+            unix_socket_mode: default_unix_socket_mode(),
         }
     }
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_unix_socket_mode() -> u32 {
+    0o660
 }
 fn default_body_limit() -> usize {
     64 * 1024
@@ -221,6 +237,10 @@ pub struct AuthSection {
     /// `[[auth.aws_iam]]`: signed `sts:GetCallerIdentity` logins (see docs/auth-methods.md).
     #[serde(default)]
     pub aws_iam: Vec<Spanned<idmint_authn::AwsIamConfig>>,
+    /// `[[auth.unix]]`: local processes, by the kernel's word about them
+    /// (see docs/auth-methods.md).
+    #[serde(default)]
+    pub unix: Vec<Spanned<idmint_authn::UnixConfig>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -245,6 +265,10 @@ pub struct IssuerSection {
     /// `[[issuer.x509]]`: X.509-SVIDs (see docs/mtls.md).
     #[serde(default)]
     pub x509: Vec<Spanned<idmint_issuers::x509::X509IssuerConfig>>,
+    /// `[[issuer.static]]`: secrets stored sealed with `idmint secret put`,
+    /// delivered to `idmint proxy` (see docs/proxy.md).
+    #[serde(default, rename = "static")]
+    pub static_secret: Vec<Spanned<idmint_issuers::static_secret::StaticIssuerConfig>>,
 }
 
 impl IssuerSection {
@@ -293,6 +317,11 @@ impl IssuerSection {
         );
         out.extend(
             self.x509
+                .iter()
+                .map(|e| (e.get_ref().name.clone(), e.span().start)),
+        );
+        out.extend(
+            self.static_secret
                 .iter()
                 .map(|e| (e.get_ref().name.clone(), e.span().start)),
         );
@@ -420,6 +449,9 @@ impl IdmintConfig {
             if let idmint_audit::SinkConfig::Webhook(w) = sink.get_mut() {
                 fix(&mut w.spool_dir);
             }
+        }
+        if let Some(s) = &mut self.server.unix_socket {
+            fix(s);
         }
         if let Some(t) = &mut self.server.tls {
             fix(&mut t.cert);
@@ -567,6 +599,35 @@ impl IdmintConfig {
                 ));
             }
         }
+        let mut unix = std::collections::HashSet::new();
+        for entry in &self.auth.unix {
+            let line = Some(line_at(text, entry.span().start));
+            let cfg = entry.get_ref();
+            cfg.validate().map_err(|e| err(line, e.to_string()))?;
+            if !unix.insert(cfg.name.clone()) {
+                return Err(err(
+                    line,
+                    format!("[[auth.unix]] name {:?} is used twice", cfg.name),
+                ));
+            }
+            if cfg.trusted_hosts.is_empty() && self.server.unix_socket.is_none() {
+                return Err(err(line, format!("[[auth.unix]] {:?} has no trusted_hosts, so it only accepts logins over the server's Unix socket, but [server] unix_socket is not set; set unix_socket = \"/run/idmint/idmint.sock\"", cfg.name)));
+            }
+        }
+        if self.server.unix_socket_mode > 0o777 {
+            return Err(err(
+                None,
+                format!(
+                    "[server] unix_socket_mode {:#o} is not a permission mode; use e.g. 0o660",
+                    self.server.unix_socket_mode
+                ),
+            ));
+        }
+        if let Some(s) = &self.server.unix_socket {
+            if s.as_os_str().is_empty() || s.as_os_str().len() > 100 {
+                return Err(err(None, format!("[server] unix_socket {:?}: a socket path must be 1-100 bytes (the kernel's limit is 108)", s.display().to_string())));
+            }
+        }
         if !self.auth.mtls.is_empty() && self.server.tls.is_none() {
             return Err(err(
                 None,
@@ -607,6 +668,19 @@ impl IdmintConfig {
                         "[[issuer.x509]] name {:?} is used by another issuer",
                         cfg.name
                     ),
+                ));
+            }
+        }
+        for entry in &self.issuer.static_secret {
+            let line = Some(line_at(text, entry.span().start));
+            let name = &entry.get_ref().name;
+            if name.trim().is_empty() {
+                return Err(err(line, "[[issuer.static]] needs a non-empty `name`".into()));
+            }
+            if all_issuers.iter().filter(|(n, _)| n == name).count() > 1 {
+                return Err(err(
+                    line,
+                    format!("[[issuer.static]] name {name:?} is used by another issuer"),
                 ));
             }
         }

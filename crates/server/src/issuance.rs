@@ -29,6 +29,8 @@ pub struct IssueInput<'a> {
     pub actor: Option<serde_json::Value>,
     /// Audit event name: `credential_issued` or `token_exchange`.
     pub event: &'static str,
+    /// The verified public key of the request's CSR (`x509` roles only).
+    pub csr: Option<idmint_authn::mtls::csr::CsrPublicKey>,
 }
 
 pub struct IssueOutcome {
@@ -49,6 +51,13 @@ pub enum IssueFailure {
     Store(String),
     Audit,
     Internal(String),
+    /// An anomaly signal requires a second admin's approval first
+    /// (`[[anomaly.rule]] action = "require_approval"`).
+    ApprovalRequired {
+        id: String,
+        signals: Vec<String>,
+        expires_at: i64,
+    },
 }
 
 impl IssueFailure {
@@ -58,10 +67,11 @@ impl IssueFailure {
             IssueFailure::Denied(_) => "policy_denied",
             IssueFailure::Narrow(NarrowError::ScopeNotAllowed(..)) => "invalid_scope",
             IssueFailure::Narrow(_) => "invalid_target",
-            IssueFailure::Issuer(_) => "issuer_failed",
+            IssueFailure::Issuer(e) => e.api_code().unwrap_or("issuer_failed"),
             IssueFailure::Store(_) => "store_unavailable",
             IssueFailure::Audit => "audit_unavailable",
             IssueFailure::Internal(_) => "internal",
+            IssueFailure::ApprovalRequired { .. } => "approval_required",
         }
     }
     pub fn message(&self) -> String {
@@ -73,6 +83,11 @@ impl IssueFailure {
             IssueFailure::Store(e) => format!("the idmint store failed: {e}; retry later"),
             IssueFailure::Audit => "the audit log cannot be written, so no credential was issued; an operator must fix the audit sink".into(),
             IssueFailure::Internal(e) => e.clone(),
+            IssueFailure::ApprovalRequired { id, signals, expires_at } => format!(
+                "this request raised anomaly signals ({}) that need a second admin's approval: approval {id}; ask an admin other than you to run `idmint approvals approve {id}` before {}, then retry",
+                signals.join(", "),
+                idmint_core::UnixTime(*expires_at).rfc3339()
+            ),
         }
     }
 }
@@ -107,6 +122,19 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
         audit_failure(state, &base, "error", &f).await?;
         return Err(f);
     };
+    if input.csr.is_some() && issuer.kind() != "x509" {
+        let f = IssueFailure::Issuer(IssueError::Refused {
+            code: "csr_not_applicable",
+            message: format!(
+                "a csr only applies to x509 roles; role {:?} is issued by the {} issuer {:?}: drop --csr",
+                role.name,
+                issuer.kind(),
+                role.issuer
+            ),
+        });
+        audit_failure(state, &base, "denied", &f).await?;
+        return Err(f);
+    }
 
     let ctx = RequestContext {
         ttl_seconds: input
@@ -149,6 +177,19 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
     base.ttl_seconds = Some(grant.ttl.as_secs());
     base.scopes = Some(grant.scopes.clone());
     base.audience = grant.audience.clone();
+
+    // Anomaly signals, for requests policy allows and narrowing accepts:
+    // audited, or held for a second admin's approval.
+    let screen = crate::anomaly::Screen {
+        identity: input.identity,
+        role: &role.name,
+        source_ip: input.source_ip,
+        request_id: input.request_id.as_str(),
+    };
+    if let Err(f) = crate::anomaly::screen(state, &screen).await {
+        audit_failure(state, &base, "denied", &f).await?;
+        return Err(f);
+    }
 
     let lease_id = LeaseId::generate().map_err(|e| IssueFailure::Internal(e.to_string()))?;
     base.lease_id = Some(lease_id.to_string());
@@ -217,10 +258,18 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
         now,
         actor: input.actor.clone(),
         revocation: &revocation,
+        csr: input.csr.as_ref(),
     };
     let minted = match issuer.issue(&req).await {
         Ok(m) => m,
         Err(e) => {
+            // The issuer refused this caller (a static secret outside
+            // `idmint proxy`): a denial, not a failure.
+            let outcome = if matches!(e, IssueError::Refused { .. }) {
+                "denied"
+            } else {
+                "error"
+            };
             // Whatever the target may have half-created is revoked now, and
             // the lease stays pending: a statement that timed out here can
             // still complete at the target later, so the reaper revokes
@@ -240,7 +289,7 @@ pub async fn issue(state: &AppState, input: IssueInput<'_>) -> Result<IssueOutco
                     .await;
             }
             let f = IssueFailure::Issuer(e);
-            audit_failure(state, &base, "error", &f).await?;
+            audit_failure(state, &base, outcome, &f).await?;
             return Err(f);
         }
     };

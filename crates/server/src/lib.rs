@@ -5,6 +5,7 @@
 //! ([`idmint_store`]) → audit ([`idmint_audit`]) → response. See
 //! `issuance.rs` for the invariants that hold along it.
 
+mod anomaly;
 mod app;
 mod approle;
 mod audit_events;
@@ -25,9 +26,11 @@ mod session_auth;
 mod ssh;
 mod startup;
 mod state;
+mod static_secrets;
 mod store_sync;
 mod targets;
 mod tls;
+mod unix_socket;
 mod vault;
 
 pub use dev::{SAMPLE_POLICY, SAMPLE_ROLES};
@@ -164,6 +167,13 @@ pub async fn serve(
     .spawn(state.clone());
     store_sync::spawn(state.clone());
     governance::sync::spawn(state.clone());
+    // Bound before `ready`: a caller told the server is up can use it.
+    let unix_listener = match &cfg.server.unix_socket {
+        Some(path) => {
+            Some(unix_socket::bind(path, cfg.server.unix_socket_mode, state.procfs.clone()).await?)
+        }
+        None => None,
+    };
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     let info = ServerInfo {
@@ -203,6 +213,18 @@ pub async fn serve(
             let _ = ctrl_c.await;
         }
     };
+    // The Unix socket (if any) stops with the TCP listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = std::sync::Arc::new(stop_tx);
+    let stop_on_signal = stop_tx.clone();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_on_signal.send(true);
+    };
+    let unix_task = unix_listener.map(|l| {
+        tracing::info!(socket = %unix_socket_path(&cfg), "idmint listening on the Unix socket");
+        unix_socket::spawn(l, router.clone(), stop_rx)
+    });
     let result = match tls {
         Some(tls_cfg) => {
             let l = tls::TlsListener::new(listener, tls_cfg)
@@ -227,10 +249,22 @@ pub async fn serve(
             .await
         }
     };
+    let _ = stop_tx.send(true);
+    if let Some(task) = unix_task {
+        let _ = task.await;
+    }
     if let Err(e) = state.audit.close().await {
         tracing::error!(error = %e, "closing the audit log failed");
     }
     result.map_err(|e| ServerError::Startup(format!("server error: {e}")))
+}
+
+fn unix_socket_path(cfg: &config::IdmintConfig) -> String {
+    cfg.server
+        .unix_socket
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {

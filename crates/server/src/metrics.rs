@@ -33,6 +33,13 @@ pub struct SinkLabel {
     pub sink: String,
 }
 
+/// An anomaly signal and what it did.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnomalyLabel {
+    pub kind: &'static str,
+    pub action: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub logins: Family<OutcomeLabel, Counter>,
@@ -56,6 +63,8 @@ pub struct Metrics {
     /// Governance actions by kind (`draft_created`, `activated`,
     /// `break_glass`, `break_glass_reverted`, …): break-glass is alerted on.
     pub governance: Family<OutcomeLabel, Counter>,
+    /// Anomaly signals at issuance by kind and action.
+    pub anomalies: Family<AnomalyLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -85,6 +94,7 @@ impl Metrics {
         let audit_sink_healthy = Family::<SinkLabel, Gauge>::default();
         let policy_version = Gauge::default();
         let governance = Family::<OutcomeLabel, Counter>::default();
+        let anomalies = Family::<AnomalyLabel, Counter>::default();
         registry.register("logins", "Login attempts by outcome", logins.clone());
         registry.register(
             "decisions",
@@ -166,6 +176,11 @@ impl Metrics {
             "Policy governance actions by kind; alert on outcome=\"break_glass\"",
             governance.clone(),
         );
+        registry.register(
+            "anomalies",
+            "Anomaly signals at issuance by kind (first_role_use, new_network, burst) and action (audit, require_approval)",
+            anomalies.clone(),
+        );
         Self {
             registry,
             logins,
@@ -185,6 +200,7 @@ impl Metrics {
             audit_sink_healthy,
             policy_version,
             governance,
+            anomalies,
         }
     }
 

@@ -3,17 +3,24 @@
 use crate::revocation::{self, RevokeReason};
 use crate::state::AppState;
 use futures_util::StreamExt;
-use idmint_core::UnixTime;
+use idmint_core::{Lease, UnixTime};
 use std::sync::Arc;
 use std::time::Duration;
 
-const BATCH: usize = 256;
+/// Leases claimed per store round trip. Leases whose revocation is local
+/// (signed tokens, certificates, static secrets) are revoked a whole claim
+/// at a time with one store write and one audit batch
+/// ([`revocation::revoke_local_batch`]), so a bigger claim means fewer
+/// fsyncs: with 256 and one revocation at a time per lease, 100k expired
+/// tokens took 14 s; claims of 1024 revoked in bulk take a fraction of it.
+/// Kept well under [`idmint_store::MAX_DUE_LIMIT`] and small enough that a
+/// pass never holds a claim for long.
+const BATCH: usize = 1024;
 
-/// Revocations of one batch in flight at once. Each revocation waits on the
-/// target and on two durable writes (lease state, audit event); doing them
-/// one by one left the store's and the audit log's group commit with
-/// batches of one, so 100k expired leases took 81 s. Concurrent revocations
-/// share fsyncs. The bound keeps a slow target from being flooded: a
+/// Revocations through a target (database users, cloud keys…) in flight at
+/// once. Each waits on the target and on two durable writes (lease state,
+/// audit event); concurrent ones share the store's and the audit log's
+/// group commits. The bound keeps a slow target from being flooded: a
 /// target's own admin pool queues the excess.
 const CONCURRENCY: usize = 64;
 
@@ -28,6 +35,30 @@ pub struct LeaseReaper {
     /// revocations once [`CLAIM_SAFETY`] of this is used up, so a claim
     /// never lapses while this server is still revoking under it.
     pub claim_for: Duration,
+}
+
+impl LeaseReaper {
+    /// The leases of one claim whose revocation is local, all at once,
+    /// unless the claim's time is already used up.
+    async fn revoke_bulk(
+        &self,
+        state: &AppState,
+        local: Vec<Lease>,
+        claimed_at: std::time::Instant,
+        budget: Duration,
+    ) -> usize {
+        if local.is_empty() || claimed_at.elapsed() > budget {
+            return 0;
+        }
+        revocation::revoke_local_batch(
+            state,
+            &local,
+            RevokeReason::Expired,
+            Some("reaper"),
+            self.max_attempts,
+        )
+        .await
+    }
 }
 
 /// Fraction (in percent) of a claim a pass may use before it leaves the
@@ -73,7 +104,11 @@ impl LeaseReaper {
             };
             let n = due.len();
             let budget = self.claim_for * CLAIM_SAFETY / 100;
-            let results = futures_util::stream::iter(due)
+            let (local, external): (Vec<Lease>, Vec<Lease>) = due
+                .into_iter()
+                .partition(|lease| revocation::revokes_locally(state, lease));
+            let bulk = self.revoke_bulk(state, local, claimed_at, budget);
+            let one_by_one = futures_util::stream::iter(external)
                 .map(|lease| async move {
                     if claimed_at.elapsed() > budget {
                         // Leave it: the claim lapses soon and another pass
@@ -103,8 +138,9 @@ impl LeaseReaper {
                     }
                 })
                 .buffer_unordered(CONCURRENCY)
-                .collect::<Vec<bool>>()
-                .await;
+                .collect::<Vec<bool>>();
+            let (bulk_done, results) = tokio::join!(bulk, one_by_one);
+            done += bulk_done;
             done += results.iter().filter(|ok| **ok).count();
             if claimed_at.elapsed() > budget {
                 tracing::warn!(

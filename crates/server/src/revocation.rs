@@ -4,7 +4,7 @@
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use idmint_audit::{AuditErrorInfo, AuditEvent};
-use idmint_core::{Lease, LeaseState, UnixTime};
+use idmint_core::{Lease, LeaseId, LeaseState, UnixTime};
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -70,7 +70,23 @@ pub async fn revoke(
         return Ok(out);
     }
     Metrics::count(&state.metrics.revocations, "success");
-    let event = AuditEvent {
+    state
+        .audit
+        .append(revoked_event(lease, reason, request_id, actor))
+        .await
+        .map_err(|_| RevokeError::Audit)?;
+    Ok(out)
+}
+
+/// The audit event of one revocation, the same whether it was revoked alone
+/// ([`revoke`]) or in a batch ([`revoke_local_batch`]).
+fn revoked_event(
+    lease: &Lease,
+    reason: RevokeReason,
+    request_id: Option<&str>,
+    actor: Option<&str>,
+) -> AuditEvent {
+    AuditEvent {
         request_id: request_id.map(str::to_string),
         event: match reason {
             RevokeReason::Requested => "lease_revoked",
@@ -88,13 +104,132 @@ pub async fn revoke(
             "lived_seconds": UnixTime::now().secs() - lease.created_at.secs(),
         })),
         ..Default::default()
-    };
+    }
+}
+
+/// Whether revoking `lease` involves nothing outside idmint: its issuer
+/// mints self-contained credentials (signed tokens, certificates, static
+/// secrets: [`idmint_issuers::Issuer::mints_externally`] is false), whose
+/// revocation only marks the lease. Such leases can be revoked in bulk by
+/// [`revoke_local_batch`]; the others need one call to their target each.
+pub fn revokes_locally(state: &AppState, lease: &Lease) -> bool {
     state
-        .audit
-        .append(event)
+        .issuers
+        .get(&lease.issuer)
+        .is_some_and(|issuer| !issuer.mints_externally())
+}
+
+/// Revokes many leases whose revocation is local ([`revokes_locally`]) at
+/// once: each issuer's `revoke` (which contacts nothing), then **one** store
+/// write that moves all of them to `revoked` (per-lease compare-and-set, so
+/// a lease revoked meanwhile by an API call or another server is left
+/// alone and not audited twice), then one audit event per lease that
+/// changed, appended as one durable batch. Same order and guarantees as
+/// [`revoke`] one by one — the store change is durable before its event is
+/// written, and a lease counts as revoked only once its event is durable —
+/// at the cost of two fsyncs per batch instead of per lease.
+///
+/// Every failure is recorded per lease with [`record_failure`] (retry with
+/// backoff, then `irrevocable`), as the reaper does for [`revoke`]. Returns
+/// how many leases are done: revoked here, or found already revoked.
+pub async fn revoke_local_batch(
+    state: &AppState,
+    leases: &[Lease],
+    reason: RevokeReason,
+    actor: Option<&str>,
+    max_attempts: u32,
+) -> usize {
+    if leases.is_empty() {
+        return 0;
+    }
+    // Local revocations contact nothing and return at once (that is what
+    // `revokes_locally` selects), so awaiting them in turn costs nothing.
+    let mut ready = Vec::with_capacity(leases.len());
+    for lease in leases {
+        let outcome = match state.issuers.get(&lease.issuer) {
+            None => Err(RevokeError::UnknownIssuer(lease.issuer.clone())),
+            Some(issuer) => issuer.revoke(&lease.revocation).await.map_err(|e| {
+                Metrics::count(&state.metrics.revocations, "failure");
+                RevokeError::Issuer(e.to_string())
+            }),
+        };
+        match outcome {
+            Ok(()) => ready.push(lease),
+            Err(e) => record_failure(state, lease, &e.to_string(), max_attempts).await,
+        }
+    }
+    if ready.is_empty() {
+        return 0;
+    }
+
+    let transitions: Vec<(LeaseId, LeaseState)> = ready
+        .iter()
+        .map(|lease| (lease.id.clone(), lease.state))
+        .collect();
+    let changed = match state
+        .store
+        .transition_leases(&transitions, LeaseState::Revoked)
         .await
-        .map_err(|_| RevokeError::Audit)?;
-    Ok(out)
+    {
+        Ok(changed) if changed.len() == ready.len() => changed,
+        Ok(changed) => {
+            let e = RevokeError::Store(format!(
+                "the store answered {} results for {} leases",
+                changed.len(),
+                ready.len()
+            ));
+            for lease in &ready {
+                record_failure(state, lease, &e.to_string(), max_attempts).await;
+            }
+            return 0;
+        }
+        Err(e) => {
+            let e = RevokeError::Store(e.to_string()).to_string();
+            for lease in &ready {
+                record_failure(state, lease, &e, max_attempts).await;
+            }
+            return 0;
+        }
+    };
+
+    // Leases another revoker got to first are done, with no second event.
+    let mut done = changed.iter().filter(|c| !**c).count();
+    let revoked: Vec<&Lease> = ready
+        .iter()
+        .zip(&changed)
+        .filter(|(_, changed)| **changed)
+        .map(|(lease, _)| *lease)
+        .collect();
+    if revoked.is_empty() {
+        return done;
+    }
+    for _ in &revoked {
+        Metrics::count(&state.metrics.revocations, "success");
+    }
+    let events = revoked
+        .iter()
+        .map(|lease| revoked_event(lease, reason, None, actor))
+        .collect();
+    match state.audit.append_all(events).await {
+        Ok(results) => {
+            for (lease, result) in revoked.iter().zip(results) {
+                match result {
+                    Ok(_) => done += 1,
+                    Err(_) => {
+                        let e = RevokeError::Audit.to_string();
+                        record_failure(state, lease, &e, max_attempts).await;
+                    }
+                }
+            }
+        }
+        Err(_) => {
+            let e = RevokeError::Audit.to_string();
+            for lease in &revoked {
+                record_failure(state, lease, &e, max_attempts).await;
+            }
+        }
+    }
+    done
 }
 
 /// A revocation someone asked for failed: the lease becomes due now, so the

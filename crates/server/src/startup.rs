@@ -106,6 +106,22 @@ fn oauth_issuers(
     Ok(issuers)
 }
 
+/// The `[[issuer.static]]` issuers, all reading the secrets stored with
+/// `idmint secret put` through `source`.
+fn static_issuers(
+    cfg: &IdmintConfig,
+    source: Arc<dyn idmint_issuers::static_secret::SecretSource>,
+    issuers: &mut Issuers,
+) -> Result<(), ServerError> {
+    for e in &cfg.issuer.static_secret {
+        let c = e.get_ref();
+        let i = idmint_issuers::static_secret::StaticSecretIssuer::new(c, source.clone())
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        issuers.insert(c.name.clone(), Arc::new(i));
+    }
+    Ok(())
+}
+
 /// The `[[issuer.aws]]` and `[[issuer.azure]]` issuers. They sign the web-identity tokens of
 /// `federated` roles with the same key ring and `iss` as the oauth
 /// issuers; `offline` swaps RS256 for ES256 as [`oauth_issuers`] does.
@@ -151,6 +167,11 @@ pub fn offline_issuers(cfg: &IdmintConfig) -> Result<Issuers, ServerError> {
     let keys = Arc::new(KeyRing::new(vec![es, ed]));
     let mut issuers = oauth_issuers(cfg, &public_url(cfg), &keys, true)?;
     aws_issuers(cfg, &public_url(cfg), &keys, true, &mut issuers)?;
+    static_issuers(
+        cfg,
+        Arc::new(crate::static_secrets::NoSecrets),
+        &mut issuers,
+    )?;
     for e in &cfg.issuer.postgres {
         issuers.insert(
             e.get_ref().name.clone(),
@@ -341,7 +362,14 @@ pub async fn build(
     let store: Arc<dyn Store> = idmint_store::open_store(&location)
         .await
         .map_err(|e| ServerError::Startup(format!("store {}: {e}", location.describe())))?;
-    let envelope = Envelope::new(root_key(cfg, dev)?);
+    let root = root_key(cfg, dev)?;
+    // The static issuer reads sealed secrets on its own (it is built before
+    // the shared state), with an envelope over the same root key.
+    let static_source = Arc::new(crate::static_secrets::StoreSecretSource::new(
+        store.clone(),
+        Envelope::new(SealKey::from_bytes(root.raw_bytes()).map_err(startup)?),
+    ));
+    let envelope = Envelope::new(root);
     let secret = |name: &'static str,
                   gen: Box<dyn FnOnce() -> Result<Vec<u8>, StoreError> + Send>| {
         let store = store.clone();
@@ -373,6 +401,10 @@ pub async fn build(
             .map_err(|e| ServerError::Config(e.to_string()))?,
     )
     .map_err(ServerError::Startup)?;
+    let unix = idmint_authn::UnixMethods::load(
+        cfg.auth.unix.iter().map(|e| e.get_ref().clone()).collect(),
+    )
+    .map_err(|e| ServerError::Config(e.to_string()))?;
     let audit_key = secret(
         "audit-signing-key",
         Box::new(gen_signing(SigningAlg::EdDSA)),
@@ -391,6 +423,7 @@ pub async fn build(
     let public_url = public_url(cfg);
     let mut issuers = oauth_issuers(cfg, &public_url, &keys, false)?;
     aws_issuers(cfg, &public_url, &keys, false, &mut issuers)?;
+    static_issuers(cfg, static_source, &mut issuers)?;
     for e in &cfg.issuer.postgres {
         issuers.insert(
             e.get_ref().name.clone(),
@@ -529,11 +562,17 @@ pub async fn build(
         audit_file,
         governance: crate::governance::Governance::new(cfg.governance.clone()),
         limits: crate::limits::Limiter::new(cfg.limits.clone()).map_err(ServerError::Config)?,
+        anomalies: crate::anomaly::Anomalies::new(cfg.anomaly.clone())
+            .map_err(ServerError::Config)?,
+        userinfo: idmint_authn::userinfo::Userinfo::new(),
         ssh,
         approles,
         mtls,
         x509_bundles,
         aws_iam,
+        unix,
+        procfs: Arc::new(idmint_procid::ProcFs::default()),
+        host_name: crate::unix_socket::local_host_name(),
     });
     let republished = state
         .ssh

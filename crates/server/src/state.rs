@@ -43,6 +43,10 @@ pub struct AppState {
     pub governance: crate::governance::Governance,
     /// Issuance rate limits and lease quotas (`[limits]`).
     pub limits: crate::limits::Limiter,
+    /// Anomaly signals at issuance and their approvals (`[anomaly]`).
+    pub anomalies: crate::anomaly::Anomalies,
+    /// Groups from the IdP's userinfo for people whose ID token has none.
+    pub userinfo: idmint_authn::userinfo::Userinfo,
     /// SSH issuers: CAs, hosts, grant boards, enrolled agents.
     pub ssh: crate::ssh::SshRuntime,
     /// `[[auth.approle]]` roles, the secret-id hasher and login throttle.
@@ -54,14 +58,36 @@ pub struct AppState {
     pub x509_bundles: idmint_proto::X509Bundles,
     /// `[[auth.aws_iam]]` methods and the client that forwards to STS.
     pub aws_iam: crate::aws_iam::AwsIamLogins,
+    /// `[[auth.unix]]` methods: local-socket and host-attested process logins.
+    pub unix: idmint_authn::UnixMethods,
+    /// Reads the peers of the Unix socket (`[server] unix_socket`) from /proc.
+    pub procfs: Arc<idmint_procid::ProcFs>,
+    /// This machine's host name: the issuer of local-socket identities
+    /// (`unix://HOST`).
+    pub host_name: String,
 }
 
 impl AppState {
-    /// Session lifetime for an identity: per auth config when set, else by
-    /// kind. A person's session never exceeds [`MAX_HUMAN_SESSION_SECS`]
-    /// whatever the configuration says (and, like every session, never
-    /// outlives the ID token it came from).
+    /// Session lifetime for an identity. For a person, policy decides
+    /// first: the `@session_ttl` of the active bundle's policies that
+    /// permit `Action::"login"` on `Server::"idmint"` for them (the
+    /// shortest when several do), so session length changes only through
+    /// a reviewed draft. Otherwise the auth method's `session_ttl`, else
+    /// `[session]` by kind. A person's session never exceeds
+    /// [`MAX_HUMAN_SESSION_SECS`] whatever policy or configuration says
+    /// (and, like every session, never outlives the ID token it came from).
     pub fn session_ttl(&self, identity: &Identity) -> Ttl {
+        if identity.kind == IdentityKind::Human {
+            let bundle = self.bundle.load();
+            let ctx = idmint_core::RequestContext {
+                now: UnixTime::now().secs(),
+                ..Default::default()
+            };
+            let decision = bundle.evaluate(identity, "login", None, &ctx);
+            if let Some(ttl) = bundle.session_ttl(&decision) {
+                return ttl.min(Ttl::clamped(MAX_HUMAN_SESSION_SECS));
+            }
+        }
         let per_auth = self
             .oidc
             .verifiers()

@@ -25,6 +25,7 @@ pub async fn run_store_suite(store: &dyn Store) {
     conditional_activation(store).await;
     lease_roundtrip_and_conflict(store).await;
     lease_transitions(store).await;
+    batch_transitions(store).await;
     lease_extension(store).await;
     lease_listing(store).await;
     due_leases(store).await;
@@ -32,6 +33,87 @@ pub async fn run_store_suite(store: &dyn Store) {
     denylist(store).await;
     concurrent_inserts(store).await;
     sealed_secrets(store).await;
+}
+
+/// `transition_leases`: per-lease compare-and-set, input order kept,
+/// fingerprint kept and `last_error` cleared, repeats and unknown ids
+/// unchanged, oversized batches refused whole.
+async fn batch_transitions(store: &dyn Store) {
+    let t = REALISTIC_NOW + 10_000;
+    let pending = sample_lease("batch:a", "batch-role", t, t + 60);
+    let mut active = with_state(
+        sample_lease("batch:b", "batch-role", t, t + 60),
+        LeaseState::Active,
+    );
+    active.fingerprint = Some("fp-batch".into());
+    let stale = with_state(
+        sample_lease("batch:c", "batch-role", t, t + 60),
+        LeaseState::Active,
+    );
+    for lease in [&pending, &active, &stale] {
+        insert(store, lease).await;
+    }
+    store
+        .record_revoke_failure(&active.id, UnixTime(t + 100), "target down")
+        .await
+        .expect("record failure");
+    let unknown = LeaseId::generate().expect("random lease id");
+
+    assert_eq!(
+        store
+            .transition_leases(&[], LeaseState::Revoked)
+            .await
+            .expect("empty batch"),
+        Vec::<bool>::new()
+    );
+    let changed = store
+        .transition_leases(
+            &[
+                (pending.id.clone(), LeaseState::Pending),
+                (active.id.clone(), LeaseState::Active),
+                // Stale expected state: must not change.
+                (stale.id.clone(), LeaseState::Pending),
+                (unknown, LeaseState::Active),
+                // A repeat finds the lease already moved.
+                (pending.id.clone(), LeaseState::Pending),
+            ],
+            LeaseState::Revoked,
+        )
+        .await
+        .expect("batch transition");
+    assert_eq!(changed, vec![true, true, false, false, false]);
+
+    assert_eq!(fetch(store, &pending.id).await.state, LeaseState::Revoked);
+    let revoked = fetch(store, &active.id).await;
+    assert_eq!(revoked.state, LeaseState::Revoked);
+    assert_eq!(
+        revoked.fingerprint.as_deref(),
+        Some("fp-batch"),
+        "fingerprint kept"
+    );
+    assert_eq!(
+        revoked.last_error, None,
+        "last_error cleared like transition_lease"
+    );
+    assert_eq!(
+        fetch(store, &stale.id).await,
+        stale,
+        "a failed compare-and-set touches nothing"
+    );
+
+    let too_many: Vec<(LeaseId, LeaseState)> = (0..=crate::MAX_DUE_LIMIT)
+        .map(|_| (stale.id.clone(), LeaseState::Active))
+        .collect();
+    let err = store
+        .transition_leases(&too_many, LeaseState::Revoked)
+        .await
+        .expect_err("a batch above MAX_DUE_LIMIT is refused");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(
+        fetch(store, &stale.id).await.state,
+        LeaseState::Active,
+        "a refused batch writes nothing"
+    );
 }
 
 /// Renewal moves a live lease's expiry and never revives a dead one.

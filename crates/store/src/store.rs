@@ -60,6 +60,17 @@ pub(crate) fn due_window(limit: usize, pending_grace_secs: i64) -> Option<(usize
     (limit > 0).then_some((limit, pending_grace_secs.max(0)))
 }
 
+/// Refuses a [`Store::transition_leases`] batch above [`MAX_DUE_LIMIT`]
+/// before anything is written.
+pub(crate) fn check_transition_batch(len: usize) -> Result<(), StoreError> {
+    if len > MAX_DUE_LIMIT {
+        return Err(StoreError::Conflict(format!(
+            "{len} leases in one state change; at most {MAX_DUE_LIMIT} per call, split the batch"
+        )));
+    }
+    Ok(())
+}
+
 /// Upper bound on [`Store::list_blobs`]; blobs are keys and registrations,
 /// never per-request data, so this is far above any real deployment.
 pub const MAX_BLOB_LIST: usize = 10_000;
@@ -141,6 +152,31 @@ pub trait Store: Send + Sync + 'static {
         fingerprint: Option<&str>,
         last_error: Option<&str>,
     ) -> Result<bool, StoreError>;
+    /// Compare-and-set of many leases at once, for the reaper: each
+    /// `(id, from)` moves to `to` only if its state is still `from`, with
+    /// the stored fingerprint kept and `last_error` cleared — exactly what
+    /// [`Store::transition_lease`]`(id, from, to, None, None)` does for one.
+    /// Returns, in input order, whether each changed (an id given twice
+    /// changes at most once: its first occurrence).
+    ///
+    /// All of it is one atomic, durable write (one transaction, one commit),
+    /// which is the point: 100 000 expired leases cost ~100 commits instead
+    /// of 100 000. At most [`MAX_DUE_LIMIT`] leases per call; more is
+    /// [`StoreError::Conflict`] (nothing is written). The default applies
+    /// the leases one by one (not atomically); every backend here overrides
+    /// it.
+    async fn transition_leases(
+        &self,
+        leases: &[(LeaseId, LeaseState)],
+        to: LeaseState,
+    ) -> Result<Vec<bool>, StoreError> {
+        check_transition_batch(leases.len())?;
+        let mut changed = Vec::with_capacity(leases.len());
+        for (id, from) in leases {
+            changed.push(self.transition_lease(id, *from, to, None, None).await?);
+        }
+        Ok(changed)
+    }
     /// Moves a live lease's expiry (renewal). Returns false when the lease
     /// is not live (pending/active) any more, so a renewal can never revive
     /// a revoked lease.

@@ -126,7 +126,7 @@ fn common_name(name: &[u8]) -> Result<Option<String>, DerError> {
 }
 
 /// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
-fn parse_time(t: &der::Tlv<'_>) -> Result<i64, DerError> {
+pub(crate) fn parse_time(t: &der::Tlv<'_>) -> Result<i64, DerError> {
     let s = std::str::from_utf8(t.value).map_err(|_| DerError("time is not ASCII"))?;
     let digits = s.strip_suffix('Z').ok_or(DerError("time is not UTC (Z)"))?;
     if !digits.bytes().all(|b| b.is_ascii_digit()) {

@@ -10,14 +10,20 @@
 //! its SPIFFE ID (exactly one URI SAN, strictly parsed, trust domain
 //! allowed) or its subject (common name, else first DNS SAN).
 //!
-//! OCSP is not supported: revocation is by CRL files only.
+//! Revocation: CRL files (checked at the handshake and at login) and,
+//! per method, OCSP queries at login (`ocsp = "prefer" | "require"`, see
+//! [`ocsp`]).
 
 pub mod cert;
+pub mod csr;
 pub mod der;
+pub mod ocsp;
+pub mod pkix;
 pub mod spiffe;
 
 use cert::CertFacts;
 use idmint_core::{Identity, IdentityKind, Ttl, UnixTime};
+use ocsp::{OcspChecker, OcspMode, OcspStatus};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
@@ -62,10 +68,33 @@ pub struct MtlsConfig {
     /// Session lifetime (never beyond the certificate's `notAfter`).
     #[serde(default = "default_session_ttl")]
     pub session_ttl: Ttl,
+    /// OCSP check of the client certificate at login: `off` (default),
+    /// `prefer` (revoked is refused, no answer is let through with a note)
+    /// or `require` (only a verified `good` answer is let through).
+    #[serde(default)]
+    pub ocsp: OcspMode,
+    /// Responder URL used instead of the certificate's authorityInfoAccess.
+    #[serde(default)]
+    pub ocsp_url: Option<String>,
+    /// Bound on one OCSP request (connect + answer).
+    #[serde(default = "default_ocsp_timeout")]
+    pub ocsp_timeout: Ttl,
+    /// Oldest `thisUpdate` accepted when the responder does not echo the
+    /// nonce (pre-produced responses).
+    #[serde(default = "default_ocsp_max_age")]
+    pub ocsp_max_age: Ttl,
 }
 
 fn default_session_ttl() -> Ttl {
     Ttl::clamped(300)
+}
+
+fn default_ocsp_timeout() -> Ttl {
+    Ttl::clamped(3)
+}
+
+fn default_ocsp_max_age() -> Ttl {
+    Ttl::clamped(3600)
 }
 
 impl MtlsConfig {
@@ -98,6 +127,21 @@ impl MtlsConfig {
                 return bad(format!("allowed_trust_domains {td:?}: {e}"));
             }
         }
+        if let Some(u) = &self.ocsp_url {
+            if self.ocsp == OcspMode::Off {
+                return bad(
+                    "ocsp_url is set but ocsp = \"off\"; set ocsp = \"prefer\" or \"require\""
+                        .into(),
+                );
+            }
+            match url::Url::parse(u) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+                _ => return bad(format!("ocsp_url {u:?} is not an http(s) URL")),
+            }
+        }
+        if self.ocsp_timeout.as_secs() > 60 {
+            return bad("ocsp_timeout is at most 60s (a login waits for it)".into());
+        }
         Ok(())
     }
 }
@@ -122,6 +166,10 @@ pub enum MtlsError {
     TrustDomain(String, String),
     #[error("identity = \"subject\" needs a common name or a DNS SAN in the client certificate")]
     NoSubject,
+    #[error("the client certificate is revoked (OCSP, revoked at {at}, reason: {reason})")]
+    Revoked { at: String, reason: String },
+    #[error("[[auth.mtls]] {method:?} requires an OCSP answer and none could be had: {message}")]
+    OcspUnavailable { method: String, message: String },
 }
 
 impl MtlsError {
@@ -130,6 +178,8 @@ impl MtlsError {
             MtlsError::Config(_) => "mtls_misconfigured",
             MtlsError::NoCertificate => "client_certificate_required",
             MtlsError::Untrusted(_) => "client_certificate_untrusted",
+            MtlsError::Revoked { .. } => "client_certificate_revoked",
+            MtlsError::OcspUnavailable { .. } => "ocsp_unavailable",
             _ => "client_certificate_invalid",
         }
     }
@@ -141,6 +191,9 @@ pub struct MtlsMethod {
     roots: Arc<RootCertStore>,
     crls: Vec<CertificateRevocationListDer<'static>>,
     verifier: Arc<dyn ClientCertVerifier>,
+    /// The method's CA certificates, DER: where OCSP finds the leaf's issuer.
+    ca_ders: Vec<CertificateDer<'static>>,
+    ocsp: Option<OcspChecker>,
 }
 
 impl std::fmt::Debug for MtlsMethod {
@@ -169,6 +222,7 @@ impl MtlsMethod {
     ) -> Result<Self, MtlsError> {
         config.validate()?;
         let mut roots = RootCertStore::empty();
+        let mut ca_ders = vec![];
         for issuer in &config.trust_x509_issuers {
             let pem = x509_bundle(issuer).ok_or_else(|| {
                 MtlsError::Config(format!(
@@ -179,6 +233,7 @@ impl MtlsMethod {
             for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
                 let cert =
                     cert.map_err(|e| MtlsError::Config(format!("x509 issuer {issuer:?}: {e}")))?;
+                ca_ders.push(cert.clone());
                 roots
                     .add(cert)
                     .map_err(|e| MtlsError::Config(format!("x509 issuer {issuer:?}: {e}")))?;
@@ -191,6 +246,7 @@ impl MtlsMethod {
                 let cert = cert.map_err(|e| {
                     MtlsError::Config(format!("{}: not a PEM certificate: {e}", path.display()))
                 })?;
+                ca_ders.push(cert.clone());
                 roots.add(cert).map_err(|e| {
                     MtlsError::Config(format!(
                         "{}: not a usable CA certificate: {e}",
@@ -231,11 +287,24 @@ impl MtlsMethod {
         let verifier = builder
             .build()
             .map_err(|e| MtlsError::Config(format!("[[auth.mtls]] {:?}: {e}", config.name)))?;
+        let ocsp = match config.ocsp {
+            OcspMode::Off => None,
+            OcspMode::Prefer | OcspMode::Require => Some(
+                OcspChecker::new(
+                    config.ocsp_url.clone(),
+                    config.ocsp_timeout.as_duration(),
+                    config.ocsp_max_age.as_duration(),
+                )
+                .map_err(|e| MtlsError::Config(format!("[[auth.mtls]] {:?}: {e}", config.name)))?,
+            ),
+        };
         Ok(Self {
             config,
             roots,
             crls,
             verifier,
+            ca_ders,
+            ocsp,
         })
     }
 
@@ -294,6 +363,78 @@ impl MtlsMethod {
             ),
             expires_at: UnixTime(facts.not_after),
         })
+    }
+
+    /// The OCSP step of a login, for a chain this method verified: refuses
+    /// a revoked certificate, and — per `ocsp` — refuses or notes in the
+    /// identity (`ocsp_status`, `ocsp_note`) a certificate whose status
+    /// could not be established.
+    async fn check_ocsp(
+        &self,
+        chain: &[CertificateDer<'static>],
+        identity: &mut Identity,
+    ) -> Result<(), MtlsError> {
+        let Some(checker) = &self.ocsp else {
+            return Ok(());
+        };
+        let leaf = chain.first().ok_or(MtlsError::NoCertificate)?;
+        let outcome = match self.issuer_of(leaf, chain.get(1..).unwrap_or_default()) {
+            Some(issuer) => checker
+                .check(leaf, issuer, UnixTime::now().secs())
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err(ocsp::OcspError::NoIssuer.to_string()),
+        };
+        let note = match outcome {
+            Ok(answer) => match answer.status {
+                OcspStatus::Good => {
+                    identity
+                        .attributes
+                        .insert("ocsp_status".into(), "good".into());
+                    return Ok(());
+                }
+                OcspStatus::Revoked { revoked_at, reason } => {
+                    return Err(MtlsError::Revoked {
+                        at: UnixTime(revoked_at).rfc3339(),
+                        reason: reason.unwrap_or("not given").to_string(),
+                    });
+                }
+                OcspStatus::Unknown => {
+                    "the OCSP responder does not know this certificate".to_string()
+                }
+            },
+            Err(message) => message,
+        };
+        if self.config.ocsp == OcspMode::Require {
+            return Err(MtlsError::OcspUnavailable {
+                method: self.config.name.clone(),
+                message: note,
+            });
+        }
+        tracing::warn!(method = %self.config.name, subject = %identity.subject, note = %note, "mTLS login without OCSP status (ocsp = \"prefer\")");
+        identity
+            .attributes
+            .insert("ocsp_status".into(), "unchecked".into());
+        identity.attributes.insert("ocsp_note".into(), note.into());
+        Ok(())
+    }
+
+    /// The certificate that issued `leaf`: from the presented chain, else
+    /// from the method's CAs (matched by name, confirmed by signature).
+    fn issuer_of<'c>(
+        &'c self,
+        leaf: &[u8],
+        presented: &'c [CertificateDer<'static>],
+    ) -> Option<&'c [u8]> {
+        let leaf = pkix::Cert::parse(leaf).ok()?;
+        presented
+            .iter()
+            .chain(self.ca_ders.iter())
+            .map(|c| c.as_ref())
+            .find(|c| {
+                pkix::Cert::parse(c)
+                    .is_ok_and(|ca| ca.subject == leaf.issuer && leaf.verify_signed_by(&ca).is_ok())
+            })
     }
 
     fn spiffe_id(&self, facts: &CertFacts) -> Result<SpiffeId, MtlsError> {
@@ -368,8 +509,9 @@ impl MtlsMethods {
     }
 
     /// Logs in with the client certificate chain of a connection: the
-    /// first method whose CAs verify the chain decides the identity.
-    pub fn login(
+    /// first method whose CAs verify the chain decides the identity, and
+    /// checks OCSP when that method asks for it.
+    pub async fn login(
         &self,
         chain: Option<&[CertificateDer<'static>]>,
     ) -> Result<(Identity, Ttl), MtlsError> {
@@ -381,7 +523,9 @@ impl MtlsMethods {
             match m.verify_chain(chain) {
                 Ok(()) => {
                     let leaf = chain.first().ok_or(MtlsError::NoCertificate)?;
-                    return Ok((m.identity(leaf)?, m.session_ttl()));
+                    let mut identity = m.identity(leaf)?;
+                    m.check_ocsp(chain, &mut identity).await?;
+                    return Ok((identity, m.session_ttl()));
                 }
                 Err(e) => last = e,
             }

@@ -90,7 +90,20 @@ fn config(s: &Setup, identity: MtlsIdentitySource) -> MtlsConfig {
         allowed_trust_domains: vec!["prod.example".into()],
         crl_files: vec![],
         session_ttl: Ttl::from_secs(600).unwrap(),
+        ocsp: Default::default(),
+        ocsp_url: None,
+        ocsp_timeout: Ttl::from_secs(3).unwrap(),
+        ocsp_max_age: Ttl::from_secs(3600).unwrap(),
     }
+}
+
+/// Runs a login (async since OCSP) to completion.
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 fn spiffe_methods(ca: &Ca) -> (Setup, MtlsMethods) {
@@ -113,7 +126,7 @@ fn a_valid_svid_logs_in_with_spiffe_attributes() {
         7,
         false,
     );
-    let (id, ttl) = methods.login(Some(&chain)).unwrap();
+    let (id, ttl) = block(methods.login(Some(&chain))).unwrap();
     assert_eq!(id.kind, IdentityKind::Mtls);
     assert_eq!(id.subject, "spiffe://prod.example/ci/acme-app");
     assert_eq!(id.issuer, "spiffe://prod.example");
@@ -136,11 +149,11 @@ fn a_valid_svid_logs_in_with_spiffe_attributes() {
 fn no_certificate_is_explained() {
     let ca = ca("workload CA");
     let (_s, methods) = spiffe_methods(&ca);
-    let e = methods.login(None).unwrap_err();
+    let e = block(methods.login(None)).unwrap_err();
     assert!(matches!(e, MtlsError::NoCertificate));
     assert!(e.to_string().contains("--cert"), "{e}");
     assert!(matches!(
-        methods.login(Some(&[])),
+        block(methods.login(Some(&[]))),
         Err(MtlsError::NoCertificate)
     ));
 }
@@ -151,10 +164,10 @@ fn other_ca_and_expired_certificates_are_untrusted() {
     let other = ca("evil CA");
     let (_s, methods) = spiffe_methods(&ca1);
     let foreign = leaf(&other, vec![uri("spiffe://prod.example/x")], None, 1, false);
-    let e = methods.login(Some(&foreign)).unwrap_err();
+    let e = block(methods.login(Some(&foreign))).unwrap_err();
     assert!(matches!(e, MtlsError::Untrusted(_)), "{e}");
     let expired = leaf(&ca1, vec![uri("spiffe://prod.example/x")], None, 2, true);
-    let e = methods.login(Some(&expired)).unwrap_err();
+    let e = block(methods.login(Some(&expired))).unwrap_err();
     assert!(
         matches!(e, MtlsError::Untrusted(_)) && e.to_string().to_lowercase().contains("expired"),
         "{e}"
@@ -176,7 +189,7 @@ fn hostile_uri_sans_are_refused_with_a_reason() {
         false,
     );
     assert!(matches!(
-        methods.login(Some(&two)),
+        block(methods.login(Some(&two))),
         Err(MtlsError::UriSanCount(2))
     ));
     let none = leaf(
@@ -187,7 +200,7 @@ fn hostile_uri_sans_are_refused_with_a_reason() {
         false,
     );
     assert!(matches!(
-        methods.login(Some(&none)),
+        block(methods.login(Some(&none))),
         Err(MtlsError::UriSanCount(0))
     ));
     for (i, bad) in [
@@ -204,12 +217,12 @@ fn hostile_uri_sans_are_refused_with_a_reason() {
     .enumerate()
     {
         let chain = leaf(&ca, vec![uri(bad)], None, 100 + i as u64, false);
-        let e = methods.login(Some(&chain)).unwrap_err();
+        let e = block(methods.login(Some(&chain))).unwrap_err();
         assert!(matches!(e, MtlsError::SpiffeId(_)), "{bad}: {e}");
         assert!(e.to_string().contains("not a valid SPIFFE ID"), "{e}");
     }
     let other_td = leaf(&ca, vec![uri("spiffe://staging.example/x")], None, 5, false);
-    let e = methods.login(Some(&other_td)).unwrap_err();
+    let e = block(methods.login(Some(&other_td))).unwrap_err();
     assert!(
         matches!(e, MtlsError::TrustDomain(..)) && e.to_string().contains("allowed_trust_domains"),
         "{e}"
@@ -243,10 +256,10 @@ fn a_revoked_certificate_is_refused() {
     let methods = MtlsMethods::load(vec![cfg], &no_x509).unwrap();
     assert!(methods.listener_verifier().unwrap().is_some());
     let revoked = leaf(&ca, vec![uri("spiffe://prod.example/x")], None, 66, false);
-    let e = methods.login(Some(&revoked)).unwrap_err();
+    let e = block(methods.login(Some(&revoked))).unwrap_err();
     assert!(e.to_string().to_lowercase().contains("revoked"), "{e}");
     let fine = leaf(&ca, vec![uri("spiffe://prod.example/x")], None, 67, false);
-    assert!(methods.login(Some(&fine)).is_ok());
+    assert!(block(methods.login(Some(&fine))).is_ok());
 }
 
 #[test]
@@ -262,7 +275,7 @@ fn subject_identity_uses_the_common_name_then_dns() {
         9,
         false,
     );
-    let (id, _) = methods.login(Some(&chain)).unwrap();
+    let (id, _) = block(methods.login(Some(&chain))).unwrap();
     assert_eq!(
         (id.subject.as_str(), id.issuer.as_str()),
         ("billing-worker", "mtls:workloads")
@@ -275,12 +288,12 @@ fn subject_identity_uses_the_common_name_then_dns() {
         false,
     );
     assert_eq!(
-        methods.login(Some(&dns_only)).unwrap().0.subject,
+        block(methods.login(Some(&dns_only))).unwrap().0.subject,
         "db.internal"
     );
     let nothing = leaf(&ca, vec![], None, 11, false);
     assert!(matches!(
-        methods.login(Some(&nothing)),
+        block(methods.login(Some(&nothing))),
         Err(MtlsError::NoSubject)
     ));
 }
@@ -312,4 +325,29 @@ fn config_errors_say_what_to_fix() {
         .listener_verifier()
         .unwrap()
         .is_none());
+
+    // OCSP keys.
+    let mut c = config(&s, MtlsIdentitySource::Spiffe);
+    c.ocsp_url = Some("http://127.0.0.1:9/".into());
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("ocsp = \"off\""), "{e}");
+    c.ocsp = idmint_authn::mtls::ocsp::OcspMode::Require;
+    c.validate().unwrap();
+    c.ocsp_url = Some("ldap://ocsp.example".into());
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("not an http(s) URL"), "{e}");
+    c.ocsp_url = None;
+    c.ocsp_timeout = Ttl::from_secs(61).unwrap();
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("ocsp_timeout"));
+    let parsed: MtlsConfig = toml::from_str(
+        "name = \"w\"\nca_files = [\"ca.pem\"]\nidentity = \"subject\"\nocsp = \"prefer\"\nocsp_url = \"http://ocsp.example/\"\nocsp_timeout = \"2s\"\nocsp_max_age = \"10m\"\n",
+    )
+    .unwrap();
+    assert_eq!(parsed.ocsp, idmint_authn::mtls::ocsp::OcspMode::Prefer);
+    assert_eq!(parsed.ocsp_max_age.as_secs(), 600);
+    assert!(toml::from_str::<MtlsConfig>("name = \"w\"\nocsp = \"sometimes\"\n").is_err());
 }

@@ -70,6 +70,7 @@ async fn credential_process(global: &GlobalArgs, args: AwsCredentialProcessArgs)
         ttl: args.ttl.clone(),
         scopes: (!args.scopes.is_empty()).then(|| args.scopes.clone()),
         audience: args.role_arn.clone(),
+        csr: None,
     };
     let resp = match client.creds(&args.role, &req).await {
         Ok(r) => r,

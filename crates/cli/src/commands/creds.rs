@@ -12,10 +12,18 @@ use idmint_proto::{Credential, CredsRequest, CredsResponse};
 
 pub async fn run(global: &GlobalArgs, args: CredsArgs) -> Result<Exit> {
     let (client, source) = connection::authenticated(global)?;
+    let csr = match &args.csr {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read the CSR {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     let req = CredsRequest {
         ttl: args.ttl,
         scopes: (!args.scopes.is_empty()).then_some(args.scopes),
         audience: args.audience,
+        csr,
     };
     let resp = match client.creds(&args.role, &req).await {
         Ok(r) => r,
@@ -186,6 +194,10 @@ pub fn creds_text(resp: &CredsResponse, now: i64) -> String {
                 .unwrap_or_default();
             format!("Certificate:\n{certificate_pem}Trust bundle:\n{bundle_pem}{key}")
         }
+        Credential::StaticSecret { name, value } => {
+            rows.push(("Secret", name.clone()));
+            format!("Value:\n{value}\n")
+        }
     };
     format!("{}\n{secret}", key_value_table(&rows))
 }
@@ -212,7 +224,8 @@ pub fn creds_uri(resp: &CredsResponse) -> Result<String> {
         | Credential::AwsWebIdentity { .. }
         | Credential::AzureClientSecret { .. }
         | Credential::AzureClientAssertion { .. }
-        | Credential::X509Svid { .. } => bail!(
+        | Credential::X509Svid { .. }
+        | Credential::StaticSecret { .. } => bail!(
             "`--output uri` only applies to database credentials, and role {} issued another kind of credential; use `--output env` or `--output json`",
             resp.role
         ),

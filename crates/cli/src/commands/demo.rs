@@ -223,6 +223,7 @@ impl Demo {
                 method: "oidc".into(),
                 token: proof.expose().to_string(),
                 auth: None,
+                access_token: None,
             })
             .await?;
         say(&format!(
@@ -258,6 +259,7 @@ impl Demo {
             ttl: Some("5m".into()),
             scopes: Some(vec![SCOPE.into()]),
             audience: Some(AUDIENCE.into()),
+            csr: None,
         };
         let resp = self.session()?.creds(ROLE, &req).await?;
         let Credential::OauthToken { access_token, .. } = &resp.credential else {
@@ -311,6 +313,7 @@ impl Demo {
                 method: "oidc".into(),
                 token: other,
                 auth: None,
+                access_token: None,
             })
             .await
             .context(

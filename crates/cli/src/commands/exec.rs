@@ -40,6 +40,7 @@ pub async fn run_with(
         ttl: args.ttl.clone(),
         scopes: (!args.scopes.is_empty()).then(|| args.scopes.clone()),
         audience: args.audience.clone(),
+        csr: None,
     };
     let resp = tokio::select! {
         resp = client.creds(&args.role, &req) => resp,
@@ -155,6 +156,7 @@ mod tests {
                     method: "oidc".into(),
                     token,
                     auth: None,
+                    access_token: None,
                 })
                 .await
                 .unwrap();

@@ -15,6 +15,17 @@ use std::path::Path;
 
 pub async fn login(global: &GlobalArgs, format: Format, mut args: LoginArgs) -> Result<Exit> {
     let client = connection::anonymous(global)?;
+    if args.unix {
+        let resp = idmint_client::unix_login(
+            &args.socket,
+            &idmint_proto::unix::UnixLoginRequest {
+                auth: args.auth.clone(),
+            },
+        )
+        .await
+        .context("Unix-socket login failed")?;
+        return finish_login(&client, format, &resp);
+    }
     if let Some(name) = args.approle.clone() {
         let resp = approle_login(&client, &name, &args).await?;
         return finish_login(&client, format, &resp);
@@ -28,16 +39,19 @@ pub async fn login(global: &GlobalArgs, format: Format, mut args: LoginArgs) -> 
         return finish_login(&client, format, &resp);
     }
     let sso_requested = args.sso.is_some() || args.device;
+    let mut access_token: Option<SecretString> = None;
     let (proof, source): (SecretString, String) = match (&args.token_file, &args.token) {
         (Some(path), _) => (read_token(path, "OIDC token")?, path.display().to_string()),
         (None, Some(_)) => (read_token(Path::new("-"), "OIDC token")?, "stdin".into()),
-        (None, None) if sso_requested => sso_login(&client, &mut args).await?,
+        (None, None) if sso_requested => sso_login(&client, &mut args, &mut access_token).await?,
         (None, None) => match ci::detect(&args.audience).await {
             Ok(found) => (found.token, found.source.to_string()),
             // Not in CI: a person at a terminal. Use SSO when the server
             // offers it; otherwise the CI error says what was looked for.
             Err(ci_error) => match client.sso_methods().await {
-                Ok(m) if !m.methods.is_empty() => sso_login(&client, &mut args).await?,
+                Ok(m) if !m.methods.is_empty() => {
+                    sso_login(&client, &mut args, &mut access_token).await?
+                }
                 _ => return Err(ci_error.into()),
             },
         },
@@ -53,6 +67,7 @@ pub async fn login(global: &GlobalArgs, format: Format, mut args: LoginArgs) -> 
             method: args.method,
             token: proof.expose().to_string(),
             auth: args.auth,
+            access_token: access_token.as_ref().map(|t| t.expose().to_string()),
         })
         .await
         .context("login failed")?;
@@ -120,6 +135,7 @@ fn finish_login(
 async fn sso_login(
     client: &idmint_client::IdmintClient,
     args: &mut LoginArgs,
+    access_token: &mut Option<SecretString>,
 ) -> Result<(SecretString, String)> {
     let methods = client
         .sso_methods()
@@ -132,9 +148,10 @@ async fn sso_login(
         no_browser: args.no_browser,
         login_hint: args.login_hint.clone(),
     };
-    let token = crate::sso::id_token(&method, &opts).await?;
+    let tokens = crate::sso::id_token(&method, &opts).await?;
     args.auth = Some(method.name.clone());
-    Ok((token, format!("SSO ({})", method.name)))
+    *access_token = tokens.access_token;
+    Ok((tokens.id_token, format!("SSO ({})", method.name)))
 }
 
 fn login_text(server: &str, resp: &LoginResponse, cache: &Path, now: i64) -> String {

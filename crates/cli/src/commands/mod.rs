@@ -4,6 +4,7 @@
 
 mod agent;
 mod approle;
+mod approvals;
 mod audit;
 mod aws;
 mod creds;
@@ -15,6 +16,7 @@ mod login;
 mod policy;
 mod policy_drafts;
 mod proxy;
+mod secret;
 mod server;
 mod ssh;
 mod status;
@@ -117,8 +119,14 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Target(cmd) => {
             target::run(global, text_or_json(global.output, "target")?, cmd).await
         }
+        Command::Secret(cmd) => {
+            secret::run(global, text_or_json(global.output, "secret")?, cmd).await
+        }
         Command::Audit(cmd) => audit::run(global, text_or_json(global.output, "audit")?, cmd).await,
         Command::Store(cmd) => store::run(text_or_json(global.output, "store")?, cmd).await,
+        Command::Approvals(cmd) => {
+            approvals::run(global, text_or_json(global.output, "approvals")?, cmd).await
+        }
         Command::Policy(cmd) => {
             policy::run(global, text_or_json(global.output, "policy")?, cmd).await
         }

@@ -36,7 +36,7 @@ pub async fn run(
     method: &SsoMethod,
     opts: &SsoOptions,
     max_wait: Duration,
-) -> Result<SecretString> {
+) -> Result<super::SsoTokens> {
     let Some(endpoint) = &discovery.device_authorization_endpoint else {
         bail!(
             "the IdP {} does not offer the device flow (no device_authorization_endpoint); use the browser flow without --device",
@@ -102,7 +102,10 @@ pub async fn run(
             )
             .await?;
         if let Some(t) = answer.id_token {
-            return Ok(SecretString::new(t));
+            return Ok(super::SsoTokens {
+                id_token: SecretString::new(t),
+                access_token: answer.access_token.map(SecretString::new),
+            });
         }
         match answer.error.as_deref() {
             Some("authorization_pending") => {}

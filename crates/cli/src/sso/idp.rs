@@ -23,6 +23,10 @@ pub struct Discovery {
 pub struct TokenAnswer {
     #[serde(default)]
     pub id_token: Option<String>,
+    /// Sent to idmint only so it can read groups from userinfo when the
+    /// ID token has none; kept in memory for this login only.
+    #[serde(default)]
+    pub access_token: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
     #[serde(default)]
@@ -93,7 +97,7 @@ impl Discovery {
         code: &str,
         redirect_uri: &str,
         secrets: &FlowSecrets,
-    ) -> Result<SecretString> {
+    ) -> Result<super::SsoTokens> {
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -104,8 +108,13 @@ impl Discovery {
         let answer = self.token_request(http, &form).await?;
         match answer {
             TokenAnswer {
-                id_token: Some(t), ..
-            } => Ok(SecretString::new(t)),
+                id_token: Some(t),
+                access_token,
+                ..
+            } => Ok(super::SsoTokens {
+                id_token: SecretString::new(t),
+                access_token: access_token.map(SecretString::new),
+            }),
             TokenAnswer {
                 error: Some(e),
                 error_description,

@@ -42,8 +42,16 @@ pub struct SsoOptions {
     pub login_hint: Option<String>,
 }
 
-/// Runs the chosen flow against `method`'s IdP and returns the ID token.
-pub async fn id_token(method: &SsoMethod, opts: &SsoOptions) -> Result<SecretString> {
+/// What a finished SSO flow yields: the ID token (the proof idmint
+/// verifies) and, when the IdP issued one, the access token (idmint uses it
+/// only for groups from userinfo). Both live in memory only.
+pub struct SsoTokens {
+    pub id_token: SecretString,
+    pub access_token: Option<SecretString>,
+}
+
+/// Runs the chosen flow against `method`'s IdP and returns its tokens.
+pub async fn id_token(method: &SsoMethod, opts: &SsoOptions) -> Result<SsoTokens> {
     let http = reqwest::Client::builder()
         .user_agent(idmint_client::USER_AGENT)
         .timeout(IDP_TIMEOUT)
@@ -65,7 +73,7 @@ async fn browser_flow(
     discovery: &Discovery,
     method: &SsoMethod,
     opts: &SsoOptions,
-) -> Result<SecretString> {
+) -> Result<SsoTokens> {
     let listener = loopback::Listener::bind().await?;
     let redirect_uri = listener.redirect_uri();
     let params = pkce::FlowSecrets::generate()?;
@@ -100,7 +108,7 @@ async fn browser_flow(
     let tokens = discovery
         .exchange_code(http, method, &code, &redirect_uri, &params)
         .await?;
-    check_nonce(&tokens, params.nonce.expose())?;
+    check_nonce(&tokens.id_token, params.nonce.expose())?;
     Ok(tokens)
 }
 

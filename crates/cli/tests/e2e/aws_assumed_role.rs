@@ -25,6 +25,7 @@ fn req(scopes: Option<&[&str]>, ttl: Option<&str>, audience: Option<&str>) -> Cr
         ttl: ttl.map(str::to_string),
         scopes: scopes.map(|s| s.iter().map(|x| x.to_string()).collect()),
         audience: audience.map(str::to_string),
+        csr: None,
     }
 }
 

@@ -130,6 +130,7 @@ async fn login_whoami_creds_and_the_minted_jwt_verifies() -> anyhow::Result<()> 
                 ttl: Some("1h".into()),
                 scopes: Some(vec!["orders:read".into()]),
                 audience: None,
+                csr: None,
             },
         )
         .await?;

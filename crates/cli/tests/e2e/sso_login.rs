@@ -377,3 +377,60 @@ async fn device_flow_logs_in_after_approval() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// An IdP whose access tokens carry no audience: `oidc-provider` then
+/// keeps scope claims (`groups`) out of the ID token and serves them from
+/// userinfo only, as many real IdPs do.
+async fn userinfo_only_idp() -> anyhow::Result<Idp> {
+    Ok(Idp::start_with(idmint_testkit::IdpOptions {
+        config_json: Some(serde_json::json!({ "defaultResource": "" })),
+        ..Default::default()
+    })
+    .await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_come_from_userinfo_when_the_id_token_has_none() -> anyhow::Result<()> {
+    let idp = userinfo_only_idp().await?;
+    let mut spec = ServerSpec::with_oidc(vec![OidcSpec::new("corp", idp.issuer())
+        .preset("human")
+        .audiences(&["idmint-cli"])
+        .set("userinfo_groups", true)]);
+    spec.policies
+        .push(("sso.cedar".into(), GROUP_POLICY.into()));
+    let server = IdmintServer::start(bin(), spec).await?;
+    let url = server.base_url();
+
+    for (who, admin) in [("alice", true), ("bob", false)] {
+        let cli = Cli::new(bin())?;
+        let (login, auth_url) = Login::sso(&cli, &url, None, who).await?;
+        let callback = browse_to_callback(&auth_url).await?;
+        deliver(&callback).await?;
+        let (ok, log) = login.finish().await?;
+        assert!(ok, "{log}");
+        let me = whoami(&cli, &url).await?;
+        let want = if admin {
+            serde_json::json!(["admins", "dev"])
+        } else {
+            serde_json::json!(["dev"])
+        };
+        assert_eq!(me["identity"]["attributes"]["groups"], want, "{me}");
+        // The userinfo groups decide in Cedar: only `admins` list all leases.
+        let out = cli
+            .run(&["leases", "list", "--all", "--server", &url])
+            .await?;
+        assert_eq!(out.success(), admin, "{who}: {}", out.summary());
+    }
+    // The login events say where the groups came from, and the ID token
+    // really had none (otherwise userinfo would not have been asked).
+    let events = server.audit_events()?;
+    for who in ["alice", "bob"] {
+        assert!(
+            events.iter().any(|e| e["event"] == "login"
+                && e["identity"]["subject"] == who
+                && e["detail"]["groups_source"] == "userinfo"),
+            "{who}'s login took its groups from userinfo"
+        );
+    }
+    Ok(())
+}

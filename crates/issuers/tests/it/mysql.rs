@@ -87,6 +87,7 @@ fn role(name: &str, grants: &[String], member_of: &[String], allow_dangerous: bo
         aws: None,
         azure: None,
         x509: None,
+        static_secret: None,
         rabbitmq: None,
     }
 }
@@ -127,6 +128,7 @@ async fn mint(
             now: UnixTime::now(),
             actor: None,
             revocation: &handle,
+            csr: None,
         })
         .await;
     (handle, minted)

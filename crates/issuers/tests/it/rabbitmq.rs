@@ -123,6 +123,7 @@ async fn mint(
             now: UnixTime::now(),
             actor: None,
             revocation: &handle,
+            csr: None,
         })
         .await?;
     Ok((handle, minted))

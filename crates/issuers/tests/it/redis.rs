@@ -100,6 +100,7 @@ async fn mint(
             now: UnixTime::now(),
             actor: None,
             revocation: &handle,
+            csr: None,
         })
         .await?;
     Ok((handle, minted))

@@ -5,4 +5,8 @@
 mod common;
 
 mod egress;
+mod keepalive;
+mod rust_upstream;
 mod sigv4_moto;
+mod transparent;
+mod vault_kv;

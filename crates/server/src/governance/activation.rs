@@ -564,21 +564,27 @@ pub async fn reject(
 /// activation made after the break-glass one is never overwritten.
 pub async fn revert_expired(state: &AppState) -> Result<(), GovernanceError> {
     let now = UnixTime::now().secs();
-    let expired: Vec<DraftInfo> = draft::list(state.store.as_ref())
-        .await?
-        .into_iter()
-        .filter(|d| {
-            d.state == DraftState::BreakGlass
-                && d.break_glass.as_ref().is_some_and(|b| b.expires_at <= now)
-        })
-        .collect();
-    for stale in expired {
+    // The index names only drafts in force through break-glass, so this
+    // reads a few tiny blobs per tick, not every draft.
+    let expired = draft::expired_break_glass(state.store.as_ref(), now).await?;
+    for id in expired {
         let _guard = state.governance.drafts_lock.lock().await;
-        let mut d = draft::load(state.store.as_ref(), &stale.id).await?;
+        let mut d = match draft::load(state.store.as_ref(), &id).await {
+            Ok(d) => d,
+            Err(draft::DraftError::NotFound(_)) => {
+                // Pruned or never saved: drop the dangling entry.
+                draft::delete(state.store.as_ref(), &id).await?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let Some(mut bg) = d.break_glass.clone() else {
+            draft::index_break_glass(state.store.as_ref(), &d).await?;
             continue;
         };
-        if d.state != DraftState::BreakGlass {
+        if d.state != DraftState::BreakGlass || bg.expires_at > now {
+            // Confirmed meanwhile (or extended): refresh the entry.
+            draft::index_break_glass(state.store.as_ref(), &d).await?;
             continue;
         }
         let previous = state

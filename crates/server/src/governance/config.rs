@@ -12,6 +12,7 @@ use std::num::NonZeroU32;
 /// break_glass_ttl = "1h"                         # default
 /// impact_events = 1000                           # decisions replayed per draft
 /// sync_interval = "2s"                           # how often expired break-glass activations are reverted
+/// draft_retention = "90d"                        # finished drafts are deleted this long after creation
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +33,15 @@ pub struct GovernanceSection {
     /// How often a server checks for expired break-glass activations.
     #[serde(default = "default_sync_interval")]
     pub sync_interval: Ttl,
+    /// How long rejected, activated, reverted and superseded (stale
+    /// pending) drafts are kept after their creation. History survives
+    /// pruning: approvers and break-glass details of every version are
+    /// kept in a small per-version record.
+    #[serde(
+        default = "default_draft_retention",
+        deserialize_with = "deserialize_retention"
+    )]
+    pub draft_retention: std::time::Duration,
 }
 
 impl Default for GovernanceSection {
@@ -42,6 +52,7 @@ impl Default for GovernanceSection {
             break_glass_ttl: default_break_glass_ttl(),
             impact_events: default_impact_events(),
             sync_interval: default_sync_interval(),
+            draft_retention: default_draft_retention(),
         }
     }
 }
@@ -80,6 +91,28 @@ fn default_impact_events() -> usize {
 fn default_sync_interval() -> Ttl {
     Ttl::clamped(2)
 }
+fn default_draft_retention() -> std::time::Duration {
+    std::time::Duration::from_secs(90 * 24 * 3600)
+}
+
+/// A retention like `"90d"` or `"1y"`: longer than a [`Ttl`] may be, at
+/// least one second, at most 100 years.
+fn deserialize_retention<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::time::Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    let value = humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "draft_retention {text:?} is not a duration ({e}); use forms like \"90d\" or \"2w\""
+        ))
+    })?;
+    if value.as_secs() == 0 || value.as_secs() > 100 * 365 * 24 * 3600 {
+        return Err(serde::de::Error::custom(format!(
+            "draft_retention {text:?} must be between 1s and 100 years"
+        )));
+    }
+    Ok(value)
+}
 
 #[cfg(test)]
 mod tests {
@@ -95,6 +128,18 @@ mod tests {
         assert_eq!(g.required_approvals([&dev]), 1);
         assert_eq!(g.required_approvals([&dev, &prod]), 2);
         assert_eq!(g.break_glass_ttl.as_secs(), 3600);
+        assert_eq!(g.draft_retention.as_secs(), 90 * 24 * 3600);
+    }
+
+    #[test]
+    fn retention_is_a_long_duration() {
+        let g: GovernanceSection = toml::from_str("draft_retention = \"1y\"").unwrap();
+        assert!(g.draft_retention.as_secs() > 360 * 24 * 3600);
+        for bad in ["0s", "soon", "1000y"] {
+            let e = toml::from_str::<GovernanceSection>(&format!("draft_retention = {bad:?}"))
+                .unwrap_err();
+            assert!(e.to_string().contains("draft_retention"), "{e}");
+        }
     }
 
     #[test]

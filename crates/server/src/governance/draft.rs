@@ -9,6 +9,11 @@ use idmint_store::{Store, StoreError};
 
 /// Blob-name prefix of drafts: `policy/draft/<id>`.
 pub const DRAFT_PREFIX: &str = "policy/draft/";
+/// Blob-name prefix of the break-glass index: `policy/break_glass/<id>`
+/// exists (value: `expires_at`, Unix seconds) while draft `<id>` is in
+/// force through break-glass, so the expiry loop reads a handful of tiny
+/// blobs per tick instead of every draft.
+pub const BREAK_GLASS_PREFIX: &str = "policy/break_glass/";
 /// Random bytes in a draft id (hex-encoded, so twice as many characters).
 const DRAFT_ID_BYTES: usize = 6;
 /// Source files in one draft; a bundle is reviewed by people.
@@ -113,6 +118,65 @@ pub async fn save(store: &dyn Store, draft: &DraftInfo) -> Result<(), DraftError
     })?;
     store
         .put_blob(&format!("{DRAFT_PREFIX}{}", draft.id), &bytes)
+        .await?;
+    index_break_glass(store, draft).await
+}
+
+/// Keeps the break-glass index in step with a saved draft. Written after
+/// the draft, so a crash in between leaves a draft in force without its
+/// index entry only until the next start's full scan
+/// ([`rebuild_break_glass_index`]), never an entry without a draft.
+pub async fn index_break_glass(store: &dyn Store, draft: &DraftInfo) -> Result<(), DraftError> {
+    let name = format!("{BREAK_GLASS_PREFIX}{}", draft.id);
+    match (&draft.state, &draft.break_glass) {
+        (idmint_proto::governance::DraftState::BreakGlass, Some(bg)) => {
+            store
+                .put_blob(&name, bg.expires_at.to_string().as_bytes())
+                .await?;
+        }
+        _ => {
+            store.delete_blob(&name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Ids of drafts in force through break-glass whose window has ended at
+/// `now`, from the index.
+pub async fn expired_break_glass(store: &dyn Store, now: i64) -> Result<Vec<String>, DraftError> {
+    Ok(store
+        .list_blobs(BREAK_GLASS_PREFIX)
+        .await?
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let id = name.strip_prefix(BREAK_GLASS_PREFIX)?.to_string();
+            // An unreadable entry counts as expired: the draft itself is
+            // then loaded and decides.
+            let expires_at = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(i64::MIN);
+            (expires_at <= now && is_valid_id(&id)).then_some(id)
+        })
+        .collect())
+}
+
+/// One full scan that (re)creates the break-glass index: run once per
+/// server start, for drafts saved before the index existed.
+pub async fn rebuild_break_glass_index(store: &dyn Store) -> Result<(), DraftError> {
+    for d in list(store).await? {
+        if d.state == idmint_proto::governance::DraftState::BreakGlass {
+            index_break_glass(store, &d).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes a draft and its index entry.
+pub async fn delete(store: &dyn Store, id: &str) -> Result<(), DraftError> {
+    store.delete_blob(&format!("{DRAFT_PREFIX}{id}")).await?;
+    store
+        .delete_blob(&format!("{BREAK_GLASS_PREFIX}{id}"))
         .await?;
     Ok(())
 }

@@ -21,6 +21,7 @@ pub mod config;
 pub mod diff;
 pub mod draft;
 pub mod impact;
+pub mod prune;
 pub mod sync;
 
 pub use config::GovernanceSection;

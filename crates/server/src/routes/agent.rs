@@ -30,7 +30,7 @@ use std::time::Duration;
 /// (30 s), which would otherwise cut the poll off with a 408.
 pub const MAX_POLL_WAIT_SECS: u64 = 25;
 
-fn body_error(e: BytesRejection) -> ApiError {
+pub(crate) fn body_error(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -55,7 +55,7 @@ fn agent_event(rid: &str, event: &str, host: &str) -> AuditEvent {
 }
 
 /// Verify the signed request; returns the enrolled host it speaks for.
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     rid: &str,
     method: &Method,

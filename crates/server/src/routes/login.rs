@@ -81,8 +81,15 @@ pub async fn login(
         );
         return Err(login_failed(&state, &rid, event, e).await);
     }
-    let (token, claims) =
-        oidc_login(&state, &rid, peer.ip(), &req.token, req.auth.as_deref()).await?;
+    let (token, claims) = oidc_login(
+        &state,
+        &rid,
+        peer.ip(),
+        &req.token,
+        req.auth.as_deref(),
+        req.access_token.as_deref(),
+    )
+    .await?;
     Ok(Json(login_response(&token, &claims)))
 }
 
@@ -140,6 +147,7 @@ pub async fn oidc_login(
     source: std::net::IpAddr,
     token: &str,
     auth: Option<&str>,
+    access_token: Option<&str>,
 ) -> Result<
     (
         idmint_core::Secret<String>,
@@ -148,7 +156,7 @@ pub async fn oidc_login(
     ApiError,
 > {
     let mut event = login_event(rid, source);
-    let identity = match state.oidc.verify(token, auth).await {
+    let mut identity = match state.oidc.verify(token, auth).await {
         Ok(i) => i,
         Err(e) => {
             event.detail =
@@ -157,8 +165,66 @@ pub async fn oidc_login(
             return Err(login_failed(state, rid, event, err).await);
         }
     };
+    if let Some(access_token) = access_token {
+        match userinfo_groups(state, &mut identity, access_token).await {
+            Ok(true) => event.detail = Some(serde_json::json!({ "groups_source": "userinfo" })),
+            Ok(false) => {}
+            Err(err) => return Err(login_failed(state, rid, event, err).await),
+        }
+    }
     let ttl = state.session_ttl(&identity);
     start_session(state, rid, event, identity, ttl).await
+}
+
+/// For a person whose ID token carried no groups: the groups of the IdP's
+/// userinfo answer for `access_token`, whose `sub` must be the ID token's.
+/// `Ok(true)` when groups were taken from userinfo. Only for auth configs
+/// with `userinfo_groups = true`; machines and people with groups in the
+/// ID token are left alone (the ID token wins).
+async fn userinfo_groups(
+    state: &AppState,
+    identity: &mut Identity,
+    access_token: &str,
+) -> Result<bool, ApiError> {
+    if identity.kind != idmint_core::IdentityKind::Human {
+        return Ok(false);
+    }
+    let has_groups = identity
+        .attributes
+        .get("groups")
+        .and_then(|g| g.as_array())
+        .is_some_and(|g| !g.is_empty());
+    if has_groups || access_token.is_empty() || access_token.len() > 16 * 1024 {
+        return Ok(false);
+    }
+    let Some(cfg) = state
+        .oidc
+        .verifiers()
+        .iter()
+        .map(|v| v.config())
+        .find(|c| c.name == identity.auth)
+        .filter(|c| c.userinfo_groups && c.effective_groups_claim().is_some())
+    else {
+        return Ok(false);
+    };
+    use idmint_authn::userinfo::UserinfoError;
+    match state
+        .userinfo
+        .groups(cfg, &identity.subject, access_token)
+        .await
+    {
+        Ok(groups) => {
+            identity
+                .attributes
+                .insert("groups".into(), serde_json::Value::Array(groups));
+            Ok(true)
+        }
+        Err(e @ UserinfoError::SubjectMismatch { .. }) => Err(ApiError::unauthorized(
+            "userinfo_subject_mismatch",
+            e.to_string(),
+        )),
+        Err(e) => Err(ApiError::unavailable("userinfo_unavailable", e.to_string())),
+    }
 }
 
 /// Issues a session for a verified identity and audits the login; fails
@@ -186,7 +252,12 @@ pub async fn start_session(
     event.token_id = Some(claims.token_id.to_string());
     event.outcome = "success".into();
     event.ttl_seconds = Some(claims.expires_at.secs().saturating_sub(now.secs()).max(0) as u64);
-    event.detail = Some(serde_json::json!({ "expires_at": claims.expires_at.secs() }));
+    match &mut event.detail {
+        Some(serde_json::Value::Object(d)) => {
+            d.insert("expires_at".into(), claims.expires_at.secs().into());
+        }
+        _ => event.detail = Some(serde_json::json!({ "expires_at": claims.expires_at.secs() })),
+    }
     if state.audit.append(event).await.is_err() {
         Metrics::count(&state.metrics.logins, "failure");
         return Err(ApiError::audit_unavailable().with_request_id(rid.as_str()));
@@ -247,6 +318,8 @@ pub fn issue_failure_to_api(f: IssueFailure) -> ApiError {
         }
         IssueFailure::Narrow(_) => ApiError::bad_request("invalid_target", msg),
         IssueFailure::Issuer(e) => match e {
+            idmint_issuers::IssueError::Refused { code, .. } => ApiError::forbidden(code, msg),
+            idmint_issuers::IssueError::Missing { code, .. } => ApiError::unavailable(code, msg),
             idmint_issuers::IssueError::Target {
                 retryable: true, ..
             } => ApiError::unavailable("target_unavailable", msg),
@@ -258,6 +331,7 @@ pub fn issue_failure_to_api(f: IssueFailure) -> ApiError {
         IssueFailure::Store(_) => ApiError::unavailable("store_unavailable", msg),
         IssueFailure::Audit => ApiError::audit_unavailable(),
         IssueFailure::Internal(_) => ApiError::internal(msg),
+        IssueFailure::ApprovalRequired { .. } => ApiError::forbidden("approval_required", msg),
     }
 }
 
@@ -301,6 +375,17 @@ pub async fn creds(
         Ok(t) => t,
         Err(e) => return Err(bad(e).await),
     };
+    // Only the key of a CSR is used, after its self-signature verified;
+    // a bad CSR is the caller's mistake (400), audited like any other.
+    let csr = match req
+        .csr
+        .as_deref()
+        .map(idmint_authn::mtls::csr::public_key_from_pem)
+    {
+        None => None,
+        Some(Ok(key)) => Some(key),
+        Some(Err(e)) => return Err(bad(ApiError::bad_request("invalid_csr", e.to_string())).await),
+    };
     let input = IssueInput {
         identity: &s.identity,
         role: &role,
@@ -314,6 +399,7 @@ pub async fn creds(
         session_token_id: Some(s.token_id.as_str()),
         actor: None,
         event: "credential_issued",
+        csr,
     };
     let out = issuance::issue(&state, input)
         .await

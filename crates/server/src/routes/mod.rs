@@ -1,6 +1,7 @@
 //! HTTP routes. One module per API surface.
 
 pub mod agent;
+pub mod anomaly;
 pub mod approle;
 pub mod aws_iam;
 pub mod health;
@@ -9,8 +10,10 @@ pub mod login;
 pub mod mtls;
 pub mod oauth;
 pub mod policy;
+pub mod secrets;
 pub mod ssh;
 pub mod sso;
+pub mod unix;
 pub mod wellknown;
 
 use crate::error::ApiError;
@@ -82,6 +85,8 @@ pub fn is_admin(state: &AppState, identity: &Identity) -> bool {
 pub struct Connection {
     pub peer: std::net::SocketAddr,
     pub client_chain: Option<ClientChain>,
+    /// On the Unix socket: the kernel's credentials of the peer.
+    pub unix_peer: Option<crate::unix_socket::UnixPeer>,
 }
 
 /// A client certificate chain the TLS listener verified (leaf first),
@@ -97,6 +102,7 @@ impl
         Connection {
             peer: *s.remote_addr(),
             client_chain: None,
+            unix_peer: None,
         }
     }
 }
@@ -116,6 +122,7 @@ impl
         Connection {
             peer: *s.remote_addr(),
             client_chain: chain,
+            unix_peer: None,
         }
     }
 }
@@ -131,6 +138,9 @@ pub async fn connection_layer(
         .insert(axum::extract::ConnectInfo(PeerAddr(conn.peer)));
     if let Some(chain) = conn.client_chain {
         req.extensions_mut().insert(chain);
+    }
+    if let Some(peer) = conn.unix_peer {
+        req.extensions_mut().insert(peer);
     }
     next.run(req).await
 }

@@ -28,7 +28,7 @@ pub async fn login(
             "this server has no [[auth.mtls]] method configured".into(),
         ))
     } else {
-        state.mtls.login(chain.as_deref().map(Vec::as_slice))
+        state.mtls.login(chain.as_deref().map(Vec::as_slice)).await
     };
     let (identity, ttl) = match outcome {
         Ok(ok) => ok,

@@ -338,17 +338,29 @@ async fn exchange_inner(
         session_token_id: session_token_id.as_deref(),
         actor,
         event: "token_exchange",
+        csr: None,
     };
     let out = issuance::issue(state, input).await.map_err(|f| {
         let msg = f.message();
         match f {
             IssueFailure::UnknownRole(_) => OAuthFailure::new("invalid_target", msg),
             IssueFailure::Denied(_) => OAuthFailure::new("unauthorized_client", msg),
+            IssueFailure::ApprovalRequired { .. } => OAuthFailure {
+                status: StatusCode::FORBIDDEN,
+                error: "access_denied",
+                description: msg,
+            },
             IssueFailure::Narrow(NarrowError::ScopeNotAllowed(..)) => {
                 OAuthFailure::new("invalid_scope", msg)
             }
             IssueFailure::Narrow(_) => OAuthFailure::new("invalid_target", msg),
             IssueFailure::Audit | IssueFailure::Store(_) => OAuthFailure::unavailable(msg),
+            IssueFailure::Issuer(idmint_issuers::IssueError::Refused { .. }) => {
+                OAuthFailure::new("unauthorized_client", msg)
+            }
+            IssueFailure::Issuer(idmint_issuers::IssueError::Missing { .. }) => {
+                OAuthFailure::unavailable(msg)
+            }
             IssueFailure::Issuer(_) | IssueFailure::Internal(_) => OAuthFailure {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 error: "server_error",

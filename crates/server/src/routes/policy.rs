@@ -178,23 +178,39 @@ pub async fn history(
     let drafts = draft::list(state.store.as_ref())
         .await
         .map_err(|e| api_error(e.into(), rid.as_str()))?;
+    // Versions whose draft was pruned keep their facts in a record.
+    let records = crate::governance::prune::version_records(state.store.as_ref())
+        .await
+        .map_err(|e| api_error(e.into(), rid.as_str()))?;
     let versions = bundles
         .into_iter()
         .map(|b| {
             let from = drafts
                 .iter()
                 .find(|d| d.activated_version == Some(b.version));
+            let record = records.iter().find(|r| r.version == b.version);
+            let (approvers, draft_id, break_glass) = match (from, record) {
+                (Some(d), _) => (
+                    d.approvals.iter().map(|a| a.principal.clone()).collect(),
+                    Some(d.id.clone()),
+                    d.break_glass.clone(),
+                ),
+                (None, Some(r)) => (
+                    r.approvers.clone(),
+                    Some(r.draft_id.clone()),
+                    r.break_glass.clone(),
+                ),
+                (None, None) => (Vec::new(), None, None),
+            };
             HistoryEntry {
                 version: b.version,
                 created_at: b.created_at,
                 author: b.author,
                 comment: b.comment,
                 active: Some(b.version) == active_version,
-                approvers: from
-                    .map(|d| d.approvals.iter().map(|a| a.principal.clone()).collect())
-                    .unwrap_or_default(),
-                draft_id: from.map(|d| d.id.clone()),
-                break_glass: from.and_then(|d| d.break_glass.clone()),
+                approvers,
+                draft_id,
+                break_glass,
             }
         })
         .collect();

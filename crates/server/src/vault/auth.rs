@@ -61,7 +61,7 @@ pub async fn jwt_login(
             .into());
     }
     let (token, claims) =
-        crate::routes::login::oidc_login(&state, &rid, peer.ip(), &req.jwt, auth).await?;
+        crate::routes::login::oidc_login(&state, &rid, peer.ip(), &req.jwt, auth, None).await?;
     let role = auth.unwrap_or(claims.identity.auth.as_str()).to_string();
     Ok(Json(envelope(
         rid.as_str(),

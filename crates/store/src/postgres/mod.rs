@@ -28,7 +28,10 @@ pub use config::{PgTlsMode, PostgresConfig};
 
 use crate::error::StoreError;
 use crate::events::StoreEvent;
-use crate::store::{due_window, LeaseFilter, Store, StoredBundle, MAX_BLOB_LIST, MAX_DUE_LIMIT};
+use crate::store::{
+    check_transition_batch, due_window, LeaseFilter, Store, StoredBundle, MAX_BLOB_LIST,
+    MAX_DUE_LIMIT,
+};
 use idmint_core::policy::SourceFile;
 use idmint_core::{Lease, LeaseId, LeaseState, UnixTime};
 use pool::{Conn, Dialer, Pool};
@@ -415,6 +418,38 @@ impl Store for PostgresStore {
                 .map(|n| n == 1)
                 .map_err(|e| pg_error(&context, &e))
         })
+    }
+
+    async fn transition_leases(
+        &self,
+        leases: &[(LeaseId, LeaseState)],
+        to: LeaseState,
+    ) -> Result<Vec<bool>, StoreError> {
+        check_transition_batch(leases.len())?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = leases.iter().map(|(id, _)| id.as_str()).collect();
+        let from: Vec<&str> = leases.iter().map(|(_, state)| state.as_str()).collect();
+        let context = "updating a batch of leases";
+        let rows = with_conn!(self, context, |c| {
+            let stmt = c.statement(sql::TRANSITION_LEASES).await?;
+            c.client
+                .query(&stmt, &[&ids, &from, &to.as_str()])
+                .await
+                .map_err(|e| pg_error(context, &e))
+        })?;
+        let mut changed_ids = std::collections::HashSet::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = get(row, 0)?;
+            changed_ids.insert(id);
+        }
+        // The first occurrence of an id gets its change, like the one-by-one
+        // default where a repeat finds the state already moved.
+        Ok(leases
+            .iter()
+            .map(|(id, _)| changed_ids.remove(id.as_str()))
+            .collect())
     }
 
     async fn extend_lease(

@@ -63,6 +63,15 @@ pub(crate) const GET_LEASE: &str =
 pub(crate) const TRANSITION_LEASE: &str = "UPDATE leases \
      SET state = $3, fingerprint = COALESCE($4, fingerprint), last_error = $5 \
      WHERE id = $1 AND state = $2";
+/// Batch form of [`TRANSITION_LEASE`] (fingerprint kept, `last_error`
+/// cleared): `$1` ids, `$2` their expected states, `$3` the new state.
+/// One statement, so atomic; returns the ids that changed. A row listed
+/// twice is updated once.
+pub(crate) const TRANSITION_LEASES: &str = "UPDATE leases AS l \
+     SET state = $3, last_error = NULL \
+     FROM unnest($1::text[], $2::text[]) AS v(id, state) \
+     WHERE l.id = v.id AND l.state = v.state \
+     RETURNING l.id";
 pub(crate) const EXTEND_LEASE: &str = "UPDATE leases SET expires_at = $2 \
      WHERE id = $1 AND state IN ('pending', 'active')";
 /// Saturates at `u32::MAX`; also releases a reaper's claim.

@@ -22,7 +22,9 @@ mod tests;
 mod writer;
 
 use crate::error::StoreError;
-use crate::store::{due_window, LeaseFilter, Store, StoredBundle, MAX_DUE_LIMIT};
+use crate::store::{
+    check_transition_batch, due_window, LeaseFilter, Store, StoredBundle, MAX_DUE_LIMIT,
+};
 use checkpoint::Checkpointer;
 use idmint_core::policy::SourceFile;
 use idmint_core::{Lease, LeaseId, LeaseState, UnixTime};
@@ -476,6 +478,40 @@ impl Store for SqliteStore {
                 })
                 .map(|changed| changed == 1)
                 .map_err(|e| sql_error(&format!("updating lease {id}"), e))
+        })
+        .await
+    }
+
+    async fn transition_leases(
+        &self,
+        leases: &[(LeaseId, LeaseState)],
+        to: LeaseState,
+    ) -> Result<Vec<bool>, StoreError> {
+        check_transition_batch(leases.len())?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leases = leases.to_vec();
+        // One job in its own savepoint: all of the batch or none of it, in
+        // the group commit's one transaction (one fsync for the batch).
+        self.write_atomic(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(sql::TRANSITION_LEASE)
+                .map_err(|e| sql_error("updating a batch of leases", e))?;
+            let mut changed = Vec::with_capacity(leases.len());
+            for (id, from) in &leases {
+                let n = stmt
+                    .execute(params![
+                        id.as_str(),
+                        from.as_str(),
+                        to.as_str(),
+                        None::<&str>,
+                        None::<&str>
+                    ])
+                    .map_err(|e| sql_error(&format!("updating lease {id}"), e))?;
+                changed.push(n == 1);
+            }
+            Ok(changed)
         })
         .await
     }

@@ -51,6 +51,7 @@ pub async fn login(
             method: "oidc".into(),
             token: token.to_string(),
             auth: None,
+            access_token: None,
         })
         .await?;
     let authed = client.with_token(resp.token.clone());

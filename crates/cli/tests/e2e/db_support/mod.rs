@@ -87,6 +87,7 @@ pub async fn login(
             method: "oidc".into(),
             token,
             auth: None,
+            access_token: None,
         })
         .await?;
     Ok(Caller {

@@ -119,6 +119,8 @@ pub async fn start(extra: &str) -> Fixture {
     write_secret(&dir.path().join("py.key"), PY_SECRET);
     write_secret(&dir.path().join("aws.key"), AWS_SECRET);
     let test_exe = std::env::current_exe().unwrap();
+    // `extra` may add rules for the upstream, whose port is only known now.
+    let extra = extra.replace("@UPSTREAM_PORT@", &port.to_string());
     let config = format!(
         r#"
 listen = "127.0.0.1:0"
