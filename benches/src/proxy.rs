@@ -91,11 +91,54 @@ fn fail(what: impl std::fmt::Display) -> BenchError {
     )
 }
 
+/// A runtime of its own for a server in this process, so it does not share
+/// the load generator's threads. Dropped without waiting (the bench's own
+/// runtime is async context, where a blocking drop is not allowed).
+struct Background(Option<tokio::runtime::Runtime>);
+
+impl Background {
+    fn new(name: &str, threads: usize) -> Result<Self> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .map(|rt| Self(Some(rt)))
+            .map_err(io("starting a server runtime"))
+    }
+
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
+        self.0
+            .as_ref()
+            .ok_or_else(|| fail("runtime already stopped"))
+    }
+
+    /// Run `f` to completion on this runtime from a plain thread (the
+    /// caller may itself be inside a runtime).
+    fn block_on<F>(&self, f: F) -> Result<F::Output>
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        let rt = self.runtime()?;
+        std::thread::scope(|s| s.spawn(|| rt.block_on(f)).join())
+            .map_err(|_| fail("a server setup thread panicked"))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// The local upstream: plain and TLS listeners on one runtime thread.
 struct Upstream {
     plain: SocketAddr,
     tls: SocketAddr,
-    _runtime: tokio::runtime::Runtime,
+    _runtime: Background,
 }
 
 fn tls_server_config(cert: &rcgen::CertifiedKey) -> Result<Arc<rustls::ServerConfig>> {
@@ -112,26 +155,23 @@ fn tls_server_config(cert: &rcgen::CertifiedKey) -> Result<Arc<rustls::ServerCon
 }
 
 fn start_upstream(cert: &rcgen::CertifiedKey) -> Result<Upstream> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("bench-upstream")
-        .enable_all()
-        .build()
-        .map_err(io("starting the upstream runtime"))?;
+    let runtime = Background::new("bench-upstream", 1)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_server_config(cert)?);
     let (plain, tls) = runtime
         .block_on(async {
             let plain = TcpListener::bind("127.0.0.1:0").await?;
             let tls = TcpListener::bind("127.0.0.1:0").await?;
             Ok::<_, std::io::Error>((plain, tls))
-        })
+        })?
         .map_err(io("binding the upstream"))?;
     let addrs = (
         plain.local_addr().map_err(io("upstream address"))?,
         tls.local_addr().map_err(io("upstream address"))?,
     );
-    runtime.spawn(serve_upstream(plain, None));
-    runtime.spawn(serve_upstream(tls, Some(acceptor)));
+    runtime.runtime()?.spawn(serve_upstream(plain, None));
+    runtime
+        .runtime()?
+        .spawn(serve_upstream(tls, Some(acceptor)));
     Ok(Upstream {
         plain: addrs.0,
         tls: addrs.1,
@@ -183,7 +223,7 @@ async fn serve_upstream(listener: TcpListener, tls: Option<tokio_rustls::TlsAcce
 struct IdmintProxy {
     addr: SocketAddr,
     ca_pem: Vec<u8>,
-    _runtime: tokio::runtime::Runtime,
+    _runtime: Background,
     _dir: tempfile::TempDir,
 }
 
@@ -235,17 +275,14 @@ inject = {{ kind = "bearer", secret = "token" }}
     );
     std::fs::write(d.join("proxy.toml"), config).map_err(io("writing proxy.toml"))?;
     let config = idmint_proxy::ProxyConfig::load(&d.join("proxy.toml")).map_err(fail)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("idmint-proxy")
-        .enable_all()
-        .build()
-        .map_err(io("starting the proxy runtime"))?;
+    let runtime = Background::new("idmint-proxy", 2)?;
     let bound = runtime
-        .block_on(async { idmint_proxy::Proxy::new(config)?.bind().await })
+        .block_on(async { idmint_proxy::Proxy::new(config)?.bind().await })?
         .map_err(fail)?;
     let addr = bound.local_addr().map_err(fail)?;
-    runtime.spawn(bound.serve_until(std::future::pending()));
+    runtime
+        .runtime()?
+        .spawn(bound.serve_until(std::future::pending()));
     let ca_pem = std::fs::read(d.join("ca.pem")).map_err(io("reading ca.pem"))?;
     Ok(IdmintProxy {
         addr,
