@@ -112,6 +112,19 @@ prefixed_id!(
     time_ordered_hex,
     "Identifies one minted credential and its lifetime."
 );
+impl LeaseId {
+    /// The last `n` hex digits: the random part of the id. The leading
+    /// digits are a millisecond timestamp shared by every lease minted in
+    /// the same instant, so short names derived from a lease (database
+    /// users, AWS session names) must take the tail to stay unique and
+    /// unguessable. Ids minted before ids became time-ordered are random
+    /// throughout, so the same rule works for them.
+    pub fn random_suffix(&self, n: usize) -> &str {
+        let body = self.0.strip_prefix(Self::PREFIX).unwrap_or(&self.0);
+        body.get(body.len().saturating_sub(n)..).unwrap_or(body)
+    }
+}
+
 prefixed_id!(
     RequestId,
     "req_",

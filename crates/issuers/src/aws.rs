@@ -224,12 +224,7 @@ impl std::fmt::Debug for AwsIssuer {
 }
 
 fn lease_suffix(lease_id: &LeaseId) -> String {
-    lease_id
-        .as_str()
-        .trim_start_matches(LeaseId::PREFIX)
-        .chars()
-        .take(12)
-        .collect()
+    lease_id.random_suffix(12).to_string()
 }
 
 impl AwsIssuer {

@@ -33,8 +33,7 @@ fn squash(s: &str, max: usize) -> String {
 /// among live users with overwhelming probability and still short enough
 /// for MySQL's 32 characters.
 fn lease_suffix(lease_id: &LeaseId) -> String {
-    let hex = lease_id.as_str().trim_start_matches(LeaseId::PREFIX);
-    hex.chars().take(12).collect()
+    lease_id.random_suffix(12).to_string()
 }
 
 /// A username for `role`/`identity`, at most `max_len` characters of

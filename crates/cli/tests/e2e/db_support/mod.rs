@@ -155,13 +155,10 @@ pub fn db_user(resp: &CredsResponse) -> anyhow::Result<DbUser> {
 }
 
 /// The part of a lease id that ends the username idmint derives for it
-/// (the first 12 hex digits after `lse_`; see `naming::username`).
+/// (the last 12 hex digits, the random part; see `naming::username`).
 pub fn lease_suffix(lease_id: &str) -> String {
-    lease_id
-        .trim_start_matches(idmint_core::LeaseId::PREFIX)
-        .chars()
-        .take(12)
-        .collect()
+    let hex = lease_id.trim_start_matches(idmint_core::LeaseId::PREFIX);
+    hex[hex.len().saturating_sub(12)..].to_string()
 }
 
 /// Whether `username` is the user planned for `lease_id`.
