@@ -56,7 +56,12 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub warmup: Duration,
     /// Kept-alive client connections, one request in flight each.
-    #[arg(long, value_name = "N,..", value_delimiter = ',', default_value = "1,64")]
+    #[arg(
+        long,
+        value_name = "N,..",
+        value_delimiter = ',',
+        default_value = "1,64"
+    )]
     pub concurrency: Vec<usize>,
     /// The nginx binary for the reference rows.
     #[arg(long, value_name = "PATH", default_value = "/usr/sbin/nginx")]

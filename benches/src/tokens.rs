@@ -99,7 +99,7 @@ pub fn mint(
                     for i in start..end {
                         let n = serial + i as u64;
                         out.push(sign_one(spec, header, run_prefix, n, now)?);
-                        if (i - start + 1) % PROGRESS_STEP == 0 {
+                        if (i - start + 1).is_multiple_of(PROGRESS_STEP) {
                             progress.inc(PROGRESS_STEP as u64);
                         }
                     }

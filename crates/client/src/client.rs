@@ -426,7 +426,11 @@ impl IdmintClient {
         }
     }
 
-    pub(crate) async fn send(&self, req: RequestBuilder, url: &Url) -> Result<RawResponse, ClientError> {
+    pub(crate) async fn send(
+        &self,
+        req: RequestBuilder,
+        url: &Url,
+    ) -> Result<RawResponse, ClientError> {
         let resp = req
             .send()
             .await

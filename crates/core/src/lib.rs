@@ -21,10 +21,10 @@ pub use identity::{Identity, IdentityKind};
 pub use ids::{LeaseId, RequestId, TokenId};
 pub use lease::{Lease, LeaseState, RevocationHandle};
 pub use policy::{Decision, HostContext, PolicyBundle, PolicyError, RequestContext};
+pub use role::{DeliverTo, StaticSecretTemplate};
 pub use role::{
     Grant, GrantRequest, NarrowError, Role, RoleError, SshMode, SshTemplate, X509Template,
 };
-pub use role::{DeliverTo, StaticSecretTemplate};
 pub use seal::{SealError, SealKey};
 pub use secret::Secret;
 pub use session::{SessionClaims, SessionError, SessionSealer};

@@ -3,14 +3,14 @@
 //! Shared by the server and every client so that a field rename is a compile
 //! error on both sides rather than a silent mismatch.
 
+pub mod anomaly;
 pub mod approle;
 pub mod aws_iam;
-pub mod anomaly;
 pub mod governance;
 pub mod secrets;
 pub mod ssh;
-pub mod unix;
 pub mod sso;
+pub mod unix;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

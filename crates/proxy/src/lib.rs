@@ -11,8 +11,8 @@
 pub mod audit;
 pub mod bindings;
 pub mod config;
-pub mod creds;
 mod conn;
+pub mod creds;
 pub mod forward;
 pub mod head;
 pub mod inject;

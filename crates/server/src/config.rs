@@ -675,7 +675,10 @@ impl IdmintConfig {
             let line = Some(line_at(text, entry.span().start));
             let name = &entry.get_ref().name;
             if name.trim().is_empty() {
-                return Err(err(line, "[[issuer.static]] needs a non-empty `name`".into()));
+                return Err(err(
+                    line,
+                    "[[issuer.static]] needs a non-empty `name`".into(),
+                ));
             }
             if all_issuers.iter().filter(|(n, _)| n == name).count() > 1 {
                 return Err(err(

@@ -188,13 +188,15 @@ fn spawn_sink(
             // The spool is locked inside the thread: a previous sink thread
             // of the same directory (a log reopened in this process) may
             // still be delivering, and the writer must not wait for it.
-            builder.spawn(move || match spool::Spool::open(&c.spool_dir, c.spool_max_bytes) {
-                Ok(spool) => {
-                    counters.set_spool_bytes(spool.bytes());
-                    webhook::run(rx, &c, spool, &counters)
-                }
-                Err(e) => counters.fail(format!("opening the spool failed: {e}")),
-            })
+            builder.spawn(
+                move || match spool::Spool::open(&c.spool_dir, c.spool_max_bytes) {
+                    Ok(spool) => {
+                        counters.set_spool_bytes(spool.bytes());
+                        webhook::run(rx, &c, spool, &counters)
+                    }
+                    Err(e) => counters.fail(format!("opening the spool failed: {e}")),
+                },
+            )
         }
     };
     spawned

@@ -239,10 +239,16 @@ mod tests {
             s
         });
         // While `first` lives the second open cannot have returned.
-        assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err());
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
         let (ids, _) = first.oldest(100).unwrap();
         first.remove(&ids).unwrap();
         drop(first);
-        assert_eq!(waiter.join().unwrap().unwrap(), 0, "indexed after the delivery");
+        assert_eq!(
+            waiter.join().unwrap().unwrap(),
+            0,
+            "indexed after the delivery"
+        );
     }
 }

@@ -461,7 +461,14 @@ except urllib.error.HTTPError as e:
         if r.code == "503" {
             break r;
         }
-        assert_eq!(r.code, "200", "{} {}; proxy log: {}", r.body, r.stderr, proxy_log());
+        assert_eq!(
+            r.code,
+            "200",
+            "{} {}; proxy log: {}",
+            r.body,
+            r.stderr,
+            proxy_log()
+        );
         assert_eq!(
             seen_tokens(d).last(),
             Some(&format!("Bearer {token}")),

@@ -2,7 +2,6 @@
 //! module here, so the suite links once instead of once per file (link
 //! time and disk space dominate a cold build on 2 cores).
 
-
 mod aws_sigv4_moto;
 mod mysql;
 mod postgres;

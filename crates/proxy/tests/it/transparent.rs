@@ -253,10 +253,7 @@ port = 8443
         1
     );
     assert_eq!(
-        denied
-            .iter()
-            .filter(|r| r.contains("redirect"))
-            .count(),
+        denied.iter().filter(|r| r.contains("redirect")).count(),
         1,
         "{denied:#?}"
     );
