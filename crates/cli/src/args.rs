@@ -770,7 +770,9 @@ Without --file the server is asked (needs admin); with --file the log is read lo
 Examples:
   idmint audit trace lease_0123abcd
   idmint audit trace 9007199254740993 --file /var/log/idmint/audit.jsonl   (SSH serial)
-  idmint audit trace v_ro_alice_x1y2 --file audit.jsonl -o json             (DB user)")]
+  idmint audit trace v_ro_alice_x1y2 --file audit.jsonl -o json             (DB user)
+  idmint audit trace prx_3f2a… --proxy-audit /var/log/idmint/proxy-audit.jsonl
+      (a request seen by `idmint proxy`: its record, then the minted lease's trace)")]
     Trace(AuditTraceArgs),
 }
 
@@ -806,6 +808,11 @@ pub struct AuditTraceArgs {
     /// Read this audit log file instead of asking the server.
     #[arg(long, value_name = "AUDIT_FILE")]
     pub file: Option<PathBuf>,
+    /// The egress proxy's audit file, for a `prx_…` reference (the
+    /// `x-idmint-proxy-request-id` a workload got back): the proxy's record
+    /// is shown, then the trace of the idmint lease it injected.
+    #[arg(long, value_name = "PROXY_AUDIT_FILE")]
+    pub proxy_audit: Option<PathBuf>,
 }
 
 const APPROVALS_AFTER_HELP: &str = "\

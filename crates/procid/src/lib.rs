@@ -90,6 +90,8 @@ pub struct ProcessInfo {
     pub pid: u32,
     /// Effective uid.
     pub uid: u32,
+    /// Effective gid.
+    pub gid: u32,
     /// Target of `/proc/<pid>/exe` (may end in " (deleted)").
     pub exe: PathBuf,
     /// The cgroup v2 path (`0::` line of `/proc/<pid>/cgroup`), empty if none.
@@ -101,6 +103,10 @@ pub struct ProcessInfo {
     /// process not identified through a TCP socket (a Unix-socket peer),
     /// for which only the start time is re-checked.
     pub socket_inode: u64,
+    /// SHA-256 (hex) of the executable, filled in only when something
+    /// needs it (an `exe_sha256` binding, an attestation): hashing reads
+    /// the whole binary.
+    pub exe_sha256: Option<String>,
 }
 
 /// The kernel's credentials of a Unix-socket peer (`SO_PEERCRED`, recorded
@@ -302,6 +308,8 @@ impl ProcFs {
         let status = read(&dir.join("status"))?;
         let uid =
             status_id(&status, "Uid:").ok_or_else(|| PeerError::Format(dir.join("status")))?;
+        let gid =
+            status_id(&status, "Gid:").ok_or_else(|| PeerError::Format(dir.join("status")))?;
         let cgroup = read(&dir.join("cgroup"))
             .map(|t| {
                 t.lines()
@@ -313,10 +321,12 @@ impl ProcFs {
         let info = ProcessInfo {
             pid,
             uid,
+            gid,
             exe,
             cgroup,
             start_time: before,
             socket_inode: inode,
+            exe_sha256: None,
         };
         self.confirm_same_process(&info)?;
         Ok(info)
@@ -385,19 +395,22 @@ impl ProcFs {
     }
 
     /// Everything the `unix` authentication method needs about `info`:
-    /// adds the effective gid and the executable's SHA-256, and confirms
+    /// adds the executable's SHA-256 (unless already known), and confirms
     /// afterwards that the pid still names the same process.
     pub fn attest(&self, info: &ProcessInfo) -> Result<ProcessAttestation, PeerError> {
-        let status_path = self.root.join(info.pid.to_string()).join("status");
-        let status = read(&status_path).map_err(|_| PeerError::Changed { pid: info.pid })?;
-        let gid = status_id(&status, "Gid:").ok_or(PeerError::Format(status_path))?;
         // Hashing re-confirms start time (and socket) after the last read.
-        let exe_sha256 = self.exe_sha256(info)?;
+        let exe_sha256 = match &info.exe_sha256 {
+            Some(h) => {
+                self.confirm_same_process(info)?;
+                h.clone()
+            }
+            None => self.exe_sha256(info)?,
+        };
         Ok(ProcessAttestation {
             pid: info.pid,
             start_time: info.start_time,
             uid: info.uid,
-            gid,
+            gid: info.gid,
             exe: info.exe.to_string_lossy().into_owned(),
             exe_sha256,
             cgroup: Some(info.cgroup.clone()).filter(|c| !c.is_empty()),

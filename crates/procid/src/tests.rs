@@ -90,10 +90,12 @@ fn pid_reuse_is_detected() {
     let info = ProcessInfo {
         pid: 4242,
         uid: 1000,
+        gid: 1000,
         exe: "/usr/bin/curl".into(),
         cgroup: String::new(),
         start_time: 1000,
         socket_inode: 777,
+        exe_sha256: None,
     };
     procfs.confirm_same_process(&info).unwrap();
 

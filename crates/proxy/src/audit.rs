@@ -26,6 +26,12 @@ pub enum AuditError {
 pub struct AuditRecord {
     /// Unix time in milliseconds.
     pub ts_ms: u128,
+    /// `prx_` + 32 hex digits, also sent to the workload in the
+    /// `x-idmint-proxy-request-id` response header: the handle for
+    /// `idmint audit trace prx_… --proxy-audit FILE`. Set for requests the
+    /// proxy saw (plain HTTP and intercepted TLS), not for opaque tunnels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// `forward` (plain HTTP), `intercept` (TLS terminated), `tunnel`, `connect`.
     pub mode: &'static str,
     pub decision: &'static str,
@@ -52,6 +58,10 @@ pub struct AuditRecord {
     pub credential_source: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential_fingerprint: Option<String>,
+    /// The idmint lease of a minted credential (`credential_source =
+    /// "idmint"`), which the server's audit log traces to its login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_id: Option<String>,
     pub status: Option<u16>,
     /// Bytes sent upstream (tunnels: exact; requests: Content-Length if given).
     pub bytes_up: Option<u64>,

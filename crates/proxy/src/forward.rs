@@ -83,6 +83,26 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Check, rewrite and send one request; always returns a response (errors
 /// become 4xx/5xx with an explanation) and writes one audit record.
+/// Response header naming the proxy's audit record of the request.
+pub const REQUEST_ID_HEADER: &str = "x-idmint-proxy-request-id";
+
+/// A fresh `prx_…` id. Falls back to a time-based id if the system RNG
+/// fails: the id is a correlation handle, not a secret.
+fn proxy_request_id() -> String {
+    let body = idmint_core::ids::random_hex(16).unwrap_or_else(|_| {
+        format!(
+            "{:032x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        )
+    });
+    format!("prx_{body}")
+}
+
+/// Forwards one request and stamps the response (whatever its outcome)
+/// with the id of its audit record.
 pub(crate) async fn forward(
     state: &State,
     caller: &Caller,
@@ -92,6 +112,35 @@ pub(crate) async fn forward(
     mode: &'static str,
     started: Instant,
 ) -> Response<ProxyBody> {
+    let request_id = proxy_request_id();
+    let mut response = forward_request(
+        state,
+        caller,
+        identity,
+        dest,
+        req,
+        mode,
+        started,
+        &request_id,
+    )
+    .await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
+#[allow(clippy::too_many_arguments)] // the wrapper above is the interface
+async fn forward_request(
+    state: &State,
+    caller: &Caller,
+    identity: &str,
+    dest: Destination,
+    req: Request<Incoming>,
+    mode: &'static str,
+    started: Instant,
+    request_id: &str,
+) -> Response<ProxyBody> {
     let tls = dest.tls;
     let method = req.method().as_str().to_string();
     let path_and_query = req
@@ -100,6 +149,7 @@ pub(crate) async fn forward(
         .map_or("/", |p| p.as_str())
         .to_string();
     let mut record = caller.record(mode, &dest.host, dest.port);
+    record.request_id = Some(request_id.to_string());
     record.address = Some(dest.addr.to_string());
     record.method = Some(method.clone());
     record.path = Some(
@@ -261,6 +311,7 @@ pub(crate) async fn forward(
             return text(StatusCode::BAD_GATEWAY, &format!("idmint proxy: {e}\n"));
         }
         record.credential_fingerprint = Some(state.audit.fingerprint(cred.secret_text()));
+        record.lease_id = cred.lease_id.clone();
     }
     let Ok(uri) = target.parse::<Uri>() else {
         finish(

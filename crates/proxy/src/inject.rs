@@ -553,6 +553,7 @@ mod tests {
             main: Material::Text(Secret::new("s e/cret".into())),
             session_token: None,
             source_kind: "env",
+            lease_id: None,
         }
     }
 

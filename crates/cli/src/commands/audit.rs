@@ -298,7 +298,90 @@ fn snake_case(camel: &str) -> String {
     out
 }
 
-async fn trace(global: &GlobalArgs, format: Format, args: AuditTraceArgs) -> Result<Exit> {
+/// The proxy's audit record whose `request_id` is `reference`.
+fn proxy_record(file: &Path, reference: &str) -> Result<Value> {
+    use std::io::BufRead as _;
+    let f = std::fs::File::open(file)
+        .with_context(|| format!("opening the proxy audit file {}", file.display()))?;
+    for line in std::io::BufReader::new(f).lines() {
+        let line = line.with_context(|| format!("reading {}", file.display()))?;
+        // Cheap pre-filter: most lines are other requests.
+        if !line.contains(reference) {
+            continue;
+        }
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            if v["request_id"] == reference {
+                return Ok(v);
+            }
+        }
+    }
+    bail!(
+        "no proxy request {reference:?} in {}: check the id (the x-idmint-proxy-request-id \
+         response header) and that this is the proxy's audit_file",
+        file.display()
+    )
+}
+
+fn proxy_record_text(r: &Value) -> String {
+    let s = |k: &str| {
+        r[k].as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| r[k].to_string())
+    };
+    format!(
+        "proxy request {}: {} {} {}:{}{} by {} (pid {}, uid {}, {}) -> {} {}, credential {} from {}{}\n",
+        s("request_id"),
+        s("decision"),
+        s("method"),
+        s("host"),
+        s("port"),
+        s("path"),
+        s("identity"),
+        s("pid"),
+        s("uid"),
+        s("exe"),
+        s("status"),
+        r["reason"].as_str().unwrap_or(""),
+        s("credential"),
+        s("credential_source"),
+        r["lease_id"]
+            .as_str()
+            .map(|l| format!(", lease {l}"))
+            .unwrap_or_default(),
+    )
+}
+
+async fn trace(global: &GlobalArgs, format: Format, mut args: AuditTraceArgs) -> Result<Exit> {
+    let proxied = match &args.proxy_audit {
+        Some(file) => Some(proxy_record(file, &args.reference)?),
+        None if args.reference.starts_with("prx_") => bail!(
+            "{} is a proxy request id: pass the proxy's audit file with --proxy-audit FILE",
+            args.reference
+        ),
+        None => None,
+    };
+    if let Some(record) = &proxied {
+        match record["lease_id"].as_str() {
+            Some(lease) => args.reference = lease.to_string(),
+            None => {
+                // Nothing minted by idmint: the proxy's record is the whole story.
+                match format {
+                    Format::Json => emit(&json(&json!({
+                        "reference": record["request_id"],
+                        "proxy_request": record,
+                        "chain": null,
+                        "events": [],
+                    }))?)?,
+                    Format::Text => emit(&format!(
+                        "{}(the credential came from `{}`, not from an idmint lease: nothing further to trace)\n",
+                        proxy_record_text(record),
+                        record["credential_source"].as_str().unwrap_or("nowhere"),
+                    ))?,
+                }
+                return Ok(Exit::Success);
+            }
+        }
+    }
     let (events, origin): (Vec<Value>, String) = match &args.file {
         Some(file) => {
             let events = idmint_audit::trace::trace_file(file, &args.reference)
@@ -329,11 +412,16 @@ async fn trace(global: &GlobalArgs, format: Format, args: AuditTraceArgs) -> Res
                 .map(|v| serde_json::from_value::<AuditEvent>(v.clone()).ok())
                 .collect();
             let summary = parsed.map(|evs| idmint_audit::trace::summarize(&evs));
-            emit(&json(
-                &json!({"reference": args.reference, "chain": summary, "events": events}),
-            )?)?
+            let mut doc = json!({"reference": args.reference, "chain": summary, "events": events});
+            if let Some(record) = proxied {
+                doc["proxy_request"] = record;
+            }
+            emit(&json(&doc)?)?
         }
-        Format::Text => emit(&trace_text(&events))?,
+        Format::Text => {
+            let head = proxied.as_ref().map(proxy_record_text).unwrap_or_default();
+            emit(&format!("{head}{}", trace_text(&events)))?
+        }
     }
     Ok(Exit::Success)
 }

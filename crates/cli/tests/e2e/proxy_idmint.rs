@@ -391,7 +391,79 @@ async fn proxy_injects_tokens_minted_for_the_attested_process() -> anyhow::Resul
         assert_eq!(r["credential"], "github");
         assert_eq!(r["credential_source"], "idmint");
         assert_eq!(r["credential_fingerprint"].as_str().map(str::len), Some(32));
+        assert!(
+            r["lease_id"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("lse_")),
+            "{r}"
+        );
+        assert!(
+            r["request_id"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("prx_")),
+            "{r}"
+        );
     }
+
+    // 2b. The workload gets the request id back, and `idmint audit trace`
+    //     follows it from the proxy's record to the lease and the login.
+    let headers = d.join("headers.txt");
+    let out = Command::new("/usr/bin/curl")
+        .args(["-sS", "-m", "10", "-o", "/dev/null", "-D"])
+        .arg(&headers)
+        .arg("--cacert")
+        .arg(d.join("ca.pem"))
+        .arg(&url)
+        .env_clear()
+        .env("HTTPS_PROXY", format!("http://{proxy}"))
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let request_id = std::fs::read_to_string(&headers)?
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-idmint-proxy-request-id:")
+                .map(|v| v.trim().to_string())
+        })
+        .ok_or_else(|| anyhow::anyhow!("no x-idmint-proxy-request-id header"))?;
+    let record = proxy_audit(d)
+        .into_iter()
+        .find(|r| r["request_id"] == request_id.as_str())
+        .ok_or_else(|| anyhow::anyhow!("no proxy record {request_id}"))?;
+    let traced = Command::new(bin())
+        .args(["-o", "json", "audit", "trace", &request_id, "--proxy-audit"])
+        .arg(d.join("audit.jsonl"))
+        .arg("--file")
+        .arg(server.audit_file())
+        .output()?;
+    anyhow::ensure!(
+        traced.status.success(),
+        "audit trace: {}",
+        String::from_utf8_lossy(&traced.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&traced.stdout)?;
+    assert_eq!(doc["proxy_request"]["request_id"], request_id.as_str());
+    assert_eq!(doc["reference"], record["lease_id"]);
+    let chain = &doc["chain"];
+    assert_eq!(chain["identity"]["subject"], "curl-app", "{doc:#}");
+    assert_eq!(chain["identity"]["method"], "unix", "{doc:#}");
+    assert_eq!(chain["identity"]["issuer"], "unix://web-1", "{doc:#}");
+    assert_eq!(chain["decision"]["allowed"], true, "{doc:#}");
+    assert_eq!(
+        chain["credential"]["lease_id"], record["lease_id"],
+        "{doc:#}"
+    );
+    // A proxy id without the proxy's file is explained, not searched for.
+    let bare = Command::new(bin())
+        .args(["audit", "trace", &request_id, "--file"])
+        .arg(server.audit_file())
+        .output()?;
+    assert!(!bare.status.success());
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("--proxy-audit"));
 
     // 3. Config drift: the server maps python to `billing-bot`, the proxy's
     //    bindings say `py-app` → refused 403, audited, nothing injected.
@@ -429,7 +501,11 @@ except urllib.error.HTTPError as e:
         py_out.contains("billing-bot") && py_out.contains("py-app"),
         "{py_out}"
     );
-    assert_eq!(seen_tokens(d).len(), 2, "nothing injected for the mismatch");
+    assert_eq!(
+        seen_tokens(d).len(),
+        3,
+        "nothing injected for the mismatch (2 + the traced request)"
+    );
     let denied = proxy_audit(d)
         .into_iter()
         .find(|r| r["identity"] == "py-app")

@@ -270,8 +270,10 @@ impl IdmintLink {
                  (check both clocks)"
             )));
         }
+        let mut value = Minted::from_credential(response.credential, role)?;
+        value.lease_id = Some(response.lease_id);
         Ok(Fetched {
-            value: Minted::from_credential(response.credential, role)?,
+            value,
             refresh_in: refresh_in(lifetime, self.refresh_before),
             expires_in: lifetime,
         })

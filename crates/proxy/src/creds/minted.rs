@@ -13,6 +13,10 @@ pub struct Minted {
     /// The credential's `type` (`oauth_token`, `static_secret`, `aws`…).
     pub kind: &'static str,
     fields: Vec<(CredentialField, Secret<String>)>,
+    /// The server's lease for this credential: what the proxy's audit
+    /// record carries so `idmint audit trace` can follow a proxied request
+    /// back to the identity, the proof and the policy version.
+    pub lease_id: Option<String>,
 }
 
 /// AWS keys for SigV4 signing.
@@ -78,6 +82,7 @@ impl Minted {
                 .into_iter()
                 .map(|(f, v)| (f, Secret::new(v)))
                 .collect(),
+            lease_id: None,
         })
     }
 

@@ -42,6 +42,8 @@ pub struct Resolved {
     pub session_token: Option<Secret<String>>,
     /// `file`, `env`, `idmint` or `vault_kv` (for the audit log).
     pub source_kind: &'static str,
+    /// The idmint lease behind the main secret (`idmint` sources only).
+    pub lease_id: Option<String>,
 }
 
 impl Resolved {
@@ -108,19 +110,21 @@ impl CredentialResolver {
         process: Option<&ProcessInfo>,
     ) -> Result<Resolved, FetchError> {
         let secret = inj.secret();
-        let main = if inj.wants_aws_keys() {
+        let (main, lease_id) = if inj.wants_aws_keys() {
             self.aws(secret, identity, process).await?
         } else {
-            Material::Text(self.text(secret, identity, process).await?)
+            let (text, lease_id) = self.text(secret, identity, process).await?;
+            (Material::Text(text), lease_id)
         };
         let session_token = match inj.session_token_secret() {
-            Some(t) => Some(self.text(t, identity, process).await?),
+            Some(t) => Some(self.text(t, identity, process).await?.0),
             None => None,
         };
         Ok(Resolved {
             main,
             session_token,
             source_kind: secret.source.kind(),
+            lease_id,
         })
     }
 
@@ -147,16 +151,19 @@ impl CredentialResolver {
         secret: &NamedSecret,
         identity: &str,
         process: Option<&ProcessInfo>,
-    ) -> Result<Secret<String>, FetchError> {
+    ) -> Result<(Secret<String>, Option<String>), FetchError> {
         let name = secret.name.as_str();
         match &secret.source {
-            SecretSource::Static { value, .. } => Ok(value.clone()),
+            SecretSource::Static { value, .. } => Ok((value.clone(), None)),
             SecretSource::Idmint(src) => {
                 let minted = self
                     .link(name)?
                     .credential(identity, Self::process(process)?, &src.role)
                     .await?;
-                minted.text(src.field, name, &src.role)
+                Ok((
+                    minted.text(src.field, name, &src.role)?,
+                    minted.lease_id.clone(),
+                ))
             }
             SecretSource::VaultKv(_) => {
                 let reader = self.kv.get(name).ok_or_else(|| {
@@ -166,7 +173,7 @@ impl CredentialResolver {
                     .kv_cache
                     .get(&secret.name, name, || reader.fetch(name))
                     .await?;
-                Ok(Secret::clone(&value))
+                Ok((Secret::clone(&value), None))
             }
         }
     }
@@ -176,7 +183,7 @@ impl CredentialResolver {
         secret: &NamedSecret,
         identity: &str,
         process: Option<&ProcessInfo>,
-    ) -> Result<Material, FetchError> {
+    ) -> Result<(Material, Option<String>), FetchError> {
         let SecretSource::Idmint(src) = &secret.source else {
             return Err(FetchError::refused(
                 502,
@@ -187,6 +194,9 @@ impl CredentialResolver {
             .link(&secret.name)?
             .credential(identity, Self::process(process)?, &src.role)
             .await?;
-        Ok(Material::Aws(minted.aws(&src.role)?))
+        Ok((
+            Material::Aws(minted.aws(&src.role)?),
+            minted.lease_id.clone(),
+        ))
     }
 }
