@@ -41,6 +41,7 @@ pub mod server;
 pub mod small_disk;
 pub mod sshd;
 pub mod test_jwks;
+pub mod upstream_cert;
 pub mod wait;
 
 pub use api::{ApiResponse, RawApi};
@@ -57,6 +58,7 @@ pub use server::IdmintServer;
 pub use small_disk::SmallDisk;
 pub use sshd::{SshKey, Sshd, SshdOptions};
 pub use test_jwks::{unix_now, JwksMode, TestJwks};
+pub use upstream_cert::write_upstream_cert;
 pub use wait::poll_until;
 
 /// The TOML crate the specs are built with, for tests that set values.

@@ -90,32 +90,7 @@ fn init_ca_check_config_and_inject_through_the_binary() {
         .unwrap();
     assert!(!again.status.success(), "init-ca must not overwrite a CA");
 
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=upstream.test",
-            "-addext",
-            "subjectAltName=DNS:upstream.test,IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-keyout",
-        ])
-        .arg(d.join("key.pem"))
-        .arg("-out")
-        .arg(d.join("cert.pem"))
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    idmint_testkit::write_upstream_cert(d, "DNS:upstream.test,IP:127.0.0.1").unwrap();
     let echo = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testbed/https-echo.py");
     let (_upstream, ready) = spawn_with_first_line(
         Command::new("python3")

@@ -49,31 +49,7 @@ fn python_exe() -> anyhow::Result<String> {
 
 /// The HTTPS echo upstream on a free port; returns it and its port.
 fn start_upstream(d: &Path) -> anyhow::Result<(Reaped, u16)> {
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=upstream.test",
-            "-addext",
-            "subjectAltName=DNS:upstream.test,IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-keyout",
-        ])
-        .arg(d.join("key.pem"))
-        .arg("-out")
-        .arg(d.join("cert.pem"))
-        .stderr(Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "openssl req failed");
+    idmint_testkit::write_upstream_cert(d, "DNS:upstream.test,IP:127.0.0.1")?;
     let echo = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testbed/https-echo.py");
     let mut child = Command::new("python3")
         .arg(echo)

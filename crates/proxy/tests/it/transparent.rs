@@ -66,32 +66,7 @@ fn redirected_curl_gets_the_credential_and_hostile_names_are_refused() {
     let dir = tmp.path();
     // curl runs as uid 65534 and must read the CA (the secret stays 0600).
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=upstream.test",
-            "-addext",
-            "subjectAltName=DNS:upstream.test",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-keyout",
-        ])
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    idmint_testkit::write_upstream_cert(dir, "DNS:upstream.test").unwrap();
     idmint_proxy::init_ca(&dir.join("ca.pem"), &dir.join("ca-key.pem")).unwrap();
     std::fs::set_permissions(dir.join("ca.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(dir.join("api.key"), SECRET).unwrap();

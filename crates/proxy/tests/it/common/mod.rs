@@ -61,35 +61,8 @@ fn write_secret(path: &Path, value: &str) {
 }
 
 fn start_upstream(dir: &Path) -> (Peer, u16) {
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=upstream.test",
-            "-addext",
-            "subjectAltName=DNS:upstream.test,DNS:localhost,IP:127.0.0.1",
-            // rustls (webpki) refuses a CA:TRUE certificate as the server's
-            // own certificate (CaUsedAsEndEntity), which is what plain
-            // `openssl req -x509` makes; mark it an end entity.
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-keyout",
-        ])
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .stderr(Stdio::null())
-        .status()
+    idmint_testkit::write_upstream_cert(dir, "DNS:upstream.test,DNS:localhost,IP:127.0.0.1")
         .unwrap();
-    assert!(status.success(), "openssl req failed");
     let mut child = Command::new("python3")
         .arg(repo_root().join("testbed/https-echo.py"))
         .arg(dir.join("cert.pem"))
