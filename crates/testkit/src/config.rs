@@ -90,6 +90,8 @@ pub struct ServerSpec {
     pub issuers: Vec<(String, Table)>,
     /// More `[reaper]` keys (e.g. `pending_grace`, `max_attempts`).
     pub reaper: Table,
+    /// Other top-level tables, verbatim (e.g. `[anomaly]`).
+    pub tables: Vec<(String, Table)>,
 }
 
 impl Default for ServerSpec {
@@ -107,6 +109,7 @@ impl Default for ServerSpec {
             env: Vec::new(),
             issuers: Vec::new(),
             reaper: Table::new(),
+            tables: Vec::new(),
         }
     }
 }
@@ -135,6 +138,12 @@ impl ServerSpec {
     /// Add an `[[issuer.<kind>]]` table, e.g. a `postgres` target.
     pub fn with_issuer(mut self, kind: &str, table: Table) -> Self {
         self.issuers.push((kind.to_string(), table));
+        self
+    }
+
+    /// Add a top-level table, e.g. `with_table("anomaly", t)` for `[anomaly]`.
+    pub fn with_table(mut self, name: &str, table: Table) -> Self {
+        self.tables.push((name.to_string(), table));
         self
     }
 
@@ -243,6 +252,9 @@ impl ServerSpec {
             reaper.insert(k.clone(), v.clone());
         }
         root.insert("reaper".into(), Value::Table(reaper));
+        for (name, table) in &self.tables {
+            root.insert(name.clone(), Value::Table(table.clone()));
+        }
 
         toml::to_string(&root).map_err(|e| TestkitError::Render {
             what: "idmint.toml",

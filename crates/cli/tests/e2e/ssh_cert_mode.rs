@@ -52,7 +52,12 @@ async fn certificate_mode_against_real_ssh_keygen_and_sshd() -> anyhow::Result<(
     let jwks = TestJwks::start().await?;
     let port = free_port()?;
     let hosts = vec![format!("{{ name = \"web-1\", address = \"127.0.0.1\", port = {port}, labels = {{ env = \"prod\" }} }}")];
-    let server = IdmintServer::start(bin(), spec(&jwks, &hosts, "2s")?).await?;
+    // Anomaly signals watch SSH signing like every other issuance.
+    let server = IdmintServer::start(
+        bin(),
+        spec(&jwks, &hosts, "2s")?.with_table("anomaly", idmint_testkit::toml::Table::new()),
+    )
+    .await?;
     let app = login_app(&server, &jwks).await?;
     let dir = tempfile::tempdir()?;
     let user_key = SshKey::generate("user_key")?;
@@ -95,6 +100,17 @@ async fn certificate_mode_against_real_ssh_keygen_and_sshd() -> anyhow::Result<(
             signed["key_fingerprint"].as_str().unwrap_or_default()
         )),
         "{listing}"
+    );
+    let anomalies: Vec<_> = server
+        .audit_events()?
+        .into_iter()
+        .filter(|e| e["event"] == "anomaly" && e["role"] == "ci-cert")
+        .collect();
+    assert!(
+        anomalies
+            .iter()
+            .any(|e| e["detail"]["kind"] == "first_role_use"),
+        "first use of ci-cert by this identity is an anomaly signal: {anomalies:#?}"
     );
     let lifetime = signed["valid_before"].as_i64().unwrap_or_default() - unix_now();
     assert!(

@@ -82,6 +82,32 @@ pub(crate) async fn narrowed(
     }
 }
 
+/// The anomaly signals (`[anomaly]`) for an SSH issuance that policy
+/// allowed, exactly as on the generic issuance path: audited, or refused
+/// with `approval_required` until a second admin approves.
+pub(crate) async fn screened(
+    state: &AppState,
+    base: &AuditEvent,
+    identity: &Identity,
+    role: &Role,
+    source_ip: IpAddr,
+    request_id: &RequestId,
+) -> Result<(), ApiError> {
+    let screen = crate::anomaly::Screen {
+        identity,
+        role: &role.name,
+        source_ip: Some(source_ip),
+        request_id: request_id.as_str(),
+    };
+    match crate::anomaly::screen(state, &screen).await {
+        Ok(()) => Ok(()),
+        Err(f) => {
+            let err = crate::routes::login::issue_failure_to_api(f);
+            Err(audited(state, base, "denied", err).await)
+        }
+    }
+}
+
 /// When a certificate for `grant` issued `now` expires: never after the
 /// caller's proof does. A proof that already expired is audited as denied.
 pub(crate) async fn bounded_expiry(
@@ -298,6 +324,15 @@ pub async fn open(
     let template = jit_template(role, service)
         .ok_or_else(|| ApiError::internal("the chosen role lost its ssh template"))?;
     let grant = narrowed(state, &mut base, role, ttl, decision.ttl_cap).await?;
+    screened(
+        state,
+        &base,
+        input.identity,
+        role,
+        input.source_ip,
+        input.request_id,
+    )
+    .await?;
     let mut decided = base.clone();
     decided.outcome = "success".into();
     state

@@ -5,7 +5,9 @@
 //! session token opens in memory, the role and policy come from the loaded
 //! bundle; it writes the lease row and the audit event, nothing else.
 
-use super::session::{audited, bounded_expiry, certificate_detail, narrowed, source_cidr};
+use super::session::{
+    audited, bounded_expiry, certificate_detail, narrowed, screened, source_cidr,
+};
 use crate::audit_events::{audit_identity, decision_of};
 use crate::error::ApiError;
 use crate::routes::login::parse_ttl;
@@ -90,6 +92,15 @@ pub async fn sign(state: &AppState, input: SignInput<'_>) -> Result<SshSignRespo
     }
     crate::metrics::Metrics::count(&state.metrics.decisions, "allow");
     let grant = narrowed(state, &mut base, role, ttl, decision.ttl_cap).await?;
+    screened(
+        state,
+        &base,
+        input.identity,
+        role,
+        input.source_ip,
+        input.request_id,
+    )
+    .await?;
     let expires_at = bounded_expiry(state, &base, now, &grant, input.identity).await?;
     let lease_id = LeaseId::generate().map_err(|e| ApiError::internal(e.to_string()))?;
     base.lease_id = Some(lease_id.to_string());
