@@ -8,7 +8,7 @@
 use crate::error::{BenchError, Result};
 use crate::http::{Connection, Outgoing};
 use crate::scenario::{self, Scenario, POLICY, ROLES};
-use idmint_proto::{CredsResponse, LoginResponse, TokenExchangeResponse};
+use idmint_proto::{CredsResponse, TokenExchangeResponse};
 use idmint_testkit::{IdmintServer, KeyAlg, OidcSpec, ServerSpec, TestJwks, TestKey};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -220,7 +220,7 @@ impl Server {
         let mut next_token = || token().ok_or_else(|| fail("no token left in the pool".into()));
         let request = match scenario {
             Scenario::Healthz => Outgoing::get(scenario::HEALTHZ_PATH),
-            Scenario::Login => scenario::login_request(&next_token()?)?,
+            Scenario::Login => scenario::vault_login_request(&next_token()?)?,
             Scenario::Exchange => scenario::exchange_request(&next_token()?),
             Scenario::Creds => {
                 let session = scenario::open_session(&mut conn, &next_token()?).await?;
@@ -238,8 +238,9 @@ impl Server {
         let signed_token = match scenario {
             Scenario::Healthz => return Ok(()),
             Scenario::Login => {
-                let login: LoginResponse = serde_json::from_slice(&answer.body)?;
-                if !login.token.starts_with(idmint_proto::SESSION_TOKEN_PREFIX) {
+                let login: serde_json::Value = serde_json::from_slice(&answer.body)?;
+                let token = login["auth"]["client_token"].as_str().unwrap_or_default();
+                if !token.starts_with(idmint_proto::SESSION_TOKEN_PREFIX) {
                     return Err(fail(format!(
                         "the session token does not look like one: {text}"
                     )));

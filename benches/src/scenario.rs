@@ -16,6 +16,10 @@ pub const ROLE_AUDIENCE: &str = "https://bench-api.example.test";
 pub const ROLE_SCOPE: &str = "orders:read";
 
 pub const LOGIN_PATH: &str = "/api/v1/login";
+/// The measured JWT login goes through the Vault-compatible path, the
+/// same request OpenBao gets (`{role, jwt}`), so the two figures compare
+/// one API; the native path is only used to open sessions.
+pub const VAULT_JWT_LOGIN_PATH: &str = "/v1/auth/jwt/login";
 pub const TOKEN_PATH: &str = "/oauth/token";
 pub const CREDS_PATH: &str = "/api/v1/creds/bench-api";
 pub const HEALTHZ_PATH: &str = "/healthz";
@@ -58,7 +62,8 @@ pub enum Scenario {
     /// `GET /healthz`: no work in the server, so this is the ceiling of the
     /// generator plus HTTP on this machine.
     Healthz,
-    /// `POST /api/v1/login` with a fresh JWT each time.
+    /// `POST /v1/auth/jwt/login` (Vault-compatible) with a fresh JWT each
+    /// time.
     Login,
     /// `POST /oauth/token` (RFC 8693) with a fresh JWT as `subject_token`.
     Exchange,
@@ -103,6 +108,13 @@ pub fn login_request(token: &str) -> Result<Outgoing> {
         ..LoginRequest::default()
     })?;
     Ok(Outgoing::post(LOGIN_PATH, JSON, body))
+}
+
+/// `POST /v1/auth/jwt/login` with `token`; `role` is empty, so the auth
+/// config is chosen by the token's `iss`.
+pub fn vault_login_request(token: &str) -> Result<Outgoing> {
+    let body = serde_json::to_string(&serde_json::json!({"role": "", "jwt": token}))?;
+    Ok(Outgoing::post(VAULT_JWT_LOGIN_PATH, JSON, body))
 }
 
 /// `POST /oauth/token`: an RFC 8693 exchange of `token` for the role's
@@ -157,7 +169,7 @@ impl RequestSource {
     pub fn next(&self) -> Option<Result<Outgoing>> {
         match self {
             RequestSource::Healthz => Some(Ok(Outgoing::get(HEALTHZ_PATH))),
-            RequestSource::Login(pool) => pool.take().map(login_request),
+            RequestSource::Login(pool) => pool.take().map(vault_login_request),
             RequestSource::Exchange(pool) => pool.take().map(|t| Ok(exchange_request(t))),
             RequestSource::Creds { session_token } => Some(Ok(creds_request(session_token))),
         }
