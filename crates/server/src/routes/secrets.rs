@@ -118,6 +118,25 @@ fn checked_name(name: &str) -> Result<(), ApiError> {
     })
 }
 
+/// The checks every change of one secret starts with: the caller is an
+/// admin and the name is well formed; each refusal is audited.
+async fn admitted(
+    state: &AppState,
+    rid: &str,
+    who: &Identity,
+    action: &'static str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let refusal = if !is_admin(state, who) {
+        admin_required()
+    } else if let Err(e) = checked_name(name) {
+        e
+    } else {
+        return Ok(());
+    };
+    Err(refuse(state, rid, who, action, Some(name), refusal).await)
+}
+
 pub async fn put(
     State(state): State<Arc<AppState>>,
     Extension(ReqId(rid)): Extension<ReqId>,
@@ -127,20 +146,7 @@ pub async fn put(
 ) -> Result<Json<SecretInfo>, ApiError> {
     const ACTION: &str = "secret_put";
     let who = &s.identity;
-    if !is_admin(&state, who) {
-        return Err(refuse(
-            &state,
-            rid.as_str(),
-            who,
-            ACTION,
-            Some(&name),
-            admin_required(),
-        )
-        .await);
-    }
-    if let Err(e) = checked_name(&name) {
-        return Err(refuse(&state, rid.as_str(), who, ACTION, Some(&name), e).await);
-    }
+    admitted(&state, rid.as_str(), who, ACTION, &name).await?;
     let Json(req) = match body {
         Ok(b) => b,
         Err(rej) => {
@@ -237,20 +243,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     const ACTION: &str = "secret_delete";
     let who = &s.identity;
-    if !is_admin(&state, who) {
-        return Err(refuse(
-            &state,
-            rid.as_str(),
-            who,
-            ACTION,
-            Some(&name),
-            admin_required(),
-        )
-        .await);
-    }
-    if let Err(e) = checked_name(&name) {
-        return Err(refuse(&state, rid.as_str(), who, ACTION, Some(&name), e).await);
-    }
+    admitted(&state, rid.as_str(), who, ACTION, &name).await?;
     let (info, previous) =
         match static_secrets::delete(state.store.as_ref(), &state.envelope, &name).await {
             Ok(Some(d)) => d,
