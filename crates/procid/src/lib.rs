@@ -109,6 +109,22 @@ pub struct ProcessInfo {
     pub exe_sha256: Option<String>,
 }
 
+impl ProcessInfo {
+    /// The wire form of these facts, with the executable's hash (which the
+    /// caller obtained through [`ProcFs::exe_sha256`]).
+    pub fn attestation(&self, exe_sha256: String) -> ProcessAttestation {
+        ProcessAttestation {
+            pid: self.pid,
+            start_time: self.start_time,
+            uid: self.uid,
+            gid: self.gid,
+            exe: self.exe.to_string_lossy().into_owned(),
+            exe_sha256,
+            cgroup: Some(self.cgroup.clone()).filter(|c| !c.is_empty()),
+        }
+    }
+}
+
 /// The kernel's credentials of a Unix-socket peer (`SO_PEERCRED`, recorded
 /// at `connect(2)`) and when the server accepted the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -406,15 +422,7 @@ impl ProcFs {
             }
             None => self.exe_sha256(info)?,
         };
-        Ok(ProcessAttestation {
-            pid: info.pid,
-            start_time: info.start_time,
-            uid: info.uid,
-            gid: info.gid,
-            exe: info.exe.to_string_lossy().into_owned(),
-            exe_sha256,
-            cgroup: Some(info.cgroup.clone()).filter(|c| !c.is_empty()),
-        })
+        Ok(info.attestation(exe_sha256))
     }
 
     /// Identify the peer of a Unix stream from its `SO_PEERCRED`

