@@ -20,6 +20,13 @@ mod sso;
 
 use clap::Parser;
 use std::process::ExitCode;
+
+/// Every `idmint` process (server, agent, proxy, client) allocates through
+/// mimalloc: the server's request paths make many small, short-lived
+/// allocations on several threads, where glibc's malloc/free cost ~14 % of
+/// the CPU of an SSH certificate (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
