@@ -43,6 +43,27 @@ pub enum Command {
     /// requests to a local upstream, plain HTTP and HTTPS with header
     /// injection, with nginx side by side.
     Proxy(ProxyArgs),
+    /// Just-in-time SSH accounts: grant → account ready on the host, with
+    /// the real agent in a private mount namespace (needs root).
+    Jit(JitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JitArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Session grants per concurrency level (each makes and removes one
+    /// account on the host).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub grants: usize,
+    /// Grants in flight at once.
+    #[arg(
+        long,
+        value_name = "N,..",
+        value_delimiter = ',',
+        default_value = "1,4"
+    )]
+    pub concurrency: Vec<usize>,
 }
 
 #[derive(Debug, Args)]

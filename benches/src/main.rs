@@ -18,6 +18,7 @@ mod compare;
 mod error;
 mod fixture;
 mod http;
+mod jit;
 mod loadgen;
 mod memory;
 mod openbao;
@@ -103,6 +104,7 @@ fn main() -> ExitCode {
         Command::All(a) => &a.common,
         Command::Scale(a) => &a.common,
         Command::Proxy(a) => &a.common,
+        Command::Jit(a) => &a.common,
     };
     let runtime = if common.client_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -302,6 +304,32 @@ async fn run(cli: &Cli) -> Result<()> {
                 json_path.display(),
                 svg_path.display()
             );
+        }
+        Command::Jit(args) => {
+            let env = RunEnv::new(&args.common)?;
+            let settings = jit::JitBenchArgs {
+                grants: args.grants,
+                concurrency: args.concurrency.clone(),
+            };
+            let rows = jit::run(&settings, &env).await?;
+            println!("idmint just-in-time SSH accounts: grant -> account ready, {date}");
+            println!("{}", machine.describe());
+            println!();
+            print!("{}", jit::table(&rows));
+            println!("latency: POST /api/v1/ssh/sessions until it answers (the agent created the account and its sudoers drop-in and reported ready); each lease is revoked right after; cleanup: from the last answer until no wl_ account or home is left on the host.");
+            let path = args.common.json_path.clone().unwrap_or_else(|| {
+                report::default_json_path()
+                    .parent()
+                    .map(|d| d.join("jit.json"))
+                    .unwrap_or_default()
+            });
+            let doc = serde_json::json!({
+                "date": date,
+                "machine": machine,
+                "command": command,
+                "jit": rows,
+            });
+            report::write_value(&path, &doc)?;
         }
         Command::Proxy(args) => {
             let settings = proxy::ProxyBenchArgs {

@@ -168,3 +168,25 @@ fn scale_with_tiny_counts_reports_every_step() {
         assert_eq!(scale[key]["errors"], 0, "{key}: {scale:#}");
     }
 }
+
+/// Needs root (the agent creates accounts inside a private mount namespace),
+/// like the SSH end-to-end tests; CI runs as root.
+#[test]
+fn jit_measures_grant_to_ready_and_leaves_no_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("jit.json");
+    let stdout = run(&["jit", "--grants", "4", "--concurrency", "1,2"], &json);
+    assert!(stdout.contains("grant -> account ready"), "{stdout}");
+    let rows = read_json(&json)["jit"].as_array().cloned().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (row, conc) in rows.iter().zip([1, 2]) {
+        assert_eq!(row["concurrency"], conc, "{row}");
+        assert_eq!(row["grants"], 4, "{row}");
+        assert_eq!(row["errors"], 0, "{row}");
+        let (p50, max) = (
+            row["p50_ms"].as_f64().unwrap(),
+            row["max_ms"].as_f64().unwrap(),
+        );
+        assert!(p50 > 0.0 && max >= p50, "{row}");
+    }
+}
