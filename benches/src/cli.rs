@@ -212,6 +212,15 @@ pub struct AllArgs {
     /// request; a run that exhausts them ends early and is marked `*`).
     #[arg(long, value_name = "N", default_value_t = 250_000)]
     pub tokens: usize,
+    /// idmint as N identical servers on one PostgreSQL store (shared root
+    /// key), the load spread over them connection by connection; CPU and
+    /// RSS are their sum. 1 (the default): one server on SQLite.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub idmint_servers: u16,
+    /// Put idmint's store on PostgreSQL even with one server (the
+    /// baseline for --idmint-servers).
+    #[arg(long)]
+    pub idmint_postgres: bool,
 }
 
 #[derive(Debug, Args)]

@@ -43,6 +43,10 @@ pub enum ProgressUnit {
 /// One run of one scenario.
 pub struct LoadPlan {
     pub addr: SocketAddr,
+    /// Further servers of the same deployment (`all --idmint-servers N`):
+    /// connection `i` goes to `[addr, more…][i % n]`, and the server
+    /// figures (CPU, RSS) are the sum over every pid.
+    pub more: Vec<(SocketAddr, Option<u32>)>,
     /// What each connection does.
     pub workload: Arc<dyn Workload>,
     pub concurrency: usize,
@@ -177,7 +181,7 @@ impl LoadOutcome {
 }
 
 struct Shared {
-    plan_addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     workload: Arc<dyn Workload>,
     ready: Barrier,
     window: watch::Receiver<Option<Window>>,
@@ -190,7 +194,9 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
     let concurrency = plan.concurrency.max(1);
     let (window_tx, window_rx) = watch::channel(None);
     let shared = Arc::new(Shared {
-        plan_addr: plan.addr,
+        addrs: std::iter::once(plan.addr)
+            .chain(plan.more.iter().map(|(a, _)| *a))
+            .collect(),
         workload: plan.workload.clone(),
         ready: Barrier::new(concurrency + 1),
         window: window_rx,
@@ -198,7 +204,7 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
         errors: AtomicU64::new(0),
     });
     let tasks: Vec<_> = (0..concurrency)
-        .map(|_| tokio::spawn(task(shared.clone())))
+        .map(|i| tokio::spawn(task(shared.clone(), i)))
         .collect();
 
     shared.ready.wait().await;
@@ -217,9 +223,7 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
         t0,
     ));
     tokio::time::sleep_until(window.measure_from.into()).await;
-    let server_before = plan
-        .server_pid
-        .and_then(|pid| ProcSample::read(pid, plan.clock_ticks));
+    let server_before = servers_sample(&plan);
     let client_before = ProcSample::read_self(plan.clock_ticks);
     let system_before = SystemSample::read(plan.clock_ticks);
     let sampled_from = Instant::now();
@@ -258,9 +262,7 @@ pub async fn run(plan: LoadPlan) -> Result<LoadOutcome> {
             failures.push(why);
         }
     }
-    let server_after = plan
-        .server_pid
-        .and_then(|pid| ProcSample::read(pid, plan.clock_ticks));
+    let server_after = servers_sample(&plan);
     let client_after = ProcSample::read_self(plan.clock_ticks);
     let system_after = SystemSample::read(plan.clock_ticks);
     let sampled = sampled_from.elapsed();
@@ -317,15 +319,31 @@ async fn tick_progress(shared: Arc<Shared>, bar: ProgressBar, unit: ProgressUnit
     }
 }
 
+/// CPU and RSS of every server of the plan, summed; `None` if any is
+/// unknown.
+fn servers_sample(plan: &LoadPlan) -> Option<ProcSample> {
+    let mut total = ProcSample::read(plan.server_pid?, plan.clock_ticks)?;
+    for (_, pid) in &plan.more {
+        let s = ProcSample::read((*pid)?, plan.clock_ticks)?;
+        total.cpu_seconds += s.cpu_seconds;
+        total.rss_bytes += s.rss_bytes;
+    }
+    Some(total)
+}
+
 /// Connection setup for one task: not timed, done before the barrier.
-async fn prepare(shared: &Shared) -> Result<(Connection, Box<dyn crate::workload::Feed>)> {
-    let mut conn = Connection::open(shared.plan_addr).await?;
+async fn prepare(
+    shared: &Shared,
+    addr: SocketAddr,
+) -> Result<(Connection, Box<dyn crate::workload::Feed>)> {
+    let mut conn = Connection::open(addr).await?;
     let feed = shared.workload.open(&mut conn).await?;
     Ok((conn, feed))
 }
 
-async fn task(shared: Arc<Shared>) -> Result<TaskTally> {
-    let prepared = prepare(&shared).await;
+async fn task(shared: Arc<Shared>, index: usize) -> Result<TaskTally> {
+    let addr = shared.addrs[index % shared.addrs.len()];
+    let prepared = prepare(&shared, addr).await;
     // Every task reaches the barrier exactly once, whether or not its setup
     // worked, so the run never deadlocks on a failed connection.
     shared.ready.wait().await;
@@ -371,7 +389,7 @@ async fn task(shared: Arc<Shared>) -> Result<TaskTally> {
                 if window.records(started, Instant::now()) {
                     tally.transport_errors += 1;
                 }
-                match reconnect(shared.plan_addr).await {
+                match reconnect(addr).await {
                     Ok(c) => conn = c,
                     Err(reconnect_error) => {
                         tally.gave_up =
@@ -447,6 +465,7 @@ mod tests {
     ) -> LoadPlan {
         LoadPlan {
             addr,
+            more: Vec::new(),
             workload: ScenarioWorkload::new(scenario, pool),
             concurrency: 4,
             warmup: Duration::ZERO,

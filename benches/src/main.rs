@@ -286,6 +286,8 @@ async fn run(cli: &Cli) -> Result<()> {
                 "warmup_s": args.warmup.as_secs_f64(),
                 "concurrency": args.concurrency,
                 "pg_concurrency": args.pg_concurrency,
+                "idmint_servers": args.idmint_servers,
+                "idmint_postgres": args.idmint_postgres || args.idmint_servers > 1,
                 "client_threads": args.common.client_threads.max(1),
                 "tokens": args.tokens,
             });

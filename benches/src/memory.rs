@@ -73,6 +73,7 @@ pub async fn run(args: &MemoryArgs, env: &RunEnv) -> Result<MemoryReport> {
         );
         let outcome = loadgen::run(LoadPlan {
             addr: server.addr(),
+            more: Vec::new(),
             workload: ScenarioWorkload::new(Scenario::Login, Arc::new(TokenPool::new(tokens))),
             concurrency: args.concurrency,
             warmup: std::time::Duration::ZERO,

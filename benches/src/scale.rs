@@ -424,6 +424,7 @@ impl Measure<'_> {
         let bar = progress::timed(self.args.duration.as_secs().max(1), &label, self.env.quiet);
         let out = loadgen::run(LoadPlan {
             addr: server.addr(),
+            more: Vec::new(),
             workload: ScenarioWorkload::new(scenario, pool.clone()),
             concurrency: c,
             warmup: Duration::from_secs(1),
@@ -472,6 +473,7 @@ impl Measure<'_> {
         let bar = progress::counter(count, "issuing leases through the API", self.env.quiet);
         let out = loadgen::run(LoadPlan {
             addr: server.addr(),
+            more: Vec::new(),
             workload,
             concurrency: c,
             warmup: Duration::ZERO,

@@ -220,6 +220,7 @@ impl Runner<'_> {
         let bar = progress::timed(total.as_secs().max(1), &label, self.env.quiet);
         let outcome = loadgen::run(LoadPlan {
             addr: self.server.addr(),
+            more: Vec::new(),
             workload: ScenarioWorkload::new(scenario, pool.clone()),
             concurrency,
             warmup: self.args.warmup,

@@ -190,3 +190,39 @@ fn jit_measures_grant_to_ready_and_leaves_no_account() {
         assert!(p50 > 0.0 && max >= p50, "{row}");
     }
 }
+
+/// Two servers on one PostgreSQL store: both take load (a session opened
+/// on one is honoured by the other), and the JSON records the setting.
+#[test]
+fn all_with_two_servers_on_postgres_spreads_the_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("cluster.json");
+    let stdout = run(
+        &[
+            "all",
+            "--idmint-servers",
+            "2",
+            "--scenarios",
+            "jwt-login,ssh-sign",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--concurrency",
+            "4",
+            "--tokens",
+            "3000",
+        ],
+        &json,
+    );
+    assert!(stdout.contains("ssh-sign"), "{stdout}");
+    let doc = read_json(&json);
+    assert_eq!(doc["settings"]["idmint_servers"], 2, "{doc:#}");
+    assert_eq!(doc["settings"]["idmint_postgres"], true, "{doc:#}");
+    let rows = doc["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for row in rows {
+        assert!(row["ok"].as_u64().unwrap() > 0, "{row:#}");
+        assert_eq!(row["errors"], 0, "{row:#}");
+    }
+}

@@ -47,6 +47,8 @@ struct Endpoint {
     system: System,
     addr: SocketAddr,
     pid: Option<u32>,
+    /// The other servers of a multi-server idmint.
+    more: Vec<(SocketAddr, Option<u32>)>,
 }
 
 /// The systems under test, started once for the whole comparison.
@@ -95,12 +97,26 @@ pub async fn run(args: &AllArgs, env: &RunEnv) -> Result<Vec<Row>> {
     } else {
         None
     };
-    let idmint = IdmintTarget::start(&env.idmint_bin, &issuer, pg.as_ref(), moto.as_ref()).await?;
+    let idmint = IdmintTarget::start(
+        &env.idmint_bin,
+        &issuer,
+        pg.as_ref(),
+        moto.as_ref(),
+        usize::from(args.idmint_servers),
+        args.idmint_postgres,
+    )
+    .await?;
     env.note(&format!(
         "idmint pid {} on {}",
         idmint.pid().map(|p| p.to_string()).unwrap_or_default(),
         idmint.addr()
     ));
+    for (addr, pid) in idmint.more() {
+        env.note(&format!(
+            "idmint pid {} on {addr} (same PostgreSQL store)",
+            pid.map(|p| p.to_string()).unwrap_or_default()
+        ));
+    }
     let bao = match &bao_bin {
         Some(bin) => {
             let bao = OpenBao::start(bin).await?;
@@ -262,6 +278,7 @@ impl Systems {
             system: System::Idmint,
             addr: self.idmint.addr(),
             pid: self.idmint.pid(),
+            more: self.idmint.more(),
         }];
         if let Some(bao) = self
             .bao
@@ -278,6 +295,7 @@ impl Systems {
                     system: *system,
                     addr: bao.addr(),
                     pid: bao.pid(),
+                    more: Vec::new(),
                 });
             }
         }
@@ -451,6 +469,7 @@ async fn run_one(
     let bar = progress::timed((warmup + duration).as_secs().max(1), &label, env.quiet);
     let outcome = loadgen::run(LoadPlan {
         addr: endpoint.addr,
+        more: endpoint.more.clone(),
         workload,
         concurrency,
         warmup,

@@ -160,8 +160,18 @@ when {{ principal has actor && principal.actor == "octocat" }};
 /// The idmint server of the comparison: like `login-exchange`'s, plus the
 /// PostgreSQL issuer when `pg` is given and the AWS issuer (on moto) when
 /// `aws` is.
+///
+/// With `servers > 1` (`all --idmint-servers N`, or `--idmint-postgres`
+/// for one) it is a deployment of N
+/// identical servers on one PostgreSQL *store* (a PostgreSQL of its own,
+/// not the issuers' target) sharing one root key, as in
+/// docs/deployment.md; the load is spread over them connection by
+/// connection.
 pub struct IdmintTarget {
     pub server: IdmintServer,
+    pub replicas: Vec<IdmintServer>,
+    /// The store of a multi-server deployment; dropped after the servers.
+    _store: Option<PgServer>,
 }
 
 impl IdmintTarget {
@@ -170,62 +180,70 @@ impl IdmintTarget {
         issuer: &Issuer,
         pg: Option<&SharedPg>,
         aws: Option<&SharedMoto>,
+        servers: usize,
+        on_postgres: bool,
     ) -> Result<Self> {
         if !bin.is_file() {
             return Err(BenchError::ServerBinaryMissing {
                 path: bin.to_path_buf(),
             });
         }
-        let mut spec = ServerSpec {
-            oidc: vec![OidcSpec::new(AUTH_NAME, &issuer.url()).preset("github-actions")],
-            roles: roles(),
-            policies: vec![("bench.cedar".to_string(), policy())],
-            oauth_algorithm: Some("ES256".into()),
-            reaper_interval: "5s".into(),
-            env: vec![("IDMINT_LOG".into(), "info".into())],
-            ..ServerSpec::default()
-        };
-        let ssh: idmint_testkit::toml::Table =
-            idmint_testkit::toml::from_str(&format!("name = \"{IDMINT_SSH_ISSUER}\"\n"))
-                .map_err(|e| BenchError::openbao("idmint config", e))?;
-        spec.issuers.push(("ssh".into(), ssh));
-        if let Some(pg) = pg {
-            let table: idmint_testkit::toml::Table = idmint_testkit::toml::from_str(&format!(
-                r#"
-name = "{IDMINT_PG_ISSUER}"
-host = "127.0.0.1"
-port = {port}
-database = "{PG_DATABASE}"
-admin_user = "{IDMINT_PG_ADMIN}"
-admin_password_env = "{ADMIN_PASSWORD_ENV}"
-pool_size = 8
-"#,
-                port = pg.port()
-            ))
-            .map_err(|e| BenchError::openbao("idmint config", e))?;
-            spec.issuers.push(("postgres".into(), table));
-            spec.env
-                .push((ADMIN_PASSWORD_ENV.into(), pg.idmint_password.clone()));
-        } else {
-            // Without PostgreSQL the database role would name an unknown
-            // issuer.
-            spec.roles = format!("{ROLES}{}", ssh_role());
+        let spec = server_spec(issuer, pg, aws)?;
+        if servers <= 1 && !on_postgres {
+            let server = IdmintServer::start(bin, spec)
+                .await
+                .map_err(|e| BenchError::peer("starting idmint server", e))?;
+            return Ok(Self {
+                server,
+                replicas: Vec::new(),
+                _store: None,
+            });
         }
-        if let Some(aws) = aws {
-            let table: idmint_testkit::toml::Table =
-                idmint_testkit::toml::from_str(&aws.issuer_toml())
-                    .map_err(|e| BenchError::openbao("idmint config", e))?;
-            spec.issuers.push(("aws".into(), table));
-            spec.roles.push_str(&super::aws::role());
-            if let Some((_, policy)) = spec.policies.first_mut() {
-                policy.push_str(&super::aws::policy());
-            }
-            spec.env.extend(aws.server_env());
-        }
-        let server = IdmintServer::start(bin, spec)
+        let store = tokio::task::spawn_blocking(PgServer::start)
             .await
-            .map_err(|e| BenchError::peer("starting idmint server", e))?;
-        Ok(Self { server })
+            .map_err(|e| BenchError::io("starting PostgreSQL", std::io::Error::other(e)))?
+            .map_err(|e| BenchError::peer("starting the PostgreSQL store", e))?;
+        let keys = tempfile::tempdir().map_err(|e| BenchError::io("creating a key dir", e))?;
+        let root_key = keys.path().join("root.key");
+        idmint_testkit::server::write_root_key(&root_key)
+            .map_err(|e| BenchError::peer("writing the shared root key", e))?;
+        let mut started = Vec::with_capacity(servers);
+        for _ in 0..servers.max(1) {
+            let dir = tempfile::Builder::new()
+                .prefix("idmint-srv-")
+                .tempdir()
+                .map_err(|e| BenchError::io("creating a server dir", e))?;
+            let port =
+                idmint_testkit::free_port().map_err(|e| BenchError::peer("picking a port", e))?;
+            let config = spec
+                .write(dir.path(), port)
+                .map_err(|e| BenchError::peer("writing idmint.toml", e))?;
+            std::fs::copy(&root_key, dir.path().join("root.key"))
+                .map_err(|e| BenchError::io("copying the root key", e))?;
+            let audit = dir.path().join("audit.jsonl");
+            let mut env = spec.env.clone();
+            env.push(("IDMINT_STORE".into(), store.admin_url()));
+            // One at a time: the first one runs the store's migrations.
+            started.push(
+                IdmintServer::start_with_config(bin, dir, config, port, audit, env)
+                    .await
+                    .map_err(|e| BenchError::peer("starting idmint server on PostgreSQL", e))?,
+            );
+        }
+        let server = started.remove(0);
+        Ok(Self {
+            server,
+            replicas: started,
+            _store: Some(store),
+        })
+    }
+
+    /// Every server but the first: address and pid.
+    pub fn more(&self) -> Vec<(SocketAddr, Option<u32>)> {
+        self.replicas
+            .iter()
+            .map(|s| (SocketAddr::from((Ipv4Addr::LOCALHOST, s.port())), s.pid()))
+            .collect()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -235,6 +253,60 @@ pool_size = 8
     pub fn pid(&self) -> Option<u32> {
         self.server.pid()
     }
+}
+
+/// The comparison's server config, for one server or each of several.
+fn server_spec(
+    issuer: &Issuer,
+    pg: Option<&SharedPg>,
+    aws: Option<&SharedMoto>,
+) -> Result<ServerSpec> {
+    let mut spec = ServerSpec {
+        oidc: vec![OidcSpec::new(AUTH_NAME, &issuer.url()).preset("github-actions")],
+        roles: roles(),
+        policies: vec![("bench.cedar".to_string(), policy())],
+        oauth_algorithm: Some("ES256".into()),
+        reaper_interval: "5s".into(),
+        env: vec![("IDMINT_LOG".into(), "info".into())],
+        ..ServerSpec::default()
+    };
+    let ssh: idmint_testkit::toml::Table =
+        idmint_testkit::toml::from_str(&format!("name = \"{IDMINT_SSH_ISSUER}\"\n"))
+            .map_err(|e| BenchError::openbao("idmint config", e))?;
+    spec.issuers.push(("ssh".into(), ssh));
+    if let Some(pg) = pg {
+        let table: idmint_testkit::toml::Table = idmint_testkit::toml::from_str(&format!(
+            r#"
+name = "{IDMINT_PG_ISSUER}"
+host = "127.0.0.1"
+port = {port}
+database = "{PG_DATABASE}"
+admin_user = "{IDMINT_PG_ADMIN}"
+admin_password_env = "{ADMIN_PASSWORD_ENV}"
+pool_size = 8
+"#,
+            port = pg.port()
+        ))
+        .map_err(|e| BenchError::openbao("idmint config", e))?;
+        spec.issuers.push(("postgres".into(), table));
+        spec.env
+            .push((ADMIN_PASSWORD_ENV.into(), pg.idmint_password.clone()));
+    } else {
+        // Without PostgreSQL the database role would name an unknown
+        // issuer.
+        spec.roles = format!("{ROLES}{}", ssh_role());
+    }
+    if let Some(aws) = aws {
+        let table: idmint_testkit::toml::Table = idmint_testkit::toml::from_str(&aws.issuer_toml())
+            .map_err(|e| BenchError::openbao("idmint config", e))?;
+        spec.issuers.push(("aws".into(), table));
+        spec.roles.push_str(&super::aws::role());
+        if let Some((_, policy)) = spec.policies.first_mut() {
+            policy.push_str(&super::aws::policy());
+        }
+        spec.env.extend(aws.server_env());
+    }
+    Ok(spec)
 }
 
 #[cfg(test)]
