@@ -88,6 +88,19 @@ impl RunEnv {
     }
 }
 
+/// Writes `doc` to `--json-path`, or to `<name>.json` next to the default
+/// results file; returns where it went.
+fn write_named_results(common: &CommonArgs, name: &str, doc: serde_json::Value) -> Result<PathBuf> {
+    let path = common.json_path.clone().unwrap_or_else(|| {
+        report::default_json_path()
+            .parent()
+            .map(|d| d.join(format!("{name}.json")))
+            .unwrap_or_default()
+    });
+    report::write_value(&path, &doc)?;
+    Ok(path)
+}
+
 /// `idmint` next to this executable: `cargo build --release -p idmint -p
 /// idmint-bench` puts both in `target/release/`.
 fn default_server_binary() -> Result<PathBuf> {
@@ -319,19 +332,17 @@ async fn run(cli: &Cli) -> Result<()> {
             println!();
             print!("{}", jit::table(&rows));
             println!("latency: POST /api/v1/ssh/sessions until it answers (the agent created the account and its sudoers drop-in and reported ready); each lease is revoked right after; cleanup: from the last answer until no wl_ account or home is left on the host.");
-            let path = args.common.json_path.clone().unwrap_or_else(|| {
-                report::default_json_path()
-                    .parent()
-                    .map(|d| d.join("jit.json"))
-                    .unwrap_or_default()
-            });
-            let doc = serde_json::json!({
-                "date": date,
-                "machine": machine,
-                "command": command,
-                "jit": rows,
-            });
-            report::write_value(&path, &doc)?;
+            let path = write_named_results(
+                &args.common,
+                "jit",
+                serde_json::json!({
+                    "date": date,
+                    "machine": machine,
+                    "command": command,
+                    "jit": rows,
+                }),
+            )?;
+            eprintln!("results written to {}", path.display());
         }
         Command::Proxy(args) => {
             let settings = proxy::ProxyBenchArgs {
@@ -345,19 +356,16 @@ async fn run(cli: &Cli) -> Result<()> {
             println!("{}", machine.describe());
             println!();
             print!("{}", proxy::table(&rows));
-            let path = args.common.json_path.clone().unwrap_or_else(|| {
-                report::default_json_path()
-                    .parent()
-                    .map(|d| d.join("proxy.json"))
-                    .unwrap_or_default()
-            });
-            let doc = serde_json::json!({
-                "date": date,
-                "machine": machine,
-                "command": command,
-                "proxy": rows,
-            });
-            report::write_value(&path, &doc)?;
+            let path = write_named_results(
+                &args.common,
+                "proxy",
+                serde_json::json!({
+                    "date": date,
+                    "machine": machine,
+                    "command": command,
+                    "proxy": rows,
+                }),
+            )?;
             eprintln!("results written to {}", path.display());
         }
         Command::Scale(args) => {
