@@ -35,6 +35,11 @@ mod tokens;
 mod workload;
 
 use clap::Parser;
+
+/// As in the `idmint` binary: the proxy scenario runs `idmint-proxy` in this
+/// process, and should allocate the way `idmint proxy` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use cli::{Cli, Command, CommonArgs, OutputFormat};
 use error::{BenchError, Result};
 use report::{Machine, ResultsDocument};
