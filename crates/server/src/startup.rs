@@ -488,6 +488,10 @@ pub async fn build(
     .map_err(|e| ServerError::Startup(format!("audit log: {e}")))?;
 
     // Policy: the store's active bundle wins; the directory only seeds v1.
+    // Which version this start seeded, if any, goes into its `server_start`
+    // audit event: the bootstrap of who governs is audited like any
+    // activation.
+    let mut seeded_version = None;
     let stored = match store.active_bundle().await.map_err(startup)? {
         Some(b) => {
             if b.sources != sources {
@@ -507,6 +511,7 @@ pub async fn build(
                 )
                 .await
                 .map_err(startup)?;
+            seeded_version = seeded;
             store
                 .active_bundle()
                 .await
@@ -591,6 +596,10 @@ pub async fn build(
         detail: Some(serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "policy_version": state.bundle.load().version,
+            "policy_seeded": seeded_version.map(|v| serde_json::json!({
+                "version": v,
+                "from": cfg.policy_dir.display().to_string(),
+            })),
             "audit_public_key": base64_url(&state.audit.public_key()),
             "dev": dev,
         })),

@@ -405,10 +405,18 @@ async fn logout_revokes_the_session_and_survives_a_restart() -> anyhow::Result<(
     assert!(events_of(&events, "session_revoked")
         .iter()
         .any(|e| e["token_id"] == resp.token_id.as_str()));
+    let starts = events_of(&events, "server_start");
     assert!(
-        events_of(&events, "server_start").len() >= 2,
+        starts.len() >= 2,
         "one per start, chain continues across restarts"
     );
+    // The first start seeded policy version 1 from the directory (audited);
+    // the restart found it in the store and seeded nothing.
+    assert_eq!(
+        starts[0]["detail"]["policy_seeded"]["version"], 1,
+        "{starts:?}"
+    );
+    assert!(starts[1]["detail"]["policy_seeded"].is_null(), "{starts:?}");
     Ok(())
 }
 
