@@ -21,13 +21,12 @@
 
 use crate::error::{BenchError, Result};
 use crate::RunEnv;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use idmint_client::IdmintClient;
 use idmint_proto::ssh::SshSessionRequest;
 use idmint_proto::LoginRequest;
 use idmint_testkit::{
-    free_port, IdmintServer, JitNamespace, OidcSpec, Peer, ServerSpec, SshKey, TestJwks,
+    free_port, IdmintServer, JitNamespace, KeyAlg, OidcSpec, Peer, ServerSpec, SshKey, TestJwks,
+    TestKey,
 };
 use serde::Serialize;
 use std::io::Write;
@@ -78,10 +77,6 @@ pub struct JitRow {
     pub cleanup_s: f64,
 }
 
-fn fail(what: &'static str) -> impl FnOnce(idmint_testkit::TestkitError) -> BenchError {
-    move |source| BenchError::Peer { what, source }
-}
-
 fn http(what: &str) -> impl FnOnce(idmint_client::ClientError) -> BenchError + '_ {
     move |e| BenchError::Http {
         what: what.to_string(),
@@ -92,19 +87,21 @@ fn http(what: &str) -> impl FnOnce(idmint_client::ClientError) -> BenchError + '
 pub async fn run(args: &JitBenchArgs, env: &RunEnv) -> Result<Vec<JitRow>> {
     let jwks = TestJwks::start()
         .await
-        .map_err(fail("starting the OIDC issuer"))?;
-    let mut issuer = idmint_testkit::toml::Table::new();
+        .map_err(|e| BenchError::peer("starting the OIDC issuer", e))?;
+    use idmint_testkit::toml::{Table, Value};
+    let mut host = Table::new();
+    host.insert("name".into(), HOST.into());
+    host.insert("address".into(), "127.0.0.1".into());
+    let port = free_port().map_err(|e| BenchError::peer("picking a port", e))?;
+    host.insert("port".into(), Value::Integer(i64::from(port)));
+    host.insert(
+        "labels".into(),
+        Value::Table(Table::from_iter([("env".to_string(), "bench".into())])),
+    );
+    let mut issuer = Table::new();
     issuer.insert("name".into(), "ssh".into());
     issuer.insert("ready_timeout".into(), "20s".into());
-    let host: idmint_testkit::toml::Table = idmint_testkit::toml::from_str(&format!(
-        "name = \"{HOST}\"\naddress = \"127.0.0.1\"\nport = {}\nlabels = {{ env = \"bench\" }}\n",
-        free_port().map_err(fail("picking a port"))?
-    ))
-    .map_err(|e| BenchError::Mint(e.to_string()))?;
-    issuer.insert(
-        "hosts".into(),
-        idmint_testkit::toml::Value::Array(vec![host.into()]),
-    );
+    issuer.insert("hosts".into(), Value::Array(vec![Value::Table(host)]));
     let mut spec = ServerSpec::with_oidc(vec![
         OidcSpec::new("ci", &jwks.issuer()).preset("github-actions")
     ])
@@ -113,7 +110,7 @@ pub async fn run(args: &JitBenchArgs, env: &RunEnv) -> Result<Vec<JitRow>> {
     spec.policies = vec![("jit.cedar".to_string(), POLICY.to_string())];
     let server = IdmintServer::start(&env.idmint_bin, spec)
         .await
-        .map_err(fail("starting the idmint server"))?;
+        .map_err(|e| BenchError::peer("starting the idmint server", e))?;
     let url = server.base_url();
     let app = login(
         &server,
@@ -139,7 +136,8 @@ pub async fn run(args: &JitBenchArgs, env: &RunEnv) -> Result<Vec<JitRow>> {
     })?;
     let state = tempfile::tempdir().map_err(|e| BenchError::io("creating a state dir", e))?;
     let state_dir = state.path().join("agent-state");
-    let host_key = SshKey::generate(HOST).map_err(fail("generating the host key"))?;
+    let host_key =
+        SshKey::generate(HOST).map_err(|e| BenchError::peer("generating the host key", e))?;
     let join = admin
         .ssh_join_token(HOST)
         .await
@@ -189,12 +187,14 @@ async fn login(
 ) -> Result<IdmintClient> {
     let mut claims = jwks
         .standard_claims(subject)
-        .map_err(fail("building CI claims"))?;
+        .map_err(|e| BenchError::peer("building CI claims", e))?;
     claims["repository"] = repository.into();
     let token = jwks
         .sign_claims(&claims)
-        .map_err(fail("signing a CI token"))?;
-    let client = server.client().map_err(fail("building a client"))?;
+        .map_err(|e| BenchError::peer("signing a CI token", e))?;
+    let client = server
+        .client()
+        .map_err(|e| BenchError::peer("building a client", e))?;
     let resp = client
         .login(&LoginRequest {
             method: "oidc".into(),
@@ -250,18 +250,9 @@ fn enroll(
 /// A fresh client key per grant, as `idmint ssh` makes one (only its public
 /// half is sent; the bench never connects).
 fn fresh_public_key() -> Result<String> {
-    use ring::signature::{Ed25519KeyPair, KeyPair};
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 =
-        Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| BenchError::Mint("ed25519".into()))?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
-        .map_err(|_| BenchError::Mint("ed25519".into()))?;
-    let mut blob = Vec::new();
-    for part in [b"ssh-ed25519".as_slice(), pair.public_key().as_ref()] {
-        blob.extend_from_slice(&u32::try_from(part.len()).unwrap_or(0).to_be_bytes());
-        blob.extend_from_slice(part);
-    }
-    Ok(format!("ssh-ed25519 {}", STANDARD.encode(blob)))
+    let key = TestKey::generate(KeyAlg::EdDsa)
+        .map_err(|e| BenchError::peer("generating a client key", e))?;
+    crate::openbao::setup::openssh_ed25519(&key)
 }
 
 fn request() -> Result<SshSessionRequest> {

@@ -162,14 +162,14 @@ when {{ principal has actor && principal.actor == "octocat" }};
 /// `aws` is.
 ///
 /// With `servers > 1` (`all --idmint-servers N`, or `--idmint-postgres`
-/// for one) it is a deployment of N
-/// identical servers on one PostgreSQL *store* (a PostgreSQL of its own,
-/// not the issuers' target) sharing one root key, as in
-/// docs/deployment.md; the load is spread over them connection by
-/// connection.
+/// for one) it is a deployment of N identical servers on one PostgreSQL
+/// *store* (a PostgreSQL of its own, not the issuers' target) sharing one
+/// root key, as in docs/deployment.md; the load is spread over them
+/// connection by connection.
 pub struct IdmintTarget {
     pub server: IdmintServer,
-    pub replicas: Vec<IdmintServer>,
+    /// The other servers of a multi-server deployment.
+    replicas: Vec<IdmintServer>,
     /// The store of a multi-server deployment; dropped after the servers.
     _store: Option<PgServer>,
 }
@@ -201,14 +201,15 @@ impl IdmintTarget {
         }
         let store = tokio::task::spawn_blocking(PgServer::start)
             .await
-            .map_err(|e| BenchError::io("starting PostgreSQL", std::io::Error::other(e)))?
+            .map_err(|e| BenchError::openbao("PostgreSQL", format!("the start task failed: {e}")))?
             .map_err(|e| BenchError::peer("starting the PostgreSQL store", e))?;
         let keys = tempfile::tempdir().map_err(|e| BenchError::io("creating a key dir", e))?;
         let root_key = keys.path().join("root.key");
         idmint_testkit::server::write_root_key(&root_key)
             .map_err(|e| BenchError::peer("writing the shared root key", e))?;
+        let servers = servers.max(1);
         let mut started = Vec::with_capacity(servers);
-        for _ in 0..servers.max(1) {
+        for _ in 0..servers {
             let dir = tempfile::Builder::new()
                 .prefix("idmint-srv-")
                 .tempdir()

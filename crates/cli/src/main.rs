@@ -20,6 +20,7 @@ mod sso;
 
 use clap::Parser;
 use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
 
 /// Every `idmint` process (server, agent, proxy, client) allocates through
 /// mimalloc: the server's request paths make many small, short-lived
@@ -27,7 +28,6 @@ use std::process::ExitCode;
 /// the CPU of an SSH certificate (see docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
